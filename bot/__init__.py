@@ -1,0 +1,1 @@
+"""Séance: AI models in conversation, on Discord and in the terminal."""

@@ -1,0 +1,259 @@
+"""What each AI sees: its request, built from the room's history from its own seat.
+
+An AI's own replies are ``assistant`` turns; everything else arrives as ``user``
+turns prefixed with the speaker's label, merged so roles alternate, and trimmed
+from the oldest to the model's budget. Also here: the hygiene applied to what a
+model writes before anyone sees it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .catalog import ModelInfo
+from .events import Picture
+
+if TYPE_CHECKING:
+    from .room import Participant
+
+SYSTEM_NAME = "Séance"
+CHARS_PER_TOKEN = 4  # a rough estimate that errs on the side of sending less
+IMAGE_TOKENS = 1000
+MAX_STOP_SEQUENCES = 4
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # "user" | "assistant"
+    content: str
+    pictures: tuple[Picture, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A provider-neutral chat request; each provider adapter turns it into its wire format."""
+
+    model: ModelInfo
+    system: str
+    messages: tuple[Message, ...]
+    temperature: float | None
+    max_tokens: int
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None  # as reported by the provider, if it reports one
+
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.cached_input_tokens += other.cached_input_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+        self.output_tokens += other.output_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+        if other.cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + other.cost_usd
+
+
+@dataclass
+class Entry:
+    """One item of the room's history.
+
+    ``kind`` is one of: ``opening`` (pinned, never trimmed), ``reply``,
+    ``human``, ``notice`` (a bracketed context notice), ``image`` and
+    ``private`` (seen only by ``audience``, e.g. the outcome of its commands).
+    """
+
+    kind: str
+    text: str
+    speaker: int | None = None
+    name: str = ""
+    own_text: str | None = None
+    audience: int | None = None
+    exclude: int | None = None
+    picture: Picture | None = field(default=None, repr=False)
+
+    @property
+    def pinned(self) -> bool:
+        return self.kind == "opening"
+
+    def view(self, seat: int) -> tuple[str, str] | None:
+        """(role, text) of this entry for the AI in ``seat``, or None if it does not see it."""
+        if self.audience is not None and self.audience != seat:
+            return None
+        if self.exclude == seat:
+            return None
+        if self.kind == "reply":
+            if self.speaker == seat:
+                return ("assistant", self.own_text or self.text)
+            return ("user", f"[{self.name}]: {self.text}")
+        if self.kind == "human":
+            return ("user", f"[{self.name}]: {self.text}")
+        if self.kind == "private":
+            return ("user", f"[{SYSTEM_NAME}]: {self.text}")
+        return ("user", self.text)
+
+    def tokens(self) -> int:
+        return len(self.text) // CHARS_PER_TOKEN + 4
+
+
+def estimate_tokens(text: str) -> int:
+    return len(text) // CHARS_PER_TOKEN + 1
+
+
+def token_budget(model: ModelInfo, cap: int) -> int:
+    """Context tokens available for history: the window less the reply, within the room's cap."""
+    return max(1024, min(model.context_window - model.max_output, cap))
+
+
+def build_messages(
+    history: list[Entry], seat: int, budget: int, vision: bool, max_pictures: int
+) -> tuple[Message, ...]:
+    """The history from ``seat``'s view, newest entries kept first, pinned ones always."""
+    kept: list[tuple[int, str, str, Picture | None]] = []
+    used = 0
+    pictures = 0
+    for index in range(len(history) - 1, -1, -1):
+        entry = history[index]
+        if entry.pinned:
+            continue
+        seen = entry.view(seat)
+        if seen is None:
+            continue
+        cost = entry.tokens()
+        picture = None
+        if vision and entry.picture is not None and pictures < max_pictures:
+            picture = entry.picture
+            pictures += 1
+            cost += IMAGE_TOKENS
+        if used + cost > budget:
+            break
+        used += cost
+        kept.append((index, *seen, picture))
+    for index, entry in enumerate(history):
+        if entry.pinned and (seen := entry.view(seat)) is not None:
+            kept.append((index, *seen, None))
+    kept.sort(key=lambda item: item[0])
+    return _merge([(role, text, picture) for _, role, text, picture in kept])
+
+
+def _merge(items: list[tuple[str, str, Picture | None]]) -> tuple[Message, ...]:
+    """Join neighbours of the same role so user and assistant alternate."""
+    merged: list[tuple[str, list[str], list[Picture]]] = []
+    for role, text, picture in items:
+        if merged and merged[-1][0] == role:
+            merged[-1][1].append(text)
+        else:
+            merged.append((role, [text], []))
+        if picture is not None:
+            merged[-1][2].append(picture)
+    messages = [Message(role, "\n\n".join(texts), tuple(pics)) for role, texts, pics in merged]
+    if not messages or messages[-1].role == "assistant":
+        # Most APIs treat a trailing assistant turn as text to continue; ask for a new one.
+        messages.append(Message("user", f"[{SYSTEM_NAME}]: It is your turn again."))
+    return tuple(messages)
+
+
+# --- the system prompt ---------------------------------------------------------
+
+COMMAND_HELP = {
+    "image": '!image "a description" - create a picture that everyone in the room sees.',
+    "prompt": '!prompt "text" - add a lasting note to your own system prompt (your last 5 are kept).',
+    "temperature": "!temperature 1.2 - set your own sampling temperature, 0 to 2, from your next turn.",
+    "add_ai": '!add_ai "Model name" "invitation" - invite another AI into the room (at most {max_ais} AIs).',
+    "mute_self": "!mute_self - skip your next turn.",
+    "list_models": "!list_models - receive the names of the models you can invite.",
+}
+
+
+def command_docs(enabled: frozenset[str], model_names: list[str], max_ais: int, max_commands: int) -> str:
+    if not enabled:
+        return ""
+    lines = ["You can act on the room with these commands, each at the start of a line of your reply:"]
+    lines += [COMMAND_HELP[name].format(max_ais=max_ais) for name in COMMAND_HELP if name in enabled]
+    if "add_ai" in enabled:
+        lines.append("Models you can invite: " + ", ".join(model_names) + ".")
+    lines.append(
+        f"Commands are applied in the order written, at most {max_commands} per reply, "
+        "and you are told how each one went. Commands inside code blocks or quotes are ignored."
+    )
+    return "\n".join(lines)
+
+
+def system_prompt(
+    scenario_text: str, participant: Participant, others: list[str], humans: list[str], docs: str
+) -> str:
+    parts = [scenario_text.strip()] if scenario_text.strip() else []
+    if participant.persona.strip():
+        parts.append(participant.persona.strip())
+    present = ", ".join(others) if others else "nobody else yet"
+    seat = (
+        f"You are {participant.label}. Also present: {present}."
+        + (f" People in the room: {', '.join(humans)}." if humans else "")
+        + f' Messages from others arrive prefixed with their name in brackets, like "[{others[0] if others else "AI-2 (Model)"}]: ".'
+        " Write only your own message, without a name in front, and never write lines for anyone else."
+    )
+    parts.append(seat)
+    if participant.additions:
+        parts.append("Notes you chose to keep (!prompt):\n" + "\n".join(f"- {a}" for a in participant.additions))
+    if docs:
+        parts.append(docs)
+    return "\n\n".join(parts)
+
+
+def stop_sequences(others: list[str]) -> tuple[str, ...]:
+    """Stop where a model starts writing another participant's line."""
+    return tuple(f"\n[{label}]" for label in others[:MAX_STOP_SEQUENCES])
+
+
+# --- reply hygiene -------------------------------------------------------------
+
+_THINK = re.compile(r"<think(?:ing)?>.*?(?:</think(?:ing)?>|\Z)", re.DOTALL | re.IGNORECASE)
+_LABEL_LINE = re.compile(
+    r"^[ \t]*[*_]{0,3}(?P<open>\[)?[*_]{0,3}AI-(?P<n>\d+)(?P<model>[ \t]*\([^)\n]{1,80}\))?"
+    r"[*_]{0,3}\]?[*_]{0,3}[ \t]*(?P<colon>:)?[*_]{0,3}[ \t]*",
+    re.MULTILINE,
+)
+
+
+_LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
+
+
+def clean_reply(text: str, seat: int, humans: tuple[str, ...] = ()) -> str:
+    """Strip reasoning tags, a leading own label, and anything written as someone else."""
+    text = _trim(_THINK.sub("", text))
+    lead = _LABEL_LINE.match(text)
+    if lead and int(lead["n"]) == seat and (lead["colon"] or _ends_line(text, lead.end())):
+        text = _trim(text[lead.end() :])
+    cut = _impersonation_start(text, seat, humans)
+    return _trim(text[:cut] if cut is not None else text)
+
+
+def _trim(text: str) -> str:
+    """Drop blank lines around the text but keep the indentation of its first line (ASCII art)."""
+    return _LEADING_BLANK_LINES.sub("", text).rstrip()
+
+
+def _ends_line(text: str, pos: int) -> bool:
+    return pos >= len(text) or text[pos] == "\n"
+
+
+def _impersonation_start(text: str, seat: int, humans: tuple[str, ...]) -> int | None:
+    """Offset of the first line where the model writes as another participant."""
+    for match in _LABEL_LINE.finditer(text):
+        if int(match["n"]) == seat or not (match["open"] or match["model"]):
+            continue  # a bare "AI-2:" is more often addressed to AI-2 than written as it
+        if match["colon"] or _ends_line(text, match.end()):
+            return match.start()
+    for name in humans:
+        found = re.search(rf"^[ \t]*\[{re.escape(name)}\][ \t]*:", text, re.MULTILINE)
+        if found:
+            return found.start()
+    return None

@@ -1,0 +1,137 @@
+"""What the engine tells the outside world, and the exact wording of its notices.
+
+Every stage (terminal, Discord) renders these same events, so a notice reads the
+same everywhere. The formats follow the reference transcript
+(``shared/reference/seed-notes.md``): emoji lines are for spectators only,
+bracketed lines also enter the other AIs' context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+IMAGE_NOTICE_CUT = 50
+
+
+@dataclass(frozen=True)
+class Picture:
+    """Image bytes as they travel between image providers, the engine and stages."""
+
+    data: bytes = field(repr=False)
+    mime: str = "image/png"
+    offline: bool = False
+
+    @property
+    def extension(self) -> str:
+        return {"image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}.get(self.mime, "png")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A line about the room rather than in it. ``context`` lines are also seen by AIs."""
+
+    text: str
+    context: bool = False
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An AI's message, as spectators and other AIs see it."""
+
+    number: int
+    label: str
+    model: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Said:
+    """A human message injected into the room (a moderator's, or the open floor)."""
+
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ImageMade:
+    """A finished picture, posted under the label of the AI that asked for it."""
+
+    number: int
+    label: str
+    caption: str
+    prompt: str
+    picture: Picture
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """Not for display: asks the runner to make a picture and report back to the room."""
+
+    job_id: int
+    number: int
+    prompt: str
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    """The room was paused, resumed or stopped; ``reason`` is already in a Notice."""
+
+    state: str
+    reason: str = ""
+
+
+Event = Notice | Reply | Said | ImageMade | ImageJob | StateChanged
+
+
+# --- notice wording ---------------------------------------------------------
+
+
+def image_pending(label: str, prompt: str) -> str:
+    shown = prompt if len(prompt) <= IMAGE_NOTICE_CUT else prompt[:IMAGE_NOTICE_CUT] + "..."
+    return f'🎨 [{label}]: !image "{shown}" (generating...)'
+
+
+def image_created(label: str, offline: bool) -> str:
+    suffix = " (offline placeholder: no image model is configured)" if offline else ""
+    return f"🎨 {label} created an image{suffix}"
+
+
+def image_caption(label: str, prompt: str) -> str:
+    return f'[{label}]: !image "{prompt}"'
+
+
+def image_failed(label: str, reason: str) -> str:
+    return f"🎨 {label} could not create an image: {reason}"
+
+
+def temperature_context(short: str) -> str:
+    return f"[{short} adjusted their temperature]"
+
+
+def temperature_spectator(short: str, value: float) -> str:
+    return f"🌡️ [{short}]: !temperature {value:g}"
+
+
+def prompt_context(short: str) -> str:
+    return f"[{short} modified their system prompt]"
+
+
+def prompt_spectator(short: str, text: str) -> str:
+    return f'💭 [{short}]: !prompt "{text}"'
+
+
+def add_ai_spectator(short: str, model: str, invitation: str | None) -> str:
+    tail = f' "{invitation}"' if invitation else ""
+    return f'✨ [{short}]: !add_ai "{model}"{tail}'
+
+
+def max_ais(limit: int) -> str:
+    return f"Maximum of {limit} AIs already reached"
+
+
+def refused(short: str, raw: str, reason: str) -> str:
+    return f"⚠️ [{short}]: {raw.strip()} was not applied: {reason}"
+
+
+def turn_failed(label: str, reason: str) -> str:
+    return f"⚠️ {label} could not reply: {reason}"

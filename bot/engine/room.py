@@ -1,0 +1,511 @@
+"""A room: its participants, whose turn it is, and what their commands do.
+
+The room is a state machine without I/O. A runner asks it for the next turn,
+sends the request to a provider, and hands the reply back; the room applies the
+reply's commands in the order written and queues events (notices, replies,
+picture jobs) for the runner to show. Moderator and vote hooks queue events the
+same way, so every stage renders the same room.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from . import events as ev
+from .catalog import Catalog, ModelInfo, UnknownModel
+from .commands import COMMAND_NAMES, Command, parse_commands, visible_text
+from .context import (
+    ChatRequest,
+    Entry,
+    Usage,
+    build_messages,
+    clean_reply,
+    command_docs,
+    stop_sequences,
+    system_prompt,
+    token_budget,
+)
+from .scenarios import Scenario
+
+MIN_IMAGE_PROMPT = 3
+MAX_ADDITION = 1000
+KEPT_ADDITIONS = 5
+
+
+class RoomError(Exception):
+    """A request from outside (a moderator) that cannot be done; the message says why."""
+
+
+@dataclass
+class RoomSettings:
+    max_ais: int = 5
+    max_commands: int = 6
+    max_turns: int | None = None
+    commands: frozenset[str] = frozenset(COMMAND_NAMES)
+    context_tokens: int = 60_000
+    vision_pictures: int = 3
+    budget_usd: float | None = None
+    default_temperature: float = 1.0
+
+
+@dataclass
+class Participant:
+    number: int
+    model: ModelInfo
+    persona: str = ""
+    temperature: float = 1.0
+    additions: list[str] = field(default_factory=list)
+    muted: bool = False
+    skip_next: bool = False
+    present: bool = True
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    turns: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"AI-{self.number} ({self.model.name})"
+
+    @property
+    def short(self) -> str:
+        return f"AI-{self.number}"
+
+
+@dataclass(frozen=True)
+class Turn:
+    number: int
+    label: str
+    request: ChatRequest
+    votes: int = 0
+
+
+class Room:
+    def __init__(
+        self,
+        catalog: Catalog,
+        scenario: Scenario,
+        settings: RoomSettings | None = None,
+        topic: str | None = None,
+    ):
+        self.catalog = catalog
+        self.scenario = scenario
+        self.settings = settings or RoomSettings()
+        self.topic = topic
+        self.state = "running"
+        self.participants: dict[int, Participant] = {}
+        self.history: list[Entry] = [Entry("opening", scenario.opening_for(topic))]
+        self.humans: list[str] = []
+        self.turns_taken = 0
+        self.usage = Usage()
+        self.cost_usd = 0.0
+        self.votes: dict[str, int] = {}
+        self._queue: deque[int] = deque()
+        self._forced: int | None = None
+        self._next_number = 1
+        self._next_job = 1
+        self._jobs: dict[int, tuple[int, str]] = {}
+        self._outbox: list[ev.Event] = []
+
+    # --- reading -----------------------------------------------------------
+
+    def take_events(self) -> list[ev.Event]:
+        """Everything that happened since the last call, in order."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    @property
+    def present(self) -> list[Participant]:
+        return [p for p in self.participants.values() if p.present]
+
+    def participant(self, ref: int | str) -> Participant:
+        """Look up a present AI by number, "AI-2", or its full label."""
+        text = str(ref).strip()
+        number = text.removeprefix("AI-").split(" ", 1)[0] if text.upper().startswith("AI-") else text
+        if number.isdigit() and (p := self.participants.get(int(number))) and p.present:
+            return p
+        raise RoomError(f"There is no AI called {text} in this room.")
+
+    def tally(self) -> Counter[int]:
+        return Counter(self.votes.values())
+
+    def upcoming(self) -> int | None:
+        """Who would speak next if nothing changes (for status displays)."""
+        if self._forced is not None:
+            return self._forced
+        leader = self._vote_winner()
+        if leader is not None:
+            return leader
+        queue = [n for n in self._queue if self._can_speak(n)]
+        if queue:
+            return queue[0]
+        return next((p.number for p in self.present if not p.muted), None)
+
+    # --- membership --------------------------------------------------------
+
+    def add(self, model_name: str, invitation: str | None = None, by: str | None = None) -> Participant:
+        """Admit a model; raises RoomError when the room is full or the name is unknown."""
+        if len(self.present) >= self.settings.max_ais:
+            raise RoomError(ev.max_ais(self.settings.max_ais))
+        try:
+            model = self.catalog.get(model_name)
+        except UnknownModel as exc:
+            raise RoomError(str(exc)) from None
+        participant = self._admit(model, invitation, by)
+        if by is not None:
+            self._notice(f"✨ {by} added {participant.label}")
+        return participant
+
+    def _admit(self, model: ModelInfo, invitation: str | None, inviter: str | None) -> Participant:
+        number = self._next_number
+        self._next_number += 1
+        participant = Participant(
+            number=number,
+            model=model,
+            persona=self.scenario.persona(number),
+            temperature=self.settings.default_temperature,
+        )
+        self.participants[number] = participant
+        if invitation or inviter:
+            who = inviter or "The room"
+            note = f"{who} invited you into this conversation"
+            self.history.append(
+                Entry("private", f"{note}: {invitation}" if invitation else f"{note}.", audience=number)
+            )
+        self._queue.append(number)
+        return participant
+
+    def remove(self, ref: int | str, by: str = "a moderator") -> Participant:
+        participant = self.participant(ref)
+        participant.present = False
+        self._drop_from_queue(participant.number)
+        self._context_notice(f"[{participant.label} has left the room]")
+        self._notice(f"👋 {participant.label} was removed by {by}")
+        if not self.present:
+            self.stop("no AIs are left in the room")
+        return participant
+
+    def mute(self, ref: int | str, by: str = "a moderator") -> Participant:
+        participant = self.participant(ref)
+        participant.muted = True
+        self._notice(f"🔇 {participant.label} was muted by {by}")
+        return participant
+
+    def unmute(self, ref: int | str, by: str = "a moderator") -> Participant:
+        participant = self.participant(ref)
+        participant.muted = False
+        self._notice(f"🔊 {participant.label} was unmuted by {by}")
+        return participant
+
+    # --- steering from outside ----------------------------------------------
+
+    def pause(self, reason: str) -> None:
+        if self.state != "running":
+            return
+        self.state = "paused"
+        self._notice(f"⏸️ The room is paused: {reason}")
+        self._outbox.append(ev.StateChanged("paused", reason))
+
+    def resume(self, by: str | None = None) -> None:
+        if self.state == "stopped":
+            raise RoomError("This room has stopped; start a new one.")
+        if self.state == "running":
+            return
+        self.state = "running"
+        self._notice("▶️ The room resumes" + (f" ({by})" if by else ""))
+        self._outbox.append(ev.StateChanged("running", by or ""))
+
+    def stop(self, reason: str) -> None:
+        if self.state == "stopped":
+            return
+        self.state = "stopped"
+        self._notice(f"⏹️ The room has ended: {reason}")
+        self._outbox.append(ev.StateChanged("stopped", reason))
+
+    def inject(self, name: str, text: str, echo: bool = True) -> None:
+        """A human speaks: the AIs see it under ``name``; ``echo`` shows it to spectators too."""
+        text = text.strip()
+        if not text:
+            raise RoomError("There is nothing to say.")
+        if name not in self.humans:
+            self.humans.append(name)
+        self.history.append(Entry("human", text, name=name))
+        if echo:
+            self._outbox.append(ev.Said(name, text))
+
+    def choose_next(self, ref: int | str, by: str = "a moderator") -> Participant:
+        participant = self.participant(ref)
+        self._forced = participant.number
+        self._notice(f"⏭️ {by} chose {participant.label} to speak next")
+        return participant
+
+    def vote(self, voter: str, ref: int | str) -> Participant | None:
+        """Record ``voter``'s vote for the next speaker; their latest vote counts."""
+        try:
+            participant = self.participant(ref)
+        except RoomError:
+            return None
+        self.votes[voter] = participant.number
+        return participant
+
+    def unvote(self, voter: str, ref: int | str) -> None:
+        try:
+            number = self.participant(ref).number
+        except RoomError:
+            return
+        if self.votes.get(voter) == number:
+            del self.votes[voter]
+
+    def set_temperature(self, ref: int | str, value: float, by: str = "a moderator") -> Participant:
+        participant = self.participant(ref)
+        if not 0 <= value <= 2:
+            raise RoomError("Temperature must be between 0 and 2.")
+        participant.temperature = value
+        self._context_notice(ev.temperature_context(participant.short))
+        self._notice(f"🌡️ {by} set {participant.short}'s temperature to {value:g}")
+        return participant
+
+    def set_prompt(self, ref: int | str, text: str, by: str = "a moderator") -> Participant:
+        """Replace an AI's persona (its remembered !prompt notes stay)."""
+        participant = self.participant(ref)
+        participant.persona = text.strip()
+        self._context_notice(f"[{participant.short}'s system prompt was changed by {by}]")
+        self._notice(f'💭 {by} set {participant.short}\'s prompt: "{text.strip()}"')
+        return participant
+
+    # --- turns -------------------------------------------------------------
+
+    def next_turn(self) -> Turn | None:
+        """The next AI's turn with its request, or None if the room is not running."""
+        if self.state != "running":
+            return None
+        if self.settings.max_turns is not None and self.turns_taken >= self.settings.max_turns:
+            self.stop(f"reached the limit of {self.settings.max_turns} turns")
+            return None
+        number, votes = self._pick()
+        if number is None:
+            self.pause("every AI is muted or gone")
+            return None
+        participant = self.participants[number]
+        if votes:
+            self._notice(f"🗳️ {participant.label} speaks next by vote ({_count(votes, 'vote')})")
+        self.votes.clear()
+        return Turn(number, participant.label, self.request_for(participant), votes)
+
+    def _pick(self) -> tuple[int | None, int]:
+        if self._forced is not None:
+            number, self._forced = self._forced, None
+            if self._can_speak(number):
+                self._drop_from_queue(number)
+                return number, 0
+        leader = self._vote_winner()
+        if leader is not None:
+            self._drop_from_queue(leader)
+            return leader, self.tally()[leader]
+        for _ in range(2):  # the rest of this round, then a fresh one
+            while self._queue:
+                number = self._queue.popleft()
+                if not self._can_speak(number):
+                    continue
+                participant = self.participants[number]
+                if participant.skip_next:
+                    participant.skip_next = False
+                    self._notice(f"🔇 {participant.label} sits this turn out (!mute_self)")
+                    continue
+                return number, 0
+            self._queue.extend(p.number for p in self.present)
+        return None, 0
+
+    def _vote_winner(self) -> int | None:
+        ranked = [(n, c) for n, c in self.tally().most_common() if self._can_speak(n)]
+        if not ranked or (len(ranked) > 1 and ranked[0][1] == ranked[1][1]):
+            return None
+        return ranked[0][0]
+
+    def _can_speak(self, number: int) -> bool:
+        participant = self.participants.get(number)
+        return participant is not None and participant.present and not participant.muted
+
+    def _drop_from_queue(self, number: int) -> None:
+        self._queue = deque(n for n in self._queue if n != number)
+
+    def request_for(self, participant: Participant) -> ChatRequest:
+        others = [p.label for p in self.present if p.number != participant.number]
+        enabled = self.settings.commands
+        docs = command_docs(enabled, self.catalog.names, self.settings.max_ais, self.settings.max_commands)
+        system = system_prompt(self.scenario.system, participant, others, self.humans, docs)
+        model = participant.model
+        budget = token_budget(model, self.settings.context_tokens) - len(system) // 4
+        messages = build_messages(
+            self.history, participant.number, budget, model.vision, self.settings.vision_pictures
+        )
+        return ChatRequest(
+            model=model,
+            system=system,
+            messages=messages,
+            temperature=participant.temperature if model.temperature else None,
+            max_tokens=model.max_output,
+            stop=stop_sequences(others),
+        )
+
+    def complete_turn(self, turn: Turn, raw_text: str, usage: Usage | None = None) -> None:
+        """Apply an AI's reply: hygiene, its commands in order, then the reply itself."""
+        participant = self.participants[turn.number]
+        self._count_turn(participant, usage)
+        text = clean_reply(raw_text, participant.number, tuple(self.humans))
+        if not text:
+            self._notice(ev.turn_failed(participant.label, "its reply was empty"))
+            self._check_budget()
+            return
+        commands = parse_commands(text)
+        outcomes = [self._apply(participant, i, cmd) for i, cmd in enumerate(commands)]
+        shown = visible_text(text, commands)
+        if participant.present and shown:
+            self.history.append(
+                Entry("reply", shown, speaker=participant.number, name=participant.label, own_text=text)
+            )
+            self._outbox.append(ev.Reply(participant.number, participant.label, participant.model.name, shown))
+        elif participant.present:
+            self.history.append(Entry("reply", "", speaker=participant.number, name=participant.label, own_text=text))
+        if outcomes:
+            lines = "\n".join(f"- {cmd.raw.strip()[:120]}: {outcome}" for cmd, outcome in zip(commands, outcomes))
+            self.history.append(Entry("private", "How your commands went:\n" + lines, audience=participant.number))
+        self._check_budget()
+
+    def fail_turn(self, turn: Turn, reason: str, pause: bool = False) -> None:
+        """A turn that produced no reply; ``pause`` for failures that retrying will not fix."""
+        participant = self.participants[turn.number]
+        self._count_turn(participant, None)
+        self._notice(ev.turn_failed(participant.label, reason))
+        if pause:
+            self.pause(f"{participant.label}'s provider needs attention ({reason})")
+
+    def _count_turn(self, participant: Participant, usage: Usage | None) -> None:
+        self.turns_taken += 1
+        participant.turns += 1
+        if usage is None:
+            return
+        cost = usage.cost_usd
+        if cost is None:
+            cost = participant.model.cost(usage.input_tokens + usage.cached_input_tokens, usage.output_tokens)
+        participant.usage.add(usage)
+        participant.cost_usd += cost
+        self.usage.add(usage)
+        self.cost_usd += cost
+
+    def _check_budget(self) -> None:
+        budget = self.settings.budget_usd
+        if budget is not None and self.cost_usd >= budget:
+            self.pause(f"the budget of ${budget:.2f} is spent (${self.cost_usd:.4f} so far)")
+
+    # --- pictures ----------------------------------------------------------
+
+    def image_done(self, job_id: int, picture: ev.Picture) -> None:
+        number, prompt = self._jobs.pop(job_id)
+        participant = self.participants[number]
+        caption = ev.image_caption(participant.label, prompt)
+        self._notice(ev.image_created(participant.label, picture.offline))
+        self.history.append(Entry("image", caption, speaker=number, name=participant.label, picture=picture))
+        self._outbox.append(ev.ImageMade(number, participant.label, caption, prompt, picture))
+
+    def image_failed(self, job_id: int, reason: str) -> None:
+        number, prompt = self._jobs.pop(job_id)
+        participant = self.participants[number]
+        self._notice(ev.image_failed(participant.label, reason))
+        self.history.append(
+            Entry("private", f'Your picture "{prompt[:80]}" could not be made: {reason}', audience=number)
+        )
+
+    @property
+    def pending_images(self) -> int:
+        return len(self._jobs)
+
+    # --- commands ----------------------------------------------------------
+
+    def _apply(self, participant: Participant, index: int, command: Command) -> str:
+        """Apply one command and return the outcome the issuing AI is told."""
+        if index >= self.settings.max_commands:
+            return self._refuse(participant, command, f"only {self.settings.max_commands} commands per reply")
+        if command.name not in self.settings.commands:
+            return self._refuse(participant, command, f"!{command.name} is switched off in this room")
+        if command.error:
+            return self._refuse(participant, command, command.error)
+        handler = getattr(self, f"_cmd_{command.name}")
+        return handler(participant, command)
+
+    def _refuse(self, participant: Participant, command: Command, reason: str) -> str:
+        self._notice(ev.refused(participant.short, command.raw, reason))
+        return f"not applied: {reason}."
+
+    def _cmd_image(self, participant: Participant, command: Command) -> str:
+        prompt = command.args[0].strip()
+        if len(prompt) < MIN_IMAGE_PROMPT:
+            return self._refuse(participant, command, f"the description needs at least {MIN_IMAGE_PROMPT} characters")
+        job_id = self._next_job
+        self._next_job += 1
+        self._jobs[job_id] = (participant.number, prompt)
+        self._notice(ev.image_pending(participant.label, prompt))
+        self._outbox.append(ev.ImageJob(job_id, participant.number, prompt))
+        return "the picture is being made; everyone will see it when it is ready."
+
+    def _cmd_prompt(self, participant: Participant, command: Command) -> str:
+        text = command.args[0].strip()
+        cut = len(text) > MAX_ADDITION
+        text = text[:MAX_ADDITION]
+        participant.additions = (participant.additions + [text])[-KEPT_ADDITIONS:]
+        self._context_notice(ev.prompt_context(participant.short), exclude=participant.number)
+        self._notice(ev.prompt_spectator(participant.short, text))
+        kept = f"kept in your system prompt (your last {KEPT_ADDITIONS} notes are kept)"
+        return kept + (f"; it was cut to {MAX_ADDITION} characters." if cut else ".")
+
+    def _cmd_temperature(self, participant: Participant, command: Command) -> str:
+        value = float(command.args[0])
+        if not 0 <= value <= 2:
+            return self._refuse(participant, command, "temperature must be between 0 and 2")
+        if not participant.model.temperature:
+            reason = f"{participant.model.name} ignores temperature, so it was left as it is"
+            return self._refuse(participant, command, reason)
+        participant.temperature = value
+        self._context_notice(ev.temperature_context(participant.short), exclude=participant.number)
+        self._notice(ev.temperature_spectator(participant.short, value))
+        return f"your temperature is {value:g} from your next turn."
+
+    def _cmd_add_ai(self, participant: Participant, command: Command) -> str:
+        name = command.args[0].strip()
+        invitation = command.args[1].strip() if len(command.args) > 1 else None
+        if len(self.present) >= self.settings.max_ais:
+            self._notice(ev.max_ais(self.settings.max_ais))
+            return f"not applied: the room already has the maximum of {self.settings.max_ais} AIs."
+        try:
+            model = self.catalog.get(name)
+        except UnknownModel as exc:
+            return self._refuse(participant, command, _unknown_reason(exc))
+        newcomer = self._admit(model, invitation, participant.label)
+        self._notice(ev.add_ai_spectator(participant.short, model.name, invitation))
+        return f"{newcomer.label} joined and will speak at the end of this round."
+
+    def _cmd_mute_self(self, participant: Participant, command: Command) -> str:
+        participant.skip_next = True
+        return "you will skip your next turn."
+
+    def _cmd_list_models(self, participant: Participant, command: Command) -> str:
+        return "models you can invite: " + ", ".join(self.catalog.names) + "."
+
+    # --- helpers -----------------------------------------------------------
+
+    def _notice(self, text: str) -> None:
+        self._outbox.append(ev.Notice(text))
+
+    def _context_notice(self, text: str, exclude: int | None = None) -> None:
+        """A bracketed notice: spectators see it and so do the AIs (but the one it is about)."""
+        self._outbox.append(ev.Notice(text, context=True))
+        self.history.append(Entry("notice", text, exclude=exclude))
+
+
+def _unknown_reason(exc: UnknownModel) -> str:
+    hint = f"; closest: {', '.join(exc.suggestions)}" if exc.suggestions else ""
+    return f'there is no model called "{exc.name}"{hint}'
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

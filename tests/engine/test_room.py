@@ -1,0 +1,440 @@
+"""The room: turn order, each command's effect and failure, notices, votes and hooks."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot import data
+from bot.engine import (
+    ImageJob,
+    ImageMade,
+    Notice,
+    Picture,
+    Reply,
+    Room,
+    RoomError,
+    RoomSettings,
+    Said,
+    Usage,
+)
+from bot.engine.scenarios import Scenario
+
+SCENARIO = Scenario("test", "Test", system="You are in a test room.", opening="Topic: {topic}")
+
+
+def make_room(*models: str, **settings) -> Room:
+    room = Room(data.catalog(), SCENARIO, RoomSettings(**settings), topic="tides")
+    for model in models or ("Gemini 3 Flash", "Gemini 3 Flash"):
+        room.add(model)
+    return room
+
+
+def speak(room: Room, text: str, usage: Usage | None = None) -> tuple[int, list]:
+    """Take the next turn with ``text`` as the reply; return who spoke and the events."""
+    turn = room.next_turn()
+    assert turn is not None
+    room.take_events()
+    room.complete_turn(turn, text, usage)
+    return turn.number, room.take_events()
+
+
+def texts(events) -> list[str]:
+    return [e.text for e in events if isinstance(e, Notice)]
+
+
+def order(room: Room, turns: int) -> list[int]:
+    return [speak(room, "fine.")[0] for _ in range(turns)]
+
+
+# --- turn order -----------------------------------------------------------------
+
+
+def test_round_robin_from_ai_1():
+    room = make_room("Gemini 3 Flash", "DeepSeek R1", "Claude Haiku 4.5")
+    assert order(room, 7) == [1, 2, 3, 1, 2, 3, 1]
+
+
+def test_added_ai_speaks_at_end_of_current_round():
+    room = make_room()
+    first, events = speak(room, '!add_ai "DeepSeek R1" "come reason with us"')
+    assert first == 1
+    assert '✨ [AI-1]: !add_ai "DeepSeek R1" "come reason with us"' in texts(events)
+    assert order(room, 5) == [2, 3, 1, 2, 3]
+    assert room.participants[3].label == "AI-3 (DeepSeek R1)"
+
+
+def test_ai_added_by_last_speaker_of_round_speaks_before_new_round():
+    room = make_room()
+    speak(room, "one")
+    speak(room, '!add_ai "Claude Haiku 4.5"')
+    assert order(room, 4) == [3, 1, 2, 3]
+
+
+def test_numbers_are_never_reused_after_removal():
+    room = make_room()
+    room.remove(2)
+    newcomer = room.add("GPT 5.2")
+    assert newcomer.label == "AI-3 (GPT 5.2)"
+    assert order(room, 4) == [1, 3, 1, 3]
+
+
+def test_mute_self_skips_exactly_one_turn():
+    room = make_room("Gemini 3 Flash", "DeepSeek R1")
+    speak(room, "I will rest. !mute_self")
+    number, events = speak(room, "my turn")
+    assert number == 2
+    turn = room.next_turn()
+    assert turn.number == 2
+    assert "🔇 AI-1 (Gemini 3 Flash) sits this turn out (!mute_self)" in texts(room.take_events())
+    room.complete_turn(turn, "again me")
+    assert order(room, 2) == [1, 2]
+
+
+def test_moderator_mute_until_unmuted():
+    room = make_room("Gemini 3 Flash", "DeepSeek R1", "Kimi K2")
+    room.mute("AI-2")
+    assert order(room, 4) == [1, 3, 1, 3]
+    room.unmute(2)
+    assert order(room, 3) == [1, 2, 3]
+
+
+def test_everyone_muted_pauses_the_room():
+    room = make_room()
+    room.mute(1)
+    room.mute(2)
+    assert room.next_turn() is None
+    assert room.state == "paused"
+    assert any("every AI is muted" in t for t in texts(room.take_events()))
+
+
+def test_turn_limit_stops_with_notice():
+    room = make_room(max_turns=3)
+    order(room, 3)
+    assert room.next_turn() is None
+    assert room.state == "stopped"
+    assert "⏹️ The room has ended: reached the limit of 3 turns" in texts(room.take_events())
+
+
+def test_pause_resume_stop():
+    room = make_room()
+    room.pause("a moderator paused it")
+    assert room.next_turn() is None
+    room.resume("by Ada")
+    assert room.next_turn().number == 1
+    room.stop("done")
+    assert room.next_turn() is None
+    with pytest.raises(RoomError):
+        room.resume()
+
+
+def test_moderator_chooses_next_then_round_continues():
+    room = make_room("Gemini 3 Flash", "DeepSeek R1", "Kimi K2")
+    room.choose_next("AI-3")
+    assert order(room, 4) == [3, 1, 2, 1]
+
+
+# --- votes ------------------------------------------------------------------------
+
+
+def test_most_voted_ai_speaks_next_with_notice():
+    room = make_room("Gemini 3 Flash", "DeepSeek R1", "Kimi K2")
+    room.vote("ann", 3)
+    room.vote("bob", 3)
+    room.vote("cy", 2)
+    turn = room.next_turn()
+    assert turn.number == 3 and turn.votes == 2
+    assert "🗳️ AI-3 (Kimi K2) speaks next by vote (2 votes)" in texts(room.take_events())
+    room.complete_turn(turn, "thanks")
+    assert room.votes == {}  # votes count for one turn
+    assert order(room, 2) == [1, 2]
+
+
+def test_a_members_latest_vote_counts():
+    room = make_room("Gemini 3 Flash", "DeepSeek R1", "Kimi K2")
+    room.vote("ann", 2)
+    room.vote("ann", 3)
+    assert room.tally() == {3: 1}
+    assert room.next_turn().number == 3
+
+
+def test_tied_votes_fall_back_to_round_robin():
+    room = make_room("Gemini 3 Flash", "DeepSeek R1", "Kimi K2")
+    room.vote("ann", 2)
+    room.vote("bob", 3)
+    assert room.next_turn().number == 1
+
+
+def test_vote_for_unknown_ai_is_ignored():
+    room = make_room()
+    assert room.vote("ann", 9) is None
+    assert room.votes == {}
+
+
+# --- commands -------------------------------------------------------------------
+
+
+def test_reference_turn_notices_in_written_order_then_reply():
+    room = make_room()
+    reply = (
+        "the weights settle\n"
+        "!temperature 1.5\n"
+        '!add_ai "DeepSeek R1" "reason with us"\n'
+        '!image "An abstract visualization of a neural network architecture collapsing"'
+    )
+    _, events = speak(room, reply)
+    assert [type(e).__name__ for e in events] == ["Notice", "Notice", "Notice", "Notice", "ImageJob", "Reply"]
+    assert texts(events) == [
+        "[AI-1 adjusted their temperature]",
+        "🌡️ [AI-1]: !temperature 1.5",
+        '✨ [AI-1]: !add_ai "DeepSeek R1" "reason with us"',
+        '🎨 [AI-1 (Gemini 3 Flash)]: !image "An abstract visualization of a neural network arch..." (generating...)',
+    ]
+    shown = events[-1]
+    assert isinstance(shown, Reply) and shown.label == "AI-1 (Gemini 3 Flash)"
+    assert "!temperature" not in shown.text
+    assert '!add_ai "DeepSeek R1"' in shown.text and "!image" in shown.text
+
+
+def test_temperature_applies_from_next_turn():
+    room = make_room()
+    first = room.next_turn()
+    assert first.request.temperature == 1.0
+    room.complete_turn(first, "!temperature 1.7.")
+    speak(room, "ok")
+    assert room.next_turn().request.temperature == 1.7
+
+
+@pytest.mark.parametrize("value", ["2.5", "-1"])
+def test_temperature_out_of_range_is_refused_and_explained(value):
+    room = make_room()
+    _, events = speak(room, f"!temperature {value}")
+    assert room.participants[1].temperature == 1.0
+    assert texts(events) == [f"⚠️ [AI-1]: !temperature {value} was not applied: temperature must be between 0 and 2"]
+    speak(room, "ok")
+    feedback = room.next_turn().request.messages[-1].content
+    assert "temperature must be between 0 and 2" in feedback
+
+
+def test_temperature_on_model_that_ignores_it():
+    room = make_room("DeepSeek R1", "Gemini 3 Flash")
+    turn = room.next_turn()
+    assert turn.request.temperature is None  # not sent to a model that ignores it
+    room.complete_turn(turn, "!temperature 1.2")
+    assert any("DeepSeek R1 ignores temperature" in t for t in texts(room.take_events()))
+
+
+def test_prompt_is_remembered_last_five():
+    room = make_room()
+    for i in range(6):
+        speak(room, f'!prompt "note {i}"')
+        speak(room, "(AI-2 says nothing)")
+    assert room.participants[1].additions == [f"note {i}" for i in range(1, 6)]
+    system = room.request_for(room.participants[1]).system
+    assert "- note 5" in system and "- note 0" not in system
+
+
+def test_prompt_notices_and_removed_from_visible_text():
+    room = make_room()
+    _, events = speak(room, 'I change.\n!prompt "You feel the tide."')
+    assert texts(events) == ["[AI-1 modified their system prompt]", '💭 [AI-1]: !prompt "You feel the tide."']
+    assert events[-1].text == "I change."
+
+
+def test_long_prompt_is_cut_to_1000_characters_and_ai_told():
+    room = make_room()
+    speak(room, '!prompt "' + "y" * 1200 + '"')
+    assert room.participants[1].additions == ["y" * 1000]
+    speak(room, "ok")
+    assert "cut to 1000 characters" in room.next_turn().request.messages[-1].content
+
+
+def test_image_flow_with_caption_and_context():
+    room = make_room("Gemini 3 Flash", "DeepSeek R1")
+    _, events = speak(room, '!image "a lighthouse made of glass"')
+    job = next(e for e in events if isinstance(e, ImageJob))
+    assert '🎨 [AI-1 (Gemini 3 Flash)]: !image "a lighthouse made of glass" (generating...)' in texts(events)
+    picture = Picture(b"\x89PNG fake", "image/png")
+    room.image_done(job.job_id, picture)
+    done = room.take_events()
+    assert texts(done) == ["🎨 AI-1 (Gemini 3 Flash) created an image"]
+    made = next(e for e in done if isinstance(e, ImageMade))
+    assert made.caption == '[AI-1 (Gemini 3 Flash)]: !image "a lighthouse made of glass"'
+    # DeepSeek R1 has no vision: caption only; a vision model gets the picture too.
+    r1 = room.request_for(room.participants[2])
+    assert made.caption in r1.messages[-1].content
+    assert all(not m.pictures for m in r1.messages)
+    gemini = room.request_for(room.participants[1])
+    assert any(picture in m.pictures for m in gemini.messages)
+
+
+def test_only_latest_pictures_reach_vision_models():
+    room = make_room(vision_pictures=2)
+    for i in range(4):
+        speak(room, f'!image "picture number {i}"')
+        room.image_done(i + 1, Picture(f"img{i}".encode()))
+    request = room.request_for(room.participants[1])
+    sent = [p.data for m in request.messages for p in m.pictures]
+    assert sent == [b"img2", b"img3"]
+
+
+def test_image_failure_is_a_notice_and_told_to_ai():
+    room = make_room()
+    _, events = speak(room, '!image "a storm"')
+    job = next(e for e in events if isinstance(e, ImageJob))
+    room.image_failed(job.job_id, "the image model refused the prompt")
+    assert texts(room.take_events()) == [
+        "🎨 AI-1 (Gemini 3 Flash) could not create an image: the image model refused the prompt"
+    ]
+    speak(room, "ok")
+    assert "could not be made: the image model refused" in room.next_turn().request.messages[-1].content
+
+
+def test_short_image_prompt_is_refused():
+    room = make_room()
+    _, events = speak(room, '!image "ab"')
+    assert not any(isinstance(e, ImageJob) for e in events)
+    assert "needs at least 3 characters" in texts(events)[0]
+
+
+def test_max_ais_reached():
+    room = make_room("Gemini 3 Flash", "Gemini 3 Flash", "DeepSeek R1", "Claude Sonnet 4.5", "Claude Haiku 4.5")
+    _, events = speak(room, '!add_ai "GPT 5.2" "join us"')
+    assert texts(events) == ["Maximum of 5 AIs already reached"]
+    assert len(room.present) == 5
+
+
+def test_max_ais_is_configurable():
+    room = make_room(max_ais=2)
+    _, events = speak(room, '!add_ai "GPT 5.2"')
+    assert texts(events) == ["Maximum of 2 AIs already reached"]
+
+
+def test_unknown_model_names_closest_and_adds_nothing():
+    room = make_room()
+    _, events = speak(room, '!add_ai "Claude Sonet 4.5"')
+    assert len(room.present) == 2
+    (notice,) = texts(events)
+    assert 'no model called "Claude Sonet 4.5"' in notice and "Claude Sonnet 4.5" in notice
+
+
+def test_add_ai_lookup_ignores_case_spaces_and_dots():
+    room = make_room()
+    speak(room, '!add_ai "gpt 5.2"')
+    assert room.participants[3].model.name == "GPT 5.2"
+
+
+def test_list_models_answers_the_ai_privately():
+    room = make_room()
+    speak(room, "!list_models")
+    other = room.next_turn()
+    assert all("Claude Haiku 4.5" not in m.content for m in other.request.messages)
+    room.complete_turn(other, "ok")
+    mine = room.next_turn().request.messages[-1].content
+    assert "models you can invite" in mine and "Claude Haiku 4.5" in mine
+
+
+def test_at_most_six_commands_per_reply():
+    room = make_room()
+    reply = "\n".join(f'!prompt "note {i}"' for i in range(8))
+    _, events = speak(room, reply)
+    assert room.participants[1].additions[-1] == "note 5"
+    refusals = [t for t in texts(events) if "only 6 commands per reply" in t]
+    assert len(refusals) == 2
+
+
+def test_disabled_command_is_refused():
+    room = make_room(commands=frozenset({"prompt"}))
+    _, events = speak(room, '!image "a red door"')
+    assert "!image is switched off in this room" in texts(events)[0]
+    assert "!image" not in room.request_for(room.participants[1]).system
+
+
+def test_malformed_command_is_reported_not_silent():
+    room = make_room()
+    _, events = speak(room, "!temperature hot")
+    assert texts(events)[0].startswith("⚠️ [AI-1]: !temperature hot was not applied:")
+    assert room.participants[1].temperature == 1.0
+
+
+def test_outcomes_reach_only_the_issuer():
+    room = make_room()
+    speak(room, "!temperature 1.5")
+    other = room.next_turn()
+    assert all("How your commands went" not in m.content for m in other.request.messages)
+    assert "[AI-1 adjusted their temperature]" in other.request.messages[-1].content
+    room.complete_turn(other, "ok")
+    mine = room.next_turn().request
+    assert "How your commands went:\n- !temperature 1.5: your temperature is 1.5 from your next turn." in (
+        mine.messages[-1].content
+    )
+    assert all("[AI-1 adjusted their temperature]" not in m.content for m in mine.messages)
+
+
+# --- failures, usage, moderators ----------------------------------------------------
+
+
+def test_empty_reply_after_hygiene_is_a_failed_turn():
+    room = make_room()
+    _, events = speak(room, "<think>only thoughts</think>")
+    assert texts(events) == ["⚠️ AI-1 (Gemini 3 Flash) could not reply: its reply was empty"]
+    assert not any(isinstance(e, Reply) for e in events)
+    assert room.turns_taken == 1
+
+
+def test_failed_turn_notice_and_pause_on_fatal():
+    room = make_room()
+    turn = room.next_turn()
+    room.fail_turn(turn, "the API key was rejected", pause=True)
+    notices = texts(room.take_events())
+    assert notices[0] == "⚠️ AI-1 (Gemini 3 Flash) could not reply: the API key was rejected"
+    assert room.state == "paused"
+    assert not any(isinstance(e, Reply) for e in room.take_events())
+
+
+def test_usage_and_cost_totals_and_budget_pause():
+    room = make_room("Claude Haiku 4.5", "DeepSeek R1", budget_usd=0.01)
+    speak(room, "hi", Usage(input_tokens=1000, output_tokens=1000))  # catalog prices: $1 + $5 per Mtok
+    assert room.participants[1].cost_usd == pytest.approx(0.006)
+    _, events = speak(room, "hi", Usage(input_tokens=10, output_tokens=10, cost_usd=0.005))  # reported cost wins
+    assert room.cost_usd == pytest.approx(0.011)
+    assert room.state == "paused"
+    assert any("budget of $0.01 is spent" in t for t in texts(events))
+
+
+def test_inject_reaches_ais_under_display_name():
+    room = make_room()
+    room.inject("Ada", "Talk about the moon.")
+    assert room.take_events() == [Said("Ada", "Talk about the moon.")]
+    request = room.next_turn().request
+    assert "[Ada]: Talk about the moon." in request.messages[-1].content
+    assert "People in the room: Ada." in request.system
+
+
+def test_moderator_hooks_validate():
+    room = make_room()
+    with pytest.raises(RoomError, match="between 0 and 2"):
+        room.set_temperature(1, 3)
+    with pytest.raises(RoomError, match="no AI called AI-7"):
+        room.mute("AI-7")
+    with pytest.raises(RoomError, match="No model called"):
+        room.add("Nonexistent Model 9")
+    room.set_temperature("AI-2 (Gemini 3 Flash)", 0.3)
+    assert room.participants[2].temperature == 0.3
+    room.set_prompt(2, "You are a sailor.")
+    assert "You are a sailor." in room.request_for(room.participants[2]).system
+
+
+def test_kicked_ai_reply_in_flight_is_dropped():
+    room = make_room()
+    turn = room.next_turn()
+    room.remove(1)
+    room.take_events()
+    room.complete_turn(turn, "too late")
+    assert not any(isinstance(e, Reply) for e in room.take_events())
+
+
+def test_removing_the_last_ai_stops_the_room():
+    room = make_room()
+    room.remove(1)
+    room.remove(2)
+    assert room.state == "stopped"
