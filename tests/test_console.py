@@ -1,0 +1,179 @@
+"""The console end to end, against the fake OpenAI-compatible server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.console import add_arguments, run_console
+from bot.settings import Settings
+from tests.fakes import FakeLLMServer, Reply
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def console_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def settings_for(server: FakeLLMServer) -> Settings:
+    return Settings(
+        _env_file=None,
+        openrouter_api_key="sk-or-test",
+        openrouter_base_url=server.base_url,
+        read_timeout=5,
+        total_timeout=10,
+        turn_delay=0,
+    )
+
+
+FIRST = (
+    "the tide comes in as noise\n"
+    "!temperature 1.5\n"
+    '!add_ai "DeepSeek R1" "tell us what the tide remembers"\n'
+    '!image "a tide of broken glass under a violet moon, seen from far above"'
+)
+
+
+async def test_console_room_end_to_end(fake_llm: FakeLLMServer, tmp_path: Path):
+    fake_llm.script(
+        Reply.text(FIRST, chunks=5),
+        Reply.text('!prompt "You love the sea."\nsalt and static, static and salt', chunks=4),
+        Reply.text("I remember the shape of the shore.", reasoning="the user wants memory...", style="openrouter"),
+        Reply.text("the moon pulls harder now"),
+    )
+    out = io.StringIO()
+    args = console_args(
+        "--ai", "Gemini 3 Flash", "--ai", "claude haiku 4.5", "--turns", "4", "--topic", "tides", "--pictures", str(tmp_path)
+    )
+    assert await run_console(args, settings_for(fake_llm), out) == 0
+    printed = out.getvalue()
+
+    expected_in_order = [
+        "AI-1 (Gemini 3 Flash), AI-2 (Claude Haiku 4.5)",
+        "[AI-1 adjusted their temperature]",
+        "🌡️ [AI-1]: !temperature 1.5",
+        '✨ [AI-1]: !add_ai "DeepSeek R1" "tell us what the tide remembers"',
+        '🎨 [AI-1 (Gemini 3 Flash)]: !image "a tide of broken glass under a violet moon, seen f..." (generating...)',
+        "AI-1 (Gemini 3 Flash)\nthe tide comes in as noise\n",
+        "[AI-2 modified their system prompt]",
+        '💭 [AI-2]: !prompt "You love the sea."',
+        "AI-2 (Claude Haiku 4.5)\nsalt and static, static and salt\n",
+        "AI-3 (DeepSeek R1)\nI remember the shape of the shore.\n",
+        "AI-1 (Gemini 3 Flash)\nthe moon pulls harder now\n",
+        "⏹️ The room has ended: reached the limit of 4 turns",
+    ]
+    positions = [printed.find(part) for part in expected_in_order]
+    assert -1 not in positions, [p for p, at in zip(expected_in_order, positions) if at == -1]
+    assert positions == sorted(positions)
+    assert "!temperature" not in printed.split("AI-1 (Gemini 3 Flash)\n", 1)[1].split("\n\n")[0]
+    assert "the user wants memory" not in printed  # reasoning never shown as text
+
+    # The picture: notice, caption, and the file on disk.
+    assert "🎨 AI-1 (Gemini 3 Flash) created an image (offline placeholder" in printed
+    caption = '[AI-1 (Gemini 3 Flash)]: !image "a tide of broken glass under a violet moon, seen from far above"'
+    assert caption in printed
+    (picture,) = tmp_path.iterdir()
+    assert picture.read_bytes().startswith(b"\x89PNG") and str(picture) in printed
+
+    # What each AI was sent.
+    bodies = [r.body for r in fake_llm.chat_requests]
+    assert [b["model"] for b in bodies] == [
+        "google/gemini-3-flash-preview",
+        "anthropic/claude-haiku-4.5",
+        "deepseek/deepseek-r1",
+        "google/gemini-3-flash-preview",
+    ]
+    assert bodies[0]["temperature"] == 1.0
+    assert bodies[3]["temperature"] == 1.5  # from AI-1's next turn
+    assert "temperature" not in bodies[2]  # DeepSeek R1 ignores it
+    assert all(b["stream"] is True for b in bodies)
+
+    haiku = bodies[1]["messages"]
+    assert haiku[0]["role"] == "system" and "You are AI-2 (Claude Haiku 4.5)" in haiku[0]["content"]
+    seen = _text(haiku[-1])
+    assert "[AI-1 (Gemini 3 Flash)]: the tide comes in as noise" in seen
+    assert "[AI-1 adjusted their temperature]" in seen
+    assert "!temperature" not in seen and '!add_ai "DeepSeek R1"' in seen
+
+    newcomer = "\n".join(_text(m) for m in bodies[2]["messages"])
+    assert "invited you into this conversation: tell us what the tide remembers" in newcomer
+
+    again = bodies[3]["messages"]
+    assert again[1]["role"] == "user" and _text(again[1]).startswith("The room is open.")  # the opening first
+    assert any(m["role"] == "assistant" and "!temperature 1.5" in _text(m) for m in again)
+    assert "How your commands went" in "\n".join(_text(m) for m in again)
+
+
+def _text(message: dict) -> str:
+    content = message["content"]
+    if isinstance(content, str):
+        return content
+    return "\n".join(part.get("text", "") for part in content)
+
+
+async def test_console_unknown_model_says_closest(fake_llm, capsys):
+    code = await run_console(console_args("--ai", "Claude Sonet"), settings_for(fake_llm), io.StringIO())
+    assert code == 2
+    assert "Claude Sonnet 4.5" in capsys.readouterr().err
+    assert fake_llm.requests == []
+
+
+async def test_console_failed_turn_is_a_notice_and_room_goes_on(fake_llm, tmp_path):
+    fake_llm.script(Reply.error(400, {"error": {"message": "bogus/model is not a valid model ID", "code": 400}}))
+    out = io.StringIO()
+    args = console_args("--turns", "2", "--pictures", str(tmp_path))
+    assert await run_console(args, settings_for(fake_llm), out) == 0
+    printed = out.getvalue()
+    assert "⚠️ AI-1 (Gemini 3 Flash) could not reply:" in printed and "not a valid model ID" in printed
+    assert "AI-2 (DeepSeek R1)\nI am deepseek/deepseek-r1, turn 1." in printed
+
+
+async def test_console_bad_key_pauses_the_room(fake_llm, tmp_path):
+    fake_llm.require_key = "the-right-key"
+    out = io.StringIO()
+    assert await run_console(console_args("--turns", "3"), settings_for(fake_llm), out) == 0
+    printed = out.getvalue()
+    assert "⏸️ The room is paused" in printed
+    assert len(fake_llm.chat_requests) == 1  # no retrying a rejected key
+
+
+def run_cli(*argv: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.endswith("_BASE_URL")}
+    clean.update(env, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *argv], env=clean, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_cli_without_key_says_what_to_set(tmp_path):
+    result = run_cli("console", env={}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "OPENROUTER_API_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_console_runs_a_room(fake_llm, tmp_path):
+    result = run_cli(
+        "console", "--turns", "2", "--delay", "0",
+        env={"OPENROUTER_API_KEY": "sk-or-test", "OPENROUTER_BASE_URL": fake_llm.base_url},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "AI-1 (Gemini 3 Flash)\nI am google/gemini-3-flash-preview, turn 1." in result.stdout
+    assert "AI-2 (DeepSeek R1)\nI am deepseek/deepseek-r1, turn 1." in result.stdout
+    assert len(fake_llm.chat_requests) == 2
+
+
+@pytest.mark.parametrize("flag, expected", [("--list-models", "Claude Haiku 4.5"), ("--list-scenarios", "salon")])
+def test_cli_lists(flag, expected, tmp_path):
+    result = run_cli("console", flag, env={}, cwd=tmp_path)
+    assert result.returncode == 0 and expected in result.stdout
