@@ -136,7 +136,7 @@ class RoomRunner:
             self.room.fail_turn(turn, f"an unexpected error ({type(exc).__name__})")
             return
         if self.room.state != "stopped":
-            self.room.complete_turn(turn, result.text, result.usage)
+            self.room.complete_turn(turn, result.text, result.usage, result.reasoning)
 
     def _partial(self, turn: Turn, text: str) -> None:
         task = asyncio.ensure_future(self.stage.partial(turn, text))

@@ -42,6 +42,7 @@ class Reply:
     label: str
     model: str
     text: str
+    reasoning: str = ""  # the model's thinking; stages show it only if configured to
 
 
 @dataclass(frozen=True)

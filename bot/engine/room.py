@@ -348,7 +348,7 @@ class Room:
             stop=stop_sequences(others),
         )
 
-    def complete_turn(self, turn: Turn, raw_text: str, usage: Usage | None = None) -> None:
+    def complete_turn(self, turn: Turn, raw_text: str, usage: Usage | None = None, reasoning: str = "") -> None:
         """Apply an AI's reply: hygiene, its commands in order, then the reply itself."""
         participant = self.participants[turn.number]
         self._count_turn(participant, usage)
@@ -364,7 +364,9 @@ class Room:
             self.history.append(
                 Entry("reply", shown, speaker=participant.number, name=participant.label, own_text=text)
             )
-            self._outbox.append(ev.Reply(participant.number, participant.label, participant.model.name, shown))
+            self._outbox.append(
+                ev.Reply(participant.number, participant.label, participant.model.name, shown, reasoning.strip())
+            )
         elif participant.present:
             self.history.append(Entry("reply", "", speaker=participant.number, name=participant.label, own_text=text))
         if outcomes:
