@@ -1,0 +1,119 @@
+"""A room as plain data, so storage can keep it and a restart can bring it back.
+
+History is append-only, so storage saves new entries as they come
+(``entry_to_dict``) and only the small rest of the room (``room_state``) is
+rewritten after each change. Pictures are not inlined: the caller stores their
+bytes and passes a key.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, fields
+from typing import Any
+
+from .catalog import Catalog, ModelInfo, UnknownModel
+from .context import Entry, Usage
+from .events import ImageJob, Picture
+from .room import Participant, Room, RoomSettings
+from .scenarios import Scenario
+
+VERSION = 1
+
+
+def settings_to_dict(settings: RoomSettings) -> dict[str, Any]:
+    data = asdict(settings)
+    data["commands"] = sorted(settings.commands)
+    return data
+
+
+def settings_from_dict(data: dict[str, Any]) -> RoomSettings:
+    known = {f.name for f in fields(RoomSettings)}
+    values = {k: v for k, v in data.items() if k in known}
+    if "commands" in values:
+        values["commands"] = frozenset(values["commands"])
+    return RoomSettings(**values)
+
+
+def room_state(room: Room) -> dict[str, Any]:
+    """Everything about the room except its history and settings."""
+    return {
+        "version": VERSION,
+        "state": room.state,
+        "topic": room.topic,
+        "humans": list(room.humans),
+        "turns_taken": room.turns_taken,
+        "usage": asdict(room.usage),
+        "cost_usd": room.cost_usd,
+        "votes": dict(room.votes),
+        "queue": list(room._queue),
+        "forced": room._forced,
+        "next_number": room._next_number,
+        "next_job": room._next_job,
+        "jobs": {str(k): list(v) for k, v in room._jobs.items()},
+        "participants": [_participant_to_dict(p) for p in room.participants.values()],
+    }
+
+
+def entry_to_dict(entry: Entry, picture_key: str | None = None) -> dict[str, Any]:
+    data = {k: v for k, v in asdict(entry).items() if k != "picture" and v is not None}
+    if entry.picture is not None:
+        data["picture"] = {"key": picture_key, "mime": entry.picture.mime, "offline": entry.picture.offline}
+    return data
+
+
+def entry_from_dict(data: dict[str, Any], load_picture: Callable[[str], bytes | None]) -> Entry:
+    values = dict(data)
+    ref = values.pop("picture", None)
+    picture = None
+    if ref and ref.get("key") and (raw := load_picture(ref["key"])) is not None:
+        picture = Picture(raw, ref.get("mime", "image/png"), ref.get("offline", False))
+    return Entry(picture=picture, **values)
+
+
+def restore_room(
+    catalog: Catalog,
+    scenario: Scenario,
+    settings: RoomSettings,
+    state: dict[str, Any],
+    history: list[Entry],
+) -> Room:
+    """The room as it was; pending picture jobs come back with ``resumable_jobs``."""
+    room = Room(catalog, scenario, settings, topic=state.get("topic"))
+    room.history = history or room.history
+    room.state = state["state"]
+    room.humans = list(state.get("humans", []))
+    room.turns_taken = state.get("turns_taken", 0)
+    room.usage = Usage(**state.get("usage", {}))
+    room.cost_usd = state.get("cost_usd", 0.0)
+    room.votes = dict(state.get("votes", {}))
+    room._queue = deque(state.get("queue", []))
+    room._forced = state.get("forced")
+    room._next_number = state.get("next_number", 1)
+    room._next_job = state.get("next_job", 1)
+    room._jobs = {int(k): (v[0], v[1]) for k, v in state.get("jobs", {}).items()}
+    room.participants = {p["number"]: _participant_from_dict(p, catalog) for p in state.get("participants", [])}
+    return room
+
+
+def resumable_jobs(room: Room) -> list[ImageJob]:
+    """Picture jobs that were running when the room was saved; the runner starts them again."""
+    return [ImageJob(job_id, number, prompt) for job_id, (number, prompt) in room._jobs.items()]
+
+
+def _participant_to_dict(participant: Participant) -> dict[str, Any]:
+    data = asdict(participant)
+    data["model"] = participant.model.name
+    return data
+
+
+def _participant_from_dict(data: dict[str, Any], catalog: Catalog) -> Participant:
+    values = dict(data)
+    name = values.pop("model")
+    try:
+        model = catalog.get(name)
+    except UnknownModel:  # the catalog changed since: keep the seat, its turns will fail with a notice
+        model = ModelInfo(name=name, routes={})
+    values["usage"] = Usage(**values.get("usage", {}))
+    return Participant(model=model, **values)
