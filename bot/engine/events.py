@@ -9,6 +9,10 @@ bracketed lines also enter the other AIs' context.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .context import Usage
 
 IMAGE_NOTICE_CUT = 50
 
@@ -43,6 +47,7 @@ class Reply:
     model: str
     text: str
     reasoning: str = ""  # the model's thinking; stages show it only if configured to
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)

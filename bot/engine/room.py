@@ -365,7 +365,7 @@ class Room:
                 Entry("reply", shown, speaker=participant.number, name=participant.label, own_text=text)
             )
             self._outbox.append(
-                ev.Reply(participant.number, participant.label, participant.model.name, shown, reasoning.strip())
+                ev.Reply(participant.number, participant.label, participant.model.name, shown, reasoning.strip(), usage)
             )
         elif participant.present:
             self.history.append(Entry("reply", "", speaker=participant.number, name=participant.label, own_text=text))

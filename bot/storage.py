@@ -1,0 +1,371 @@
+"""SQLite storage: rooms, their history, every event, and what was posted where.
+
+The write order is what makes restarts safe: events are stored before they
+are shown, and marked with their Discord message ids after. On start,
+anything stored but not marked is shown once more (see ``unposted``).
+Pictures are files next to the database, named by their content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.engine import Catalog, Event, ImageMade, Notice, Picture, Reply, Room, Said, Scenario, StateChanged
+from bot.engine.context import Usage
+from bot.engine.snapshot import (
+    entry_from_dict,
+    entry_to_dict,
+    restore_room,
+    room_state,
+    settings_from_dict,
+    settings_to_dict,
+)
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE rooms (
+        id INTEGER PRIMARY KEY,
+        origin TEXT NOT NULL,
+        guild_id INTEGER,
+        channel_id INTEGER,
+        thread_id INTEGER,
+        scenario TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        options TEXT NOT NULL DEFAULT '{}',
+        state TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        history_len INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX rooms_by_channel ON rooms(channel_id, state);
+    CREATE TABLE entries (
+        room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (room_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        posted_at REAL,
+        message_ids TEXT
+    );
+    CREATE INDEX events_unposted ON events(room_id) WHERE posted_at IS NULL;
+    CREATE TABLE pictures (
+        key TEXT NOT NULL,
+        room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+        mime TEXT NOT NULL,
+        PRIMARY KEY (room_id, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE messages (
+        message_id INTEGER PRIMARY KEY,
+        room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+        ai_number INTEGER NOT NULL
+    );
+    CREATE TABLE votes (
+        room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+        voter TEXT NOT NULL,
+        ai_number INTEGER NOT NULL,
+        turn INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE webhooks (
+        channel_id INTEGER PRIMARY KEY,
+        webhook_id INTEGER NOT NULL,
+        token TEXT NOT NULL
+    );
+    """,
+]
+
+EVENT_TYPES = {cls.__name__: cls for cls in (Notice, Reply, Said, ImageMade, StateChanged)}
+
+
+class StorageError(RuntimeError):
+    """The database cannot be used as it is; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class RoomRecord:
+    id: int
+    origin: str
+    guild_id: int | None
+    channel_id: int | None
+    thread_id: int | None
+    scenario: str
+    state: str
+    options: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    room_id: int
+    event: Event
+    created_at: float
+    posted_at: float | None
+    message_ids: list[int]
+
+
+class Store:
+    def __init__(self, db: aiosqlite.Connection, path: Path):
+        self.db = db
+        self.path = path
+        self.pictures = path.parent / f"{path.stem}-pictures"
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Store:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it crash-safe; only an OS crash may lose the last commit
+            await db.execute("PRAGMA foreign_keys=ON")
+            await migrate(db)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, path)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    # --- rooms ---------------------------------------------------------------
+
+    async def create_room(
+        self,
+        room: Room,
+        origin: str,
+        *,
+        guild_id: int | None = None,
+        channel_id: int | None = None,
+        thread_id: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> int:
+        now = time.time()
+        cursor = await self.db.execute(
+            "INSERT INTO rooms (origin, guild_id, channel_id, thread_id, scenario, settings, options, state,"
+            " snapshot, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                origin, guild_id, channel_id, thread_id, room.scenario.name,
+                json.dumps(settings_to_dict(room.settings)), json.dumps(options or {}), room.state,
+                json.dumps(room_state(room)), now, now,
+            ),
+        )
+        room_id = cursor.lastrowid
+        await self._save_history(room_id, room, 0)
+        await self.db.commit()
+        return room_id
+
+    async def save(self, room_id: int, room: Room, events: Iterable[Event] = ()) -> list[tuple[int, Event]]:
+        """Store the room's new history, its state and ``events`` in one transaction.
+
+        Returns (id, event) for each event to be shown; picture jobs are not
+        events to show, and the room's state already remembers them.
+        """
+        async with self.db.execute("SELECT history_len FROM rooms WHERE id = ?", (room_id,)) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            raise StorageError(f"room {room_id} is not in the database")
+        await self._save_history(room_id, room, row[0])
+        stored = [
+            (await self._add_event(room_id, event), event) for event in events if type(event).__name__ in EVENT_TYPES
+        ]
+        await self.db.execute(
+            "UPDATE rooms SET state = ?, snapshot = ?, history_len = ?, updated_at = ? WHERE id = ?",
+            (room.state, json.dumps(room_state(room)), len(room.history), time.time(), room_id),
+        )
+        await self.db.commit()
+        return stored
+
+    async def set_options(self, room_id: int, options: dict[str, Any]) -> None:
+        await self.db.execute("UPDATE rooms SET options = ? WHERE id = ?", (json.dumps(options), room_id))
+        await self.db.commit()
+
+    async def load_room(self, room_id: int, catalog: Catalog, scenarios: dict[str, Scenario]) -> Room:
+        async with self.db.execute("SELECT scenario, settings, snapshot FROM rooms WHERE id = ?", (room_id,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise StorageError(f"There is no room {room_id}.")
+        scenario_name, settings, snapshot = row
+        scenario = scenarios.get(scenario_name) or Scenario(scenario_name, scenario_name, "", "{topic}")
+        async with self.db.execute(
+            "SELECT data FROM entries WHERE room_id = ? ORDER BY seq", (room_id,)
+        ) as cur:
+            history = [entry_from_dict(json.loads(data), self._read_picture) async for (data,) in cur]
+        return restore_room(catalog, scenario, settings_from_dict(json.loads(settings)), json.loads(snapshot), history)
+
+    async def rooms(self, states: Iterable[str] | None = None, origin: str | None = None) -> list[RoomRecord]:
+        query = "SELECT id, origin, guild_id, channel_id, thread_id, scenario, state, options, created_at, updated_at FROM rooms"
+        clauses, args = [], []
+        if states is not None:
+            states = list(states)
+            clauses.append(f"state IN ({','.join('?' * len(states))})")
+            args += states
+        if origin is not None:
+            clauses.append("origin = ?")
+            args.append(origin)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        async with self.db.execute(query + " ORDER BY id", args) as cursor:
+            return [
+                RoomRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8], r[9])
+                async for r in cursor
+            ]
+
+    async def room(self, room_id: int) -> RoomRecord:
+        found = [r for r in await self.rooms() if r.id == room_id]
+        if not found:
+            raise StorageError(f"There is no room {room_id}.")
+        return found[0]
+
+    async def delete_room(self, room_id: int) -> None:
+        """Forget a room, its history, events and pictures."""
+        await self.db.execute("DELETE FROM rooms WHERE id = ?", (room_id,))
+        await self.db.commit()
+        folder = self.pictures / str(room_id)
+        if folder.exists():
+            shutil.rmtree(folder)
+
+    # --- events --------------------------------------------------------------
+
+    async def mark_posted(self, event_id: int, message_ids: Iterable[int] = ()) -> None:
+        await self.db.execute(
+            "UPDATE events SET posted_at = ?, message_ids = ? WHERE id = ?",
+            (time.time(), json.dumps(list(message_ids)), event_id),
+        )
+        await self.db.commit()
+
+    async def unposted(self, room_id: int) -> list[StoredEvent]:
+        return await self.events(room_id, only_unposted=True)
+
+    async def events(self, room_id: int, only_unposted: bool = False) -> list[StoredEvent]:
+        query = "SELECT id, kind, data, created_at, posted_at, message_ids FROM events WHERE room_id = ?"
+        if only_unposted:
+            query += " AND posted_at IS NULL"
+        async with self.db.execute(query + " ORDER BY id", (room_id,)) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            StoredEvent(i, room_id, self._event_from(kind, json.loads(data)), created, posted, json.loads(ids or "[]"))
+            for i, kind, data, created, posted, ids in rows
+        ]
+
+    # --- Discord bookkeeping ----------------------------------------------------
+
+    async def remember_message(self, message_id: int, room_id: int, ai_number: int) -> None:
+        await self.db.execute(
+            "INSERT OR REPLACE INTO messages (message_id, room_id, ai_number) VALUES (?, ?, ?)",
+            (message_id, room_id, ai_number),
+        )
+        await self.db.commit()
+
+    async def ai_for_message(self, message_id: int) -> tuple[int, int] | None:
+        async with self.db.execute("SELECT room_id, ai_number FROM messages WHERE message_id = ?", (message_id,)) as c:
+            row = await c.fetchone()
+        return (row[0], row[1]) if row else None
+
+    async def record_vote(self, room_id: int, voter: str, ai_number: int, turn: int) -> None:
+        await self.db.execute(
+            "INSERT INTO votes (room_id, voter, ai_number, turn, created_at) VALUES (?, ?, ?, ?, ?)",
+            (room_id, voter, ai_number, turn, time.time()),
+        )
+        await self.db.commit()
+
+    async def webhook(self, channel_id: int) -> tuple[int, str] | None:
+        async with self.db.execute("SELECT webhook_id, token FROM webhooks WHERE channel_id = ?", (channel_id,)) as c:
+            row = await c.fetchone()
+        return (row[0], row[1]) if row else None
+
+    async def set_webhook(self, channel_id: int, webhook_id: int, token: str) -> None:
+        await self.db.execute(
+            "INSERT OR REPLACE INTO webhooks (channel_id, webhook_id, token) VALUES (?, ?, ?)",
+            (channel_id, webhook_id, token),
+        )
+        await self.db.commit()
+
+    async def forget_webhook(self, channel_id: int) -> None:
+        await self.db.execute("DELETE FROM webhooks WHERE channel_id = ?", (channel_id,))
+        await self.db.commit()
+
+    # --- internals -------------------------------------------------------------
+
+    async def _save_history(self, room_id: int, room: Room, saved: int) -> None:
+        rows = []
+        for seq in range(saved, len(room.history)):
+            entry = room.history[seq]
+            key = await self._write_picture(room_id, entry.picture) if entry.picture else None
+            rows.append((room_id, seq, json.dumps(entry_to_dict(entry, key))))
+        if rows:
+            await self.db.executemany("INSERT OR REPLACE INTO entries (room_id, seq, data) VALUES (?, ?, ?)", rows)
+
+    async def _add_event(self, room_id: int, event: Event) -> int:
+        data = asdict(event)
+        if isinstance(event, ImageMade):
+            data["picture"] = {
+                "key": await self._write_picture(room_id, event.picture),
+                "mime": event.picture.mime,
+                "offline": event.picture.offline,
+            }
+        cursor = await self.db.execute(
+            "INSERT INTO events (room_id, kind, data, created_at) VALUES (?, ?, ?, ?)",
+            (room_id, type(event).__name__, json.dumps(data), time.time()),
+        )
+        return cursor.lastrowid
+
+    async def _write_picture(self, room_id: int, picture: Picture) -> str:
+        key = f"{room_id}/{hashlib.sha256(picture.data).hexdigest()[:32]}.{picture.extension}"
+        path = self.pictures / key
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".part")
+            temporary.write_bytes(picture.data)
+            temporary.replace(path)  # never a half-written picture under the real name
+            await self.db.execute(
+                "INSERT OR IGNORE INTO pictures (key, room_id, mime) VALUES (?, ?, ?)", (key, room_id, picture.mime)
+            )
+        return key
+
+    def _read_picture(self, key: str) -> bytes | None:
+        path = self.pictures / key
+        return path.read_bytes() if path.exists() else None
+
+    def _event_from(self, kind: str, data: dict[str, Any]) -> Event:
+        cls = EVENT_TYPES[kind]
+        if cls is ImageMade:
+            ref = data.pop("picture")
+            raw = self._read_picture(ref["key"]) or b""
+            data["picture"] = Picture(raw, ref["mime"], ref["offline"])
+        if cls is Reply and isinstance(data.get("usage"), dict):
+            data["usage"] = Usage(**data["usage"])
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+async def migrate(db: aiosqlite.Connection) -> int:
+    """Bring the schema up to date; refuse a database written by newer code."""
+    async with db.execute("PRAGMA user_version") as cursor:
+        (version,) = await cursor.fetchone()
+    if version > len(MIGRATIONS):
+        raise StorageError(
+            f"The database is at schema version {version}, but this Séance only knows up to "
+            f"{len(MIGRATIONS)}. Upgrade Séance, or point DATABASE_PATH at another file."
+        )
+    for number in range(version + 1, len(MIGRATIONS) + 1):
+        await db.executescript(f"BEGIN;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\nCOMMIT;")
+    return len(MIGRATIONS)

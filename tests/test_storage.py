@@ -1,0 +1,124 @@
+"""SQLite storage: migrations, rooms saved and restored, events posted once, pictures on disk."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from bot import data, storage
+from bot.engine import ImageMade, Notice, Picture, Reply, Room, RoomSettings
+from bot.storage import Store, StorageError
+
+
+def new_room() -> Room:
+    room = Room(data.catalog(), data.scenarios()["workshop"], RoomSettings(max_turns=30), topic="islands")
+    room.add("Gemini 3 Flash")
+    room.add("Claude Haiku 4.5")
+    return room
+
+
+async def play(store: Store, room_id: int, room: Room, *replies: str) -> list:
+    stored = []
+    for reply in replies:
+        turn = room.next_turn()
+        room.complete_turn(turn, reply)
+        events = room.take_events()
+        stored += await store.save(room_id, room, events)
+    return stored
+
+
+async def test_new_database_is_migrated_and_uses_wal(tmp_path):
+    store = await Store.open(tmp_path / "db" / "seance.sqlite3")
+    async with store.db.execute("PRAGMA journal_mode") as cursor:
+        assert (await cursor.fetchone())[0] == "wal"
+    async with store.db.execute("PRAGMA user_version") as cursor:
+        assert (await cursor.fetchone())[0] == len(storage.MIGRATIONS)
+    await store.close()
+
+
+async def test_older_database_is_upgraded_keeping_its_rooms(tmp_path, monkeypatch):
+    path = tmp_path / "seance.sqlite3"
+    store = await Store.open(path)
+    room_id = await store.create_room(new_room(), "console")
+    await store.close()
+    monkeypatch.setattr(storage, "MIGRATIONS", storage.MIGRATIONS + ["ALTER TABLE rooms ADD COLUMN label TEXT;"])
+    store = await Store.open(path)
+    assert [r.id for r in await store.rooms()] == [room_id]
+    async with store.db.execute("SELECT label FROM rooms") as cursor:
+        assert await cursor.fetchall() == [(None,)]
+    await store.close()
+
+
+async def test_newer_database_is_refused_clearly(tmp_path):
+    path = tmp_path / "seance.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(StorageError, match="schema version 99.*Upgrade Séance"):
+        await Store.open(path)
+
+
+async def test_room_saved_each_turn_is_restored_as_it_was(tmp_path):
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    room = new_room()
+    room_id = await store.create_room(room, "console", options={"delay": 0})
+    await play(store, room_id, room, "!temperature 0.4\nfirst", '!prompt "think of salt"\nsecond', "third")
+    room.mute(2)
+    await store.save(room_id, room, room.take_events())
+    await store.close()
+
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    again = await store.load_room(room_id, data.catalog(), data.scenarios())
+    assert again.history == room.history
+    assert again.participants[1].temperature == 0.4 and again.participants[2].muted
+    assert again.participants[2].additions == ["think of salt"]
+    assert again.next_turn().request == room.next_turn().request
+    (record,) = await store.rooms(states=["running"])
+    assert record.options == {"delay": 0} and record.scenario == "workshop"
+    await store.close()
+
+
+async def test_events_are_stored_unposted_until_marked(tmp_path):
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    room = new_room()
+    room_id = await store.create_room(room, "discord", channel_id=42)
+    ids = [event_id for event_id, _ in await play(store, room_id, room, "!temperature 1.5\nhello there")]
+    kinds = [type(e.event).__name__ for e in await store.unposted(room_id)]
+    assert kinds == ["Notice", "Notice", "Reply"]
+    await store.mark_posted(ids[0], [111])
+    await store.mark_posted(ids[1], [111])
+    (left,) = await store.unposted(room_id)
+    assert isinstance(left.event, Reply) and left.event.text == "hello there"
+    events = await store.events(room_id)
+    assert events[0].message_ids == [111] and isinstance(events[0].event, Notice)
+    await store.close()
+
+
+async def test_pictures_live_on_disk_and_go_with_their_room(tmp_path):
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    room = new_room()
+    room_id = await store.create_room(room, "console")
+    await play(store, room_id, room, '!image "a map of the islands"')
+    room.image_done(1, Picture(b"\x89PNG map", "image/png"))
+    await store.save(room_id, room, room.take_events())
+    files = list(store.pictures.rglob("*.png"))
+    assert len(files) == 1 and files[0].read_bytes() == b"\x89PNG map"
+    made = [e.event for e in await store.events(room_id) if isinstance(e.event, ImageMade)]
+    assert made[0].picture.data == b"\x89PNG map"
+    await store.delete_room(room_id)
+    assert list(store.pictures.rglob("*.png")) == []
+    assert await store.rooms() == []
+    await store.close()
+
+
+async def test_webhooks_and_message_map(tmp_path):
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    room_id = await store.create_room(new_room(), "discord", channel_id=7)
+    await store.set_webhook(7, 99, "tok")
+    assert await store.webhook(7) == (99, "tok")
+    await store.forget_webhook(7)
+    assert await store.webhook(7) is None
+    await store.remember_message(555, room_id, 2)
+    assert await store.ai_for_message(555) == (room_id, 2)
+    assert await store.ai_for_message(556) is None
+    await store.close()
