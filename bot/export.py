@@ -1,0 +1,230 @@
+"""Transcripts of a stored room: txt, md, html and jsonl.
+
+Exports are built from the stored events only, so they never contain
+settings, keys or webhook tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bot.engine import ImageMade, Notice, Reply, Said
+from bot.storage import RoomRecord, StoredEvent
+
+FORMATS = ("txt", "md", "html", "jsonl")
+
+
+def export(record: RoomRecord, events: list[StoredEvent], fmt: str, pictures_dir: Path | None = None) -> bytes:
+    """The transcript in ``fmt``; ``md`` writes pictures into ``pictures_dir`` and links them."""
+    writers: dict[str, Callable[[], str]] = {
+        "txt": lambda: to_txt(events),
+        "md": lambda: to_md(record, events, pictures_dir),
+        "html": lambda: to_html(record, events),
+        "jsonl": lambda: to_jsonl(record, events),
+    }
+    if fmt not in writers:
+        raise ValueError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    return writers[fmt]().encode("utf-8")
+
+
+def title(record: RoomRecord) -> str:
+    when = datetime.fromtimestamp(record.created_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"Séance room {record.id} ({record.scenario}), {when}"
+
+
+# --- txt: the reference transcript's layout ---------------------------------------
+
+
+def to_txt(events: list[StoredEvent]) -> str:
+    lines: list[str] = []
+    for stored in events:
+        event = stored.event
+        if isinstance(event, Notice):
+            lines.append(event.text)
+        elif isinstance(event, (Reply, Said)):
+            lines += [event.label if isinstance(event, Reply) else event.name, event.text]
+        elif isinstance(event, ImageMade):
+            lines.append(event.caption)
+    return "\n".join(lines) + "\n"
+
+
+# --- md ------------------------------------------------------------------------
+
+
+def to_md(record: RoomRecord, events: list[StoredEvent], pictures_dir: Path | None) -> str:
+    out = [f"# {title(record)}", ""]
+    for stored in events:
+        event = stored.event
+        if isinstance(event, Notice):
+            out += [f"> {_md_escape(event.text)}", ""]
+        elif isinstance(event, Reply):
+            out += [f"### {event.label}", "", _md_body(event.text), ""]
+        elif isinstance(event, Said):
+            out += [f"### {event.name} (human)", "", _md_body(event.text), ""]
+        elif isinstance(event, ImageMade):
+            if pictures_dir is not None:
+                name = _save_picture(event, pictures_dir)
+                out += [f"![{_md_escape(event.prompt)}]({pictures_dir.name}/{name})", ""]
+            out += [f"*{_md_escape(event.caption)}*", ""]
+    return "\n".join(out)
+
+
+def _md_body(text: str) -> str:
+    """Art in fenced blocks so it keeps its shape; two trailing spaces keep other line breaks."""
+    out = []
+    for is_art, block in blocks(text):
+        if is_art:
+            out.append("```\n" + block + "\n```")
+        else:
+            out.append("\n".join(_md_escape(line) + "  " if line.strip() else "" for line in block.split("\n")))
+    return "\n".join(out)
+
+
+def blocks(text: str) -> list[tuple[bool, str]]:
+    """Split a reply into prose and art: runs of lines indented by two or more spaces (or a
+    tab), with the blank lines inside a drawing kept in it."""
+    lines = text.split("\n")
+    result: list[tuple[bool, str]] = []
+    start = 0
+    while start < len(lines):
+        art = _is_art(lines[start])
+        end = start
+        for scan in range(start + 1, len(lines)):
+            if art and not lines[scan].strip():
+                continue  # part of the drawing only if more of it follows
+            if _is_art(lines[scan]) != art:
+                break
+            end = scan
+        result.append((art, "\n".join(lines[start : end + 1])))
+        start = end + 1
+    return result
+
+
+def _is_art(line: str) -> bool:
+    return line.startswith(("  ", "\t")) and bool(line.strip())
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _save_picture(event: ImageMade, folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{hashlib.sha256(event.picture.data).hexdigest()[:16]}.{event.picture.extension}"
+    (folder / name).write_bytes(event.picture.data)
+    return name
+
+
+# --- html: one self-contained page ------------------------------------------------
+
+_CSS = """
+:root { color-scheme: light dark; --bg: #f6f5f2; --fg: #1d1d1f; --muted: #6b6b70; --card: #fff; }
+@media (prefers-color-scheme: dark) { :root { --bg: #17171a; --fg: #ececf0; --muted: #9a9aa2; --card: #222227; } }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--fg);
+  font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+main { max-width: 46rem; margin: 0 auto; padding: 1rem; }
+h1 { font-size: 1.25rem; margin: .5rem 0 1rem; }
+.msg { background: var(--card); border-left: .35rem solid hsl(var(--hue) 65% 50%); border-radius: .5rem;
+  padding: .6rem .8rem; margin: .6rem 0; box-shadow: 0 1px 2px #0002; }
+.who { font-weight: 650; color: hsl(var(--hue) 60% 38%); margin-bottom: .25rem; }
+.who .dot { display: inline-block; width: .7rem; height: .7rem; border-radius: 50%;
+  background: hsl(var(--hue) 65% 50%); margin-right: .4rem; }
+.text { white-space: pre-wrap; overflow-wrap: anywhere; }
+.text pre, .art { font: 13px/1.25 ui-monospace, Menlo, Consolas, monospace; white-space: pre; overflow-x: auto; margin: .3rem 0; }
+.human { border-left-style: dashed; }
+.notice { color: var(--muted); font-size: .85rem; margin: .2rem .4rem; overflow-wrap: anywhere; }
+figure { margin: .6rem 0; }
+figure img { max-width: 100%; height: auto; border-radius: .4rem; display: block; }
+figcaption { color: var(--muted); font-size: .85rem; margin-top: .3rem; overflow-wrap: anywhere; }
+"""
+
+
+def to_html(record: RoomRecord, events: list[StoredEvent]) -> str:
+    body = [f"<h1>{html.escape(title(record))}</h1>"]
+    for stored in events:
+        body.append(_html_event(stored))
+    return (
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{html.escape(title(record))}</title><style>{_CSS}</style></head>"
+        f"<body><main>\n" + "\n".join(b for b in body if b) + "\n</main></body></html>\n"
+    )
+
+
+def _html_event(stored: StoredEvent) -> str:
+    event = stored.event
+    if isinstance(event, Notice):
+        return f'<div class="notice">{html.escape(event.text)}</div>'
+    if isinstance(event, Reply):
+        return _html_message(event.label, event.text, _hue(event.label))
+    if isinstance(event, Said):
+        return _html_message(event.name, event.text, _hue(event.name), "human")
+    if isinstance(event, ImageMade):
+        data = base64.b64encode(event.picture.data).decode()
+        return (
+            f'<figure class="msg" style="--hue:{_hue(event.label)}"><div class="who"><span class="dot"></span>'
+            f'{html.escape(event.label)}</div><img alt="{html.escape(event.prompt)}" '
+            f'src="data:{event.picture.mime};base64,{data}"><figcaption>{html.escape(event.caption)}</figcaption></figure>'
+        )
+    return ""
+
+
+def _html_message(who: str, text: str, hue: int, extra: str = "") -> str:
+    return (
+        f'<article class="msg {extra}" style="--hue:{hue}"><div class="who"><span class="dot"></span>'
+        f"{html.escape(who)}</div><div class=\"text\">{_html_text(text)}</div></article>"
+    )
+
+
+def _html_text(text: str) -> str:
+    """Escape, and set drawings in monospace so they keep their shape."""
+    parts = [
+        f'<pre class="art">{html.escape(block)}</pre>' if art else html.escape(block.strip("\n"))
+        for art, block in blocks(text)
+    ]
+    return "\n".join(part for part in parts if part)
+
+
+def _hue(name: str) -> int:
+    """A stable colour per persona: the same label always gets the same hue."""
+    return int(hashlib.sha256(name.encode()).hexdigest()[:4], 16) % 360
+
+
+# --- jsonl: everything, for tools ----------------------------------------------------
+
+
+def to_jsonl(record: RoomRecord, events: list[StoredEvent]) -> str:
+    lines = []
+    for stored in events:
+        event = stored.event
+        data = asdict(event)
+        if isinstance(event, ImageMade):
+            data["picture"] = {
+                "mime": event.picture.mime,
+                "offline": event.picture.offline,
+                "bytes": len(event.picture.data),
+                "sha256": hashlib.sha256(event.picture.data).hexdigest(),
+            }
+        line = {
+            "room": record.id,
+            "id": stored.id,
+            "kind": type(event).__name__.lower(),
+            "created_at": _iso(stored.created_at),
+            "posted_at": _iso(stored.posted_at),
+            "message_ids": [str(i) for i in stored.message_ids],
+            **data,
+        }
+        lines.append(json.dumps(line, ensure_ascii=False))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat() if timestamp is not None else None
