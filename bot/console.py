@@ -13,21 +13,34 @@ from pathlib import Path
 from typing import TextIO
 
 from bot import data
-from bot.engine import Event, ImageMade, Notice, Reply, Room, RoomError, RoomSettings, Said, Turn
-from bot.providers import ProviderError, ProviderPool
-from bot.providers.images import OfflineImages
+from bot.engine import (
+    Catalog, Event, ImageMade, ModelInfo, Notice, Reply, Room, RoomError, RoomSettings, Said, Turn, UnknownModel,
+)
+from bot.providers import ProviderError, ProviderPool, local, route_for
+from bot.providers.images import make_image_provider
 from bot.runner import RoomRunner
 from bot.settings import Settings
 
 DEFAULT_AIS = ("Gemini 3 Flash", "DeepSeek R1")
+KEY_HINT = "put OPENROUTER_API_KEY=... in .env (every catalog model runs through it; get one at https://openrouter.ai/keys)"
+EMBEDDED_NOTICE = (
+    "No API key is set: using the embedded SmolLM2-135M model (small and weak). "
+    "Set OPENROUTER_API_KEY in .env for real models."
+)
 
 
 class ConsoleStage:
-    """Prints events; saves pictures to a folder and prints their path."""
+    """Prints events; saves pictures to a folder and prints their path.
 
-    def __init__(self, out: TextIO, pictures: Path):
+    ``reasoning`` is SHOW_REASONING: unless "off", a reply's thinking is printed
+    under it, indented (and dimmed on a terminal) so it never reads as the reply.
+    A terminal has no spoilers or attachments, so "spoiler" and "file" print alike.
+    """
+
+    def __init__(self, out: TextIO, pictures: Path, reasoning: str = "off"):
         self.out = out
         self.pictures = pictures
+        self.reasoning = reasoning
         self._count = 0
 
     async def show(self, events: list[Event]) -> None:
@@ -40,11 +53,18 @@ class ConsoleStage:
             print(event.text, file=self.out)
         elif isinstance(event, Reply):
             print(f"{event.label}\n{event.text}\n", file=self.out)
+            if self.reasoning != "off" and event.reasoning:
+                print(self._thinking(event.reasoning), file=self.out)
         elif isinstance(event, Said):
             print(f"{event.name}\n{event.text}\n", file=self.out)
         elif isinstance(event, ImageMade):
             path = self._save(event)
             print(f"{event.caption}\n  (picture saved to {path})", file=self.out)
+
+    def _thinking(self, text: str) -> str:
+        lines = "\n".join(f"    {line}" for line in ["(thinking)", *text.splitlines()])
+        dim = getattr(self.out, "isatty", lambda: False)()
+        return f"\x1b[2m{lines}\x1b[0m\n" if dim else f"{lines}\n"
 
     def _save(self, event: ImageMade) -> Path:
         self._count += 1
@@ -63,7 +83,7 @@ class ConsoleStage:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ai", action="append", metavar="MODEL", help="a model from the catalog; repeat (default: Gemini 3 Flash and DeepSeek R1)")
+    parser.add_argument("--ai", action="append", metavar="MODEL", help="a model from the catalog; repeat (default: Gemini 3 Flash and DeepSeek R1; with no key, the embedded SmolLM2 135M)")
     parser.add_argument("--turns", type=int, default=12, help="AI turns before the room ends (default 12)")
     parser.add_argument("--scenario", default=data.DEFAULT_SCENARIO, help="scenario name (see --list-scenarios)")
     parser.add_argument("--topic", help="what the room starts from")
@@ -73,8 +93,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list-models", action="store_true", help="list the catalog and exit")
 
 
-def build_room(args: argparse.Namespace, settings: Settings) -> Room:
-    """The room the arguments describe; raises RoomError with a message for the user."""
+def build_room(args: argparse.Namespace, settings: Settings, catalog: Catalog | None = None) -> Room:
+    """The room the arguments describe; raises RoomError with a message for the user.
+
+    ``catalog`` is what the AIs may invite (default: the whole catalog).
+    """
     scenarios = data.scenarios()
     if args.scenario not in scenarios:
         raise RoomError(f'Unknown scenario "{args.scenario}". Choose one of: {", ".join(scenarios)}.')
@@ -88,7 +111,7 @@ def build_room(args: argparse.Namespace, settings: Settings) -> Room:
         vision_pictures=settings.vision_pictures,
         budget_usd=settings.room_budget_usd,
     )
-    room = Room(data.catalog(), scenarios[args.scenario], room_settings, topic=args.topic)
+    room = Room(catalog or data.catalog(), scenarios[args.scenario], room_settings, topic=args.topic)
     for name in args.ai or DEFAULT_AIS:
         room.add(name)
     return room
@@ -103,9 +126,13 @@ async def run_console(args: argparse.Namespace, settings: Settings, out: TextIO 
             print(f"{name}: {scenario.title}", file=out)
         return 0
     try:
-        room = build_room(args, settings)
+        notice = choose_models(args, settings)
+        room = build_room(args, settings, usable_catalog(settings))
     except RoomError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ProviderError as exc:
+        print(exc.reason, file=sys.stderr)
         return 2
     pool = ProviderPool(settings)
     try:
@@ -114,11 +141,13 @@ async def run_console(args: argparse.Namespace, settings: Settings, out: TextIO 
         print(exc.reason, file=sys.stderr)
         return 2
     pictures = args.pictures or settings.pictures_dir / time.strftime("console-%Y%m%d-%H%M%S")
-    stage = ConsoleStage(out, pictures)
+    stage = ConsoleStage(out, pictures, reasoning=settings.show_reasoning)
     delay = settings.turn_delay if args.delay is None else args.delay
     names = ", ".join(p.label for p in room.present)
+    if notice:
+        print(notice, file=out)
     print(f"Séance: {names} in \"{room.scenario.title}\" for {args.turns} turns. Ctrl+C ends it.\n", file=out)
-    runner = RoomRunner(room, pool.get, OfflineImages(), stage, delay=delay)
+    runner = RoomRunner(room, pool.get, make_image_provider(settings), stage, delay=delay)
     try:
         await runner.run(return_on_pause=True)
     finally:
@@ -126,3 +155,61 @@ async def run_console(args: argparse.Namespace, settings: Settings, out: TextIO 
     if room.state == "paused":
         print("The console has no one to resume a paused room, so it ends here.", file=out)
     return 0
+
+
+# --- which models, with or without a key ------------------------------------------
+
+
+def why_not(model: ModelInfo, settings: Settings) -> str | None:
+    """Why a turn of ``model`` could not run here (no key for any of its routes, or the
+    embedded model not installed); None when it can."""
+    try:
+        route = route_for(model, settings)
+    except ProviderError as exc:
+        return exc.reason
+    return local.missing(settings) if route == local.EMBEDDED_ROUTE else None
+
+
+def usable_catalog(settings: Settings) -> Catalog:
+    """The models this room can run, so AIs never invite one that cannot answer."""
+    return Catalog([m for m in data.catalog().models if why_not(m, settings) is None])
+
+
+def has_remote_model(settings: Settings) -> bool:
+    """Whether any key is set that runs a catalog model (the embedded one needs none)."""
+    return any(local.EMBEDDED_ROUTE not in m.routes and why_not(m, settings) is None for m in data.catalog().models)
+
+
+def default_models(settings: Settings) -> list[str]:
+    """DEFAULT_AIS, with any that no key here can run swapped for the first catalog models
+    that can (say, Claude with only ANTHROPIC_API_KEY set)."""
+    usable = [m.name for m in usable_catalog(settings).models if local.EMBEDDED_ROUTE not in m.routes]
+    chosen = [name for name in DEFAULT_AIS if name in usable]
+    spare = [name for name in usable if name not in chosen]
+    return chosen + spare[: len(DEFAULT_AIS) - len(chosen)]
+
+
+def choose_models(args: argparse.Namespace, settings: Settings) -> str | None:
+    """Fill in ``args.ai``; returns the line to print first, if any.
+
+    With no key, the default seats are the embedded model. Models the user
+    named are never swapped silently: if they cannot run, the ProviderError
+    says which key they need (the console prints it and exits 2).
+    """
+    if args.ai is None and not has_remote_model(settings):
+        problem = local.missing(settings)
+        if problem is not None:
+            raise ProviderError(f"No API key is set. Either {KEY_HINT}, or run the embedded model offline: {problem}.")
+        args.ai = [local.EMBEDDED_MODEL] * len(DEFAULT_AIS)
+        return EMBEDDED_NOTICE
+    args.ai = list(args.ai or default_models(settings))
+    try:
+        models = {model.name: model for model in map(data.catalog().get, args.ai)}
+    except UnknownModel as exc:
+        raise RoomError(str(exc)) from None
+    reasons = list(dict.fromkeys(r for m in models.values() if (r := why_not(m, settings)) is not None))
+    if not reasons:
+        return None
+    if not has_remote_model(settings) and local.missing(settings) is None:
+        reasons.append(f'Or leave out --ai to use the embedded model ("{local.EMBEDDED_MODEL}").')
+    raise ProviderError("\n".join(reasons))

@@ -32,6 +32,7 @@ def settings_for(server: FakeLLMServer) -> Settings:
         read_timeout=5,
         total_timeout=10,
         turn_delay=0,
+        image_provider="offline",  # these tests check the offline notice; tests/providers/test_images.py the image APIs
     )
 
 
@@ -155,7 +156,8 @@ def run_cli(*argv: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
 
 
 def test_cli_without_key_says_what_to_set(tmp_path):
-    result = run_cli("console", env={}, cwd=tmp_path)
+    # With no --ai the keyless console runs the embedded model (tests/providers/test_local.py).
+    result = run_cli("console", "--ai", "Gemini 3 Flash", env={}, cwd=tmp_path)
     assert result.returncode == 2
     assert "OPENROUTER_API_KEY" in result.stderr
     assert "Traceback" not in result.stderr

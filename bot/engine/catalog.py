@@ -10,6 +10,10 @@ import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .context import Usage
 
 
 @dataclass(frozen=True)
@@ -23,8 +27,11 @@ class ModelInfo:
     vision: bool = False
     temperature: bool = True
     reasoning: bool = False
+    max_temperature: float = 2.0  # Claude models accept at most 1.0
     input_price: float = 0.0  # dollars per million input tokens
     output_price: float = 0.0  # dollars per million output tokens
+    cached_input_price: float | None = None  # per million cache reads; None: input_price
+    cache_write_price: float | None = None  # per million tokens written to a cache; None: input_price
     avatar: str | None = None
     preferred: tuple[str, ...] = field(default_factory=tuple)
 
@@ -33,8 +40,23 @@ class ModelInfo:
         """The OpenRouter id, the route every model has."""
         return self.routes.get("openrouter") or next(iter(self.routes.values()))
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input_price + output_tokens * self.output_price) / 1e6
+    def cost(self, usage: Usage) -> float:
+        """Dollars for ``usage`` at catalog prices, for providers that report no cost.
+
+        Cached input is counted apart because it is where long rooms save: a
+        cache read costs a tenth of fresh input on most services. Without a
+        price for it, it costs as much as fresh input (an overestimate, never
+        an underestimate).
+        """
+        cached = self.input_price if self.cached_input_price is None else self.cached_input_price
+        written = self.input_price if self.cache_write_price is None else self.cache_write_price
+        dollars = (
+            usage.input_tokens * self.input_price
+            + usage.cached_input_tokens * cached
+            + usage.cache_write_tokens * written
+            + usage.output_tokens * self.output_price
+        )
+        return dollars / 1e6
 
 
 def normalize(name: str) -> str:

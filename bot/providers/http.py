@@ -1,4 +1,5 @@
-"""What every HTTP provider adapter shares: retry timing, error wording, SSE reading.
+"""What every HTTP provider adapter shares: retry timing, error wording, SSE reading,
+and the streaming loop with its retries and deadlines.
 
 Kept free of any one provider's request format so the OpenAI-compatible,
 Anthropic and Gemini adapters can all lean on it.
@@ -6,10 +7,14 @@ Anthropic and Gemini adapters can all lean on it.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import random
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, aclosing
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -17,8 +22,16 @@ from typing import Any
 import httpx
 from httpx_sse import ServerSentEvent
 
-from .base import ProviderError
+from bot.engine import ChatRequest, Message, Usage
+from bot.settings import Settings
 
+from .base import ProviderError, StreamPart
+
+log = logging.getLogger(__name__)
+
+CUT_OFF_THINKING = (
+    "the reply was cut off while the model was still thinking: its whole max_tokens budget went on reasoning"
+)
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 RETRY_AFTER_CAP = 60.0
 MESSAGE_LIMIT = 300
@@ -218,3 +231,270 @@ async def _lines(response: httpx.Response) -> AsyncIterator[str]:
             yield line
     if buffer.rstrip("\r"):
         yield buffer.rstrip("\r")
+
+
+async def event_payloads(response: httpx.Response) -> AsyncIterator[str]:
+    """Event data from a stream, or the whole body from a server that did not stream."""
+    if "text/event-stream" in response.headers.get("content-type", ""):
+        async for event in sse_events(response):
+            yield event.data
+    else:
+        yield (await response.aread()).decode("utf-8", "replace")
+
+
+# --- messages ------------------------------------------------------------------
+
+OPENING_LINE = "[Séance]: The conversation so far:"
+EMPTY_TEXT = "…"  # Anthropic and Gemini refuse an empty text block
+
+
+def alternating(messages: tuple[Message, ...]) -> list[Message]:
+    """Messages as the strict APIs (Anthropic, Gemini) insist: same-role neighbours
+    merged, the first from the user. The engine already alternates; this makes
+    sure of it, since a slip there would be a 400 on every turn."""
+    merged: list[Message] = []
+    for message in messages:
+        if merged and merged[-1].role == message.role:
+            last = merged[-1]
+            text = "\n\n".join(t for t in (last.content, message.content) if t)
+            merged[-1] = Message(last.role, text, last.pictures + message.pictures)
+        else:
+            merged.append(message)
+    if not merged or merged[0].role != "user":
+        merged.insert(0, Message("user", OPENING_LINE))
+    return merged
+
+
+# --- the shared streaming adapter ----------------------------------------------
+
+Sleep = Callable[[float], Awaitable[Any]]
+
+
+class Retry(Exception):
+    """An attempt failed before anything was shown, in a way another attempt may not."""
+
+    def __init__(self, error: ProviderError, retry_after: str | None = None):
+        super().__init__(error.reason)
+        self.error = error
+        self.retry_after = retry_after
+
+
+@dataclass
+class StreamState:
+    """What one attempt has seen so far; decides retry versus failure and the ending."""
+
+    started: bool = False  # text or reasoning was handed to the caller
+    text_seen: bool = False
+    reasoning_seen: bool = False
+    finish_reason: str | None = None
+    done: bool = False  # the service said the stream is over ([DONE], message_stop)
+    usage: Usage | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None or self.done
+
+
+def limits_from(settings: Settings) -> dict[str, Any]:
+    """The timeout and retry options every adapter takes, from the settings."""
+    return {
+        "connect_timeout": settings.connect_timeout,
+        "read_timeout": settings.read_timeout,
+        "total_timeout": settings.total_timeout,
+        "max_attempts": settings.max_attempts,
+    }
+
+
+class StreamingProvider:
+    """One streaming HTTP endpoint: retries before the first output, deadlines, key scrubbing.
+
+    The wire format is the subclass's: ``request_body`` and ``build`` make the
+    request, ``parse`` turns one event's data into parts, ``ending`` judges how
+    the stream ended. Everything about failing well is shared here, so the
+    OpenAI-compatible, Anthropic and Gemini adapters fail the same way.
+    """
+
+    route = ""
+
+    def __init__(
+        self,
+        name: str,
+        api_key: str | None,
+        *,
+        key_env: str | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        total_timeout: float = 300.0,
+        max_attempts: int = 3,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 20.0,
+        sleep: Sleep = asyncio.sleep,
+        client: httpx.AsyncClient | None = None,
+    ):
+        self.name = name
+        self.key_env = key_env
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.total_timeout = total_timeout
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._sleep = sleep
+        self._api_key = api_key or None
+        # httpx's read timeout bounds each wait for the next chunk, i.e. the silence between chunks.
+        self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=self._timeout)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    # --- what a wire format provides ---------------------------------------------
+
+    def request_body(self, request: ChatRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def build(self, request: ChatRequest, body: dict[str, Any]) -> httpx.Request:
+        raise NotImplementedError
+
+    def new_state(self) -> StreamState:
+        return StreamState()
+
+    def parse(self, payload: str, state: StreamState) -> list[StreamPart]:
+        raise NotImplementedError
+
+    async def ending(self, state: StreamState) -> AsyncIterator[StreamPart]:
+        """Judge how the stream ended; hand over the usage even when the reply is unusable."""
+        if not state.finished:
+            raise self.failure(state, f"{self.name} closed the connection before replying")
+        if state.usage is not None:
+            yield state.usage
+
+    def status_failure(self, status: int, body: Any, headers: httpx.Headers) -> Exception:
+        """The exception for an HTTP error status: a Retry when asking again may help."""
+        error = provider_error(status, body, self.key_env)
+        retry_after = headers.get("retry-after")
+        if is_retryable(status, retry_after):
+            return Retry(error, retry_after)
+        return error
+
+    # --- streaming -----------------------------------------------------------------
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamPart]:
+        """Yield the reply as it arrives; raise ProviderError on failure."""
+        try:
+            body = self.request_body(request)
+            async with aclosing(self._with_retries(request, body)) as parts:
+                async for part in parts:
+                    yield part
+        except ProviderError as error:
+            raise self.scrubbed(error) from error.__cause__
+
+    async def _with_retries(self, request: ChatRequest, body: dict[str, Any]) -> AsyncIterator[StreamPart]:
+        """Retry failures that happened before anything was shown, within the total deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.total_timeout
+        attempt = 1
+        while True:
+            try:
+                async with aclosing(self._attempt(self.build(request, body), deadline)) as parts:
+                    async for part in parts:
+                        yield part
+                return
+            except Retry as retry:
+                if attempt >= self.max_attempts:
+                    raise after_attempts(retry.error, attempt) from retry.__cause__
+                delay = retry_delay(attempt, retry.retry_after, self.backoff_base, self.backoff_cap)
+                if loop.time() + delay >= deadline:
+                    raise after_attempts(retry.error, attempt) from retry.__cause__
+                log.warning(
+                    "%s: %s; retrying in %.1f s (attempt %d of %d)",
+                    self.name, self.scrubbed(retry.error).reason, delay, attempt + 1, self.max_attempts,
+                )
+                await self._sleep(delay)
+                attempt += 1
+
+    async def _attempt(self, http_request: httpx.Request, deadline: float) -> AsyncIterator[StreamPart]:
+        """One request. The total deadline wraps each wait, never a ``yield``, so the
+        caller's own awaits between parts can never be cancelled by it.
+
+        The response is opened with ``send(stream=True)`` rather than through a
+        context-manager generator (``client.stream``, ``aconnect_sse``): nested
+        generators that await while closing fail with "aclose(): asynchronous
+        generator is already running" when the event loop finalizes an
+        abandoned stream."""
+        state = self.new_state()
+        try:
+            async with AsyncExitStack() as stack:
+                async with asyncio.timeout_at(deadline):
+                    response = await self._client.send(http_request, stream=True)
+                    stack.push_async_callback(response.aclose)
+                    await self._check_status(response)
+                payloads = await stack.enter_async_context(aclosing(event_payloads(response)))
+                while not state.done:
+                    async with asyncio.timeout_at(deadline):
+                        payload = await anext(payloads, None)
+                    if payload is None:
+                        break
+                    for part in self.parse(payload, state):
+                        yield part
+        except httpx.TimeoutException as error:
+            if not state.finished:
+                reason = f"no answer within {self._seconds(error):g} seconds"
+                raise self.failure(state, reason, mid_reply=reason) from error
+        except httpx.TransportError as error:
+            if not state.finished:
+                raise self.failure(state, self._connection_trouble(error)) from error
+        except TimeoutError as error:
+            if not state.finished:  # the deadline has passed: no time left to retry
+                raise ProviderError(f"no answer within {self.total_timeout:g} seconds") from error
+        async for part in self.ending(state):
+            yield part
+
+    async def _check_status(self, response: httpx.Response) -> None:
+        if not response.is_success:
+            body = decode_body(await response.aread())
+            raise self.status_failure(response.status_code, body, response.headers)
+
+    # --- failures --------------------------------------------------------------------
+
+    def failure(
+        self, state: StreamState, reason: str, mid_reply: str = "the connection dropped mid-reply"
+    ) -> Exception:
+        """Retry a failure nobody saw; never retry a half-shown message."""
+        if not state.started:
+            return Retry(ProviderError(reason))
+        return ProviderError(mid_reply)
+
+    def inband_failure(self, error: ProviderError, state: StreamState, retryable: bool) -> Exception:
+        """An error event inside a 200 stream: retried only when nothing was shown yet."""
+        if retryable and not state.started:
+            return Retry(error)
+        return error
+
+    def _connection_trouble(self, error: httpx.TransportError) -> str:
+        if isinstance(error, httpx.ConnectError):
+            return f"could not connect to {self.name}"
+        return f"the connection to {self.name} failed ({type(error).__name__})"
+
+    def _seconds(self, error: httpx.TimeoutException) -> float:
+        return self.connect_timeout if isinstance(error, httpx.ConnectTimeout) else self.read_timeout
+
+    def scrubbed(self, error: ProviderError) -> ProviderError:
+        """The same error with the API key blanked, in case a server echoed it back."""
+        if not self._api_key or self._api_key not in error.reason:
+            return error
+        reason = error.reason.replace(self._api_key, "[the key]")
+        return ProviderError(reason, status=error.status, pause=error.pause)
+
+
+def after_attempts(error: ProviderError, attempts: int) -> ProviderError:
+    if attempts <= 1:
+        return error
+    return ProviderError(f"{error.reason} (tried {attempts} times)", status=error.status, pause=error.pause)
+
+
+def count(value: Any) -> int:
+    """A token count from a JSON field, or 0 for anything that is not a number."""
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0

@@ -9,14 +9,11 @@ bare JSON line). This adapter accepts all of them.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, aclosing
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -25,7 +22,15 @@ from bot.engine import ChatRequest, Message, Usage
 from bot.settings import Settings
 
 from .base import ProviderError, ReasoningDelta, StreamPart, TextDelta
-from .http import decode_body, is_retryable, provider_error, retry_delay, sse_events
+from .http import (
+    CUT_OFF_THINKING,
+    StreamingProvider,
+    StreamState,
+    count,
+    is_retryable,
+    limits_from,
+    provider_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,36 +40,14 @@ NO_KEY_REASON = (
     "(get one at https://openrouter.ai/keys) and start again."
 )
 
-Sleep = Callable[[float], Awaitable[Any]]
 
+class OpenAICompatProvider(StreamingProvider):
+    """A ChatProvider for one OpenAI-compatible service, shared by every model routed to it.
 
-class _Retry(Exception):
-    """An attempt failed before anything was shown, in a way another attempt may not."""
-
-    def __init__(self, error: ProviderError, retry_after: str | None = None):
-        super().__init__(error.reason)
-        self.error = error
-        self.retry_after = retry_after
-
-
-@dataclass
-class _StreamState:
-    """What one attempt has seen so far; decides retry versus failure and the ending."""
-
-    started: bool = False  # text or reasoning was handed to the caller
-    text_seen: bool = False
-    reasoning_seen: bool = False
-    finish_reason: str | None = None
-    done: bool = False  # the [DONE] sentinel arrived
-    usage: Usage | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.finish_reason is not None or self.done
-
-
-class OpenAICompatProvider:
-    """A ChatProvider for one OpenAI-compatible service, shared by every model routed to it."""
+    ``token_field`` names the reply-length parameter: OpenAI's own API wants
+    ``max_completion_tokens`` (its reasoning models reject ``max_tokens``),
+    everyone else knows only ``max_tokens``.
+    """
 
     def __init__(
         self,
@@ -74,35 +57,16 @@ class OpenAICompatProvider:
         *,
         route: str = "openrouter",
         extra_headers: dict[str, str] | None = None,
-        key_env: str | None = None,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
-        total_timeout: float = 300.0,
-        max_attempts: int = 3,
-        backoff_base: float = 1.0,
-        backoff_cap: float = 20.0,
-        sleep: Sleep = asyncio.sleep,
-        client: httpx.AsyncClient | None = None,
+        token_field: str = "max_tokens",
+        **options: Any,
     ):
-        self.name = name
+        super().__init__(name, api_key, **options)
         self.route = route
-        self.key_env = key_env
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.total_timeout = total_timeout
-        self.max_attempts = max(1, max_attempts)
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self._sleep = sleep
-        self._api_key = api_key or None
+        self.token_field = token_field
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._headers = dict(extra_headers or {})
         if self._api_key:
             self._headers["Authorization"] = f"Bearer {self._api_key}"
-        # httpx's read timeout bounds each wait for the next chunk, i.e. the silence between chunks.
-        self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-        self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=self._timeout)
 
     @classmethod
     def for_openrouter(cls, settings: Settings, **options: Any) -> OpenAICompatProvider:
@@ -110,12 +74,6 @@ class OpenAICompatProvider:
         if settings.openrouter_api_key is None:
             raise ProviderError(NO_KEY_REASON, pause=True)
         headers = {"HTTP-Referer": _ascii(settings.app_url), "X-Title": _ascii(settings.app_title)}
-        limits = {
-            "connect_timeout": settings.connect_timeout,
-            "read_timeout": settings.read_timeout,
-            "total_timeout": settings.total_timeout,
-            "max_attempts": settings.max_attempts,
-        }
         return cls(
             "openrouter",
             settings.openrouter_base_url,
@@ -123,12 +81,8 @@ class OpenAICompatProvider:
             route="openrouter",
             extra_headers=headers,
             key_env=OPENROUTER_KEY_ENV,
-            **(limits | options),
+            **(limits_from(settings) | options),
         )
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
 
     # --- the request -----------------------------------------------------------
 
@@ -144,7 +98,7 @@ class OpenAICompatProvider:
             "model": model_id,
             "messages": messages,
             "stream": True,
-            "max_tokens": request.max_tokens,
+            self.token_field: request.max_tokens,
         }
         if request.temperature is not None:
             body["temperature"] = request.temperature
@@ -154,94 +108,13 @@ class OpenAICompatProvider:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    # --- streaming -------------------------------------------------------------
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamPart]:
-        """Yield the reply as it arrives; raise ProviderError on failure."""
-        try:
-            body = self.request_body(request)
-            async with aclosing(self._with_retries(body)) as parts:
-                async for part in parts:
-                    yield part
-        except ProviderError as error:
-            raise self._scrubbed(error) from error.__cause__
-
-    async def _with_retries(self, body: dict[str, Any]) -> AsyncIterator[StreamPart]:
-        """Retry failures that happened before anything was shown, within the total deadline."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.total_timeout
-        attempt = 1
-        while True:
-            try:
-                async with aclosing(self._attempt(body, deadline)) as parts:
-                    async for part in parts:
-                        yield part
-                return
-            except _Retry as retry:
-                if attempt >= self.max_attempts:
-                    raise _after_attempts(retry.error, attempt) from retry.__cause__
-                delay = retry_delay(attempt, retry.retry_after, self.backoff_base, self.backoff_cap)
-                if loop.time() + delay >= deadline:
-                    raise _after_attempts(retry.error, attempt) from retry.__cause__
-                log.warning(
-                    "%s: %s; retrying in %.1f s (attempt %d of %d)",
-                    self.name, self._scrubbed(retry.error).reason, delay, attempt + 1, self.max_attempts,
-                )
-                await self._sleep(delay)
-                attempt += 1
-
-    async def _attempt(self, body: dict[str, Any], deadline: float) -> AsyncIterator[StreamPart]:
-        """One request. The total deadline wraps each wait, never a ``yield``, so the
-        caller's own awaits between parts can never be cancelled by it.
-
-        The response is opened with ``send(stream=True)`` rather than through a
-        context-manager generator (``client.stream``, ``aconnect_sse``): nested
-        generators that await while closing fail with "aclose(): asynchronous
-        generator is already running" when the event loop finalizes an
-        abandoned stream."""
-        state = _StreamState()
-        try:
-            async with AsyncExitStack() as stack:
-                async with asyncio.timeout_at(deadline):
-                    response = await self._client.send(self._build(body), stream=True)
-                    stack.push_async_callback(response.aclose)
-                    await self._check_status(response)
-                payloads = await stack.enter_async_context(aclosing(_payloads(response)))
-                while not state.done:
-                    async with asyncio.timeout_at(deadline):
-                        payload = await anext(payloads, None)
-                    if payload is None:
-                        break
-                    for part in self._parse(payload, state):
-                        yield part
-        except httpx.TimeoutException as error:
-            if not state.finished:
-                reason = f"no answer within {self._seconds(error):g} seconds"
-                raise self._failure(state, reason, mid_reply=reason) from error
-        except httpx.TransportError as error:
-            if not state.finished:
-                raise self._failure(state, self._connection_trouble(error)) from error
-        except TimeoutError as error:
-            if not state.finished:  # the deadline has passed: no time left to retry
-                raise ProviderError(f"no answer within {self.total_timeout:g} seconds") from error
-        async for part in self._ending(state):
-            yield part
-
-    def _build(self, body: dict[str, Any]) -> httpx.Request:
+    def build(self, request: ChatRequest, body: dict[str, Any]) -> httpx.Request:
         headers = self._headers | {"Accept": "text/event-stream"}
         return self._client.build_request("POST", self._url, json=body, headers=headers, timeout=self._timeout)
 
-    async def _check_status(self, response: httpx.Response) -> None:
-        if response.is_success:
-            return
-        body = decode_body(await response.aread())
-        error = provider_error(response.status_code, body, self.key_env)
-        retry_after = response.headers.get("retry-after")
-        if is_retryable(response.status_code, retry_after):
-            raise _Retry(error, retry_after)
-        raise error
+    # --- the stream ------------------------------------------------------------
 
-    def _parse(self, payload: str, state: _StreamState) -> list[StreamPart]:
+    def parse(self, payload: str, state: StreamState) -> list[StreamPart]:
         """The parts in one event's data, noting finish, usage and progress in ``state``."""
         if payload.strip() == "[DONE]":
             state.done = True
@@ -265,52 +138,19 @@ class OpenAICompatProvider:
             state.started = True
         return parts
 
-    async def _ending(self, state: _StreamState) -> AsyncIterator[StreamPart]:
-        """Judge how the stream ended; hand over the usage even when the reply is unusable."""
-        if not state.finished:
-            raise self._failure(state, f"{self.name} closed the connection before replying")
-        if state.usage is not None:
-            yield state.usage
+    async def ending(self, state: StreamState) -> AsyncIterator[StreamPart]:
+        async for part in super().ending(state):
+            yield part
         if state.finish_reason == "length" and state.reasoning_seen and not state.text_seen:
-            raise ProviderError(
-                "the reply was cut off while the model was still thinking: "
-                "its whole max_tokens budget went on reasoning"
-            )
+            raise ProviderError(CUT_OFF_THINKING)
 
-    # --- failures --------------------------------------------------------------
-
-    def _failure(
-        self, state: _StreamState, reason: str, mid_reply: str = "the connection dropped mid-reply"
-    ) -> Exception:
-        """Retry a failure nobody saw; never retry a half-shown message."""
-        if not state.started:
-            return _Retry(ProviderError(reason))
-        return ProviderError(mid_reply)
-
-    def _connection_trouble(self, error: httpx.TransportError) -> str:
-        if isinstance(error, httpx.ConnectError):
-            return f"could not connect to {self.name}"
-        return f"the connection to {self.name} failed ({type(error).__name__})"
-
-    def _inband_error(self, chunk: dict[str, Any], state: _StreamState) -> Exception:
+    def _inband_error(self, chunk: dict[str, Any], state: StreamState) -> Exception:
         """An ``error`` event inside a 200 stream; its code may be a number or a word."""
         code = chunk["error"].get("code") if isinstance(chunk["error"], dict) else None
         status = code if isinstance(code, int) else int(code) if str(code).isdigit() else None
         envelope = chunk if isinstance(chunk["error"], dict) else {"error": {"message": str(chunk["error"])}}
         error = provider_error(status, envelope, self.key_env)
-        if not state.started and status is not None and is_retryable(status):
-            return _Retry(error)
-        return error
-
-    def _seconds(self, error: httpx.TimeoutException) -> float:
-        return self.connect_timeout if isinstance(error, httpx.ConnectTimeout) else self.read_timeout
-
-    def _scrubbed(self, error: ProviderError) -> ProviderError:
-        """The same error with the API key blanked, in case a server echoed it back."""
-        if not self._api_key or self._api_key not in error.reason:
-            return error
-        reason = error.reason.replace(self._api_key, "[the key]")
-        return ProviderError(reason, status=error.status, pause=error.pause)
+        return self.inband_failure(error, state, status is not None and is_retryable(status))
 
 
 # --- wire helpers ----------------------------------------------------------------
@@ -327,16 +167,7 @@ def _wire_message(message: Message) -> dict[str, Any]:
     return {"role": message.role, "content": parts}
 
 
-async def _payloads(response: httpx.Response) -> AsyncIterator[str]:
-    """Event data from a stream, or the whole body from a server that ignored ``stream``."""
-    if "text/event-stream" in response.headers.get("content-type", ""):
-        async for event in sse_events(response):
-            yield event.data
-    else:
-        yield (await response.aread()).decode("utf-8", "replace")
-
-
-def _choice_parts(choice: dict[str, Any], state: _StreamState) -> list[StreamPart]:
+def _choice_parts(choice: dict[str, Any], state: StreamState) -> list[StreamPart]:
     delta = choice.get("delta") or choice.get("message") or {}
     parts: list[StreamPart] = []
     if thought := _reasoning(delta):
@@ -368,33 +199,25 @@ def _reasoning(delta: dict[str, Any]) -> str:
 
 
 def parse_usage(raw: dict[str, Any]) -> Usage:
-    """Usage in our terms; cached prompt tokens are counted apart from fresh ones."""
+    """Usage in our terms: ``prompt_tokens`` counts every prompt token, ours counts the
+    ones read from or written to a cache apart, since each has its own price."""
     prompt_details = raw.get("prompt_tokens_details") or {}
     completion_details = raw.get("completion_tokens_details") or {}
     if not isinstance(prompt_details, dict):
         prompt_details = {}
     if not isinstance(completion_details, dict):
         completion_details = {}
-    cached = _count(prompt_details.get("cached_tokens")) or _count(raw.get("prompt_cache_hit_tokens"))
+    cached = count(prompt_details.get("cached_tokens")) or count(raw.get("prompt_cache_hit_tokens"))
+    written = count(prompt_details.get("cache_write_tokens"))
     cost = raw.get("cost")
     return Usage(
-        input_tokens=max(0, _count(raw.get("prompt_tokens")) - cached),
+        input_tokens=max(0, count(raw.get("prompt_tokens")) - cached - written),
         cached_input_tokens=cached,
-        cache_write_tokens=_count(prompt_details.get("cache_write_tokens")),
-        output_tokens=_count(raw.get("completion_tokens")),
-        reasoning_tokens=_count(completion_details.get("reasoning_tokens")),
+        cache_write_tokens=written,
+        output_tokens=count(raw.get("completion_tokens")),
+        reasoning_tokens=count(completion_details.get("reasoning_tokens")),
         cost_usd=float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None,
     )
-
-
-def _count(value: Any) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
-
-
-def _after_attempts(error: ProviderError, attempts: int) -> ProviderError:
-    if attempts <= 1:
-        return error
-    return ProviderError(f"{error.reason} (tried {attempts} times)", status=error.status, pause=error.pause)
 
 
 def _ascii(value: str) -> str:

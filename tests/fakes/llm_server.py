@@ -349,8 +349,13 @@ class FakeLLMServer:
         self.requests: list[RecordedRequest] = []
         self.default: Callable[[dict[str, Any]], Reply] = lambda body: default_reply(body, delay)
         self.require_key: str | None = None
+        # Picture requests (see tests/fakes/images.py) have their own script, so they never
+        # use up the chat replies a test queued; None means a small default picture.
+        self.image_default: Callable[[dict[str, Any]], Reply] | None = None
         self._host = host
         self._queue: deque[Reply | Callable[[dict[str, Any]], Reply]] = deque()
+        self._image_queue: deque[Reply | Callable[[dict[str, Any]], Reply]] = deque()
+        self.files: dict[str, Reply] = {}  # GET path -> answer, e.g. a picture left at a URL
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._sockets: set[socket.socket] = set()
@@ -368,6 +373,17 @@ class FakeLLMServer:
         with self._lock:
             self._queue.extend(replies)
 
+    def script_images(self, *replies: Reply | Callable[[dict[str, Any]], Reply]) -> None:
+        """Queue answers to picture requests, served in order; a callable gets the request body."""
+        with self._lock:
+            self._image_queue.extend(replies)
+
+    @property
+    def image_requests(self) -> list[RecordedRequest]:
+        from .images import wants_image
+
+        return [r for r in self.requests if wants_image(r.path, r.body)]
+
     @property
     def pending(self) -> int:
         with self._lock:
@@ -375,7 +391,9 @@ class FakeLLMServer:
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+        from .images import wants_image
+
+        return [r for r in self.requests if r.path.endswith("/chat/completions") and not wants_image(r.path, r.body)]
 
     def start(self) -> FakeLLMServer:
         self._httpd = _HTTPServer((self._host, 0), _Handler, self)
@@ -406,6 +424,13 @@ class FakeLLMServer:
     def _next_reply(self, body: dict[str, Any]) -> Reply:
         with self._lock:
             reply = self._queue.popleft() if self._queue else self.default
+        return reply if isinstance(reply, Reply) else reply(body)
+
+    def _next_image(self, body: dict[str, Any]) -> Reply:
+        from .images import default_image_reply
+
+        with self._lock:
+            reply = self._image_queue.popleft() if self._image_queue else self.image_default or default_image_reply
         return reply if isinstance(reply, Reply) else reply(body)
 
     def _auth_failure(self, headers: dict[str, str]) -> Reply | None:
@@ -452,7 +477,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._record(None)
-        self._send(Reply.error(404, {"error": {"message": f"no route for GET {self.path}", "code": 404}}))
+        missing = Reply.error(404, {"error": {"message": f"no route for GET {self.path}", "code": 404}})
+        self._send(self.server.fake.files.get(self.path, missing))
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -463,12 +489,15 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         headers = self._record(body)
         fake = self.server.fake
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        from .images import wants_image
+
+        picture = wants_image(self.path, body)
+        if not picture and not self.path.rstrip("/").endswith("/chat/completions"):
             reply = Reply.error(404, {"error": {"message": f"no route for POST {self.path}", "code": 404}})
         elif not isinstance(body, dict):
             reply = Reply.error(400, {"error": {"message": "the body is not a JSON object", "code": 400}})
         else:
-            reply = fake._auth_failure(headers) or fake._next_reply(body)
+            reply = fake._auth_failure(headers) or (fake._next_image(body) if picture else fake._next_reply(body))
         self._send(reply)
 
     def _record(self, body: Any) -> dict[str, str]:

@@ -134,8 +134,8 @@ async def test_done_split_across_reads_and_missing_final_blank_line(fake_llm, pr
 async def test_openrouter_usage_with_cost_and_cache(fake_llm, provider):
     fake_llm.script(Reply.text("Hi", usage=(100, 20), cached=40, cache_write=10, reasoning_tokens=7, cost=0.00123))
     result = await complete(provider, ask())
-    assert result.usage == Usage(
-        input_tokens=60, cached_input_tokens=40, cache_write_tokens=10, output_tokens=20, reasoning_tokens=7, cost_usd=0.00123
+    assert result.usage == Usage(  # prompt_tokens counts the cache reads and writes too
+        input_tokens=50, cached_input_tokens=40, cache_write_tokens=10, output_tokens=20, reasoning_tokens=7, cost_usd=0.00123
     )
 
 
