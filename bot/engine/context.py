@@ -84,11 +84,12 @@ class Entry:
     def pinned(self) -> bool:
         return self.kind == "opening"
 
+    def visible_to(self, seat: int) -> bool:
+        return (self.audience is None or self.audience == seat) and self.exclude != seat
+
     def view(self, seat: int) -> tuple[str, str] | None:
         """(role, text) of this entry for the AI in ``seat``, or None if it does not see it."""
-        if self.audience is not None and self.audience != seat:
-            return None
-        if self.exclude == seat:
+        if not self.visible_to(seat):
             return None
         if self.kind == "reply":
             if self.speaker == seat:
@@ -116,32 +117,43 @@ def token_budget(model: ModelInfo, cap: int) -> int:
 def build_messages(
     history: list[Entry], seat: int, budget: int, vision: bool, max_pictures: int
 ) -> tuple[Message, ...]:
-    """The history from ``seat``'s view, newest entries kept first, pinned ones always."""
-    kept: list[tuple[int, str, str, Picture | None]] = []
-    used = 0
-    pictures = 0
-    for index in range(len(history) - 1, -1, -1):
-        entry = history[index]
-        if entry.pinned:
-            continue
-        seen = entry.view(seat)
-        if seen is None:
-            continue
-        cost = entry.tokens()
-        picture = None
-        if vision and entry.picture is not None and pictures < max_pictures:
-            picture = entry.picture
-            pictures += 1
-            cost += IMAGE_TOKENS
-        if used + cost > budget:
+    """The history from ``seat``'s view within ``budget`` tokens; pinned entries always stay.
+
+    When the history is too long, the oldest entries go in whole steps of a
+    quarter of the budget, not one entry per turn: the start of the request
+    then stays the same for many turns, which is what prompt caches reuse.
+    """
+    seen = [entry for entry in history if entry.visible_to(seat)]
+    loose = [entry for entry in seen if not entry.pinned]
+    pictures_in = sum(1 for entry in loose if entry.picture is not None) if vision else 0
+    needed = sum(entry.tokens() for entry in loose) + IMAGE_TOKENS * min(pictures_in, max_pictures)
+    excess = needed - budget
+    if excess > 0:
+        step = max(1, budget // 4)
+        excess = -(-excess // step) * step  # round up to a whole step
+        dropped = first = 0
+        while first < len(loose) and dropped < excess:
+            dropped += loose[first].tokens()
+            first += 1
+        loose = loose[first:]
+    keep = {id(entry) for entry in loose}
+    shown_pictures = _newest_pictures(loose, max_pictures) if vision else set()
+    items = [
+        (*entry.view(seat), entry.picture if id(entry) in shown_pictures else None)
+        for entry in seen
+        if entry.pinned or id(entry) in keep
+    ]
+    return _merge(items)
+
+
+def _newest_pictures(entries: list[Entry], limit: int) -> set[int]:
+    chosen: set[int] = set()
+    for entry in reversed(entries):
+        if len(chosen) >= limit:
             break
-        used += cost
-        kept.append((index, *seen, picture))
-    for index, entry in enumerate(history):
-        if entry.pinned and (seen := entry.view(seat)) is not None:
-            kept.append((index, *seen, None))
-    kept.sort(key=lambda item: item[0])
-    return _merge([(role, text, picture) for _, role, text, picture in kept])
+        if entry.picture is not None:
+            chosen.add(id(entry))
+    return chosen
 
 
 def _merge(items: list[tuple[str, str, Picture | None]]) -> tuple[Message, ...]:
@@ -166,18 +178,31 @@ def _merge(items: list[tuple[str, str, Picture | None]]) -> tuple[Message, ...]:
 COMMAND_HELP = {
     "image": '!image "a description" - create a picture that everyone in the room sees.',
     "prompt": '!prompt "text" - add a lasting note to your own system prompt (your last 5 are kept).',
-    "temperature": "!temperature 1.2 - set your own sampling temperature, 0 to 2, from your next turn.",
+    "temperature": "!temperature 0.8 - set your own sampling temperature, 0 to {max_temperature:g}, from your next turn.",
     "add_ai": '!add_ai "Model name" "invitation" - invite another AI into the room (at most {max_ais} AIs).',
     "mute_self": "!mute_self - skip your next turn.",
     "list_models": "!list_models - receive the names of the models you can invite.",
 }
 
 
-def command_docs(enabled: frozenset[str], model_names: list[str], max_ais: int, max_commands: int) -> str:
+def command_docs(
+    enabled: frozenset[str],
+    model_names: list[str],
+    max_ais: int,
+    max_commands: int,
+    max_temperature: float | None = 2.0,
+) -> str:
+    """The commands this AI may use; ``max_temperature`` None when its model ignores temperature."""
+    if max_temperature is None:
+        enabled = enabled - {"temperature"}
     if not enabled:
         return ""
     lines = ["You can act on the room with these commands, each at the start of a line of your reply:"]
-    lines += [COMMAND_HELP[name].format(max_ais=max_ais) for name in COMMAND_HELP if name in enabled]
+    lines += [
+        COMMAND_HELP[name].format(max_ais=max_ais, max_temperature=max_temperature or 0)
+        for name in COMMAND_HELP
+        if name in enabled
+    ]
     if "add_ai" in enabled:
         lines.append("Models you can invite: " + ", ".join(model_names) + ".")
     lines.append(

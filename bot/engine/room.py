@@ -102,6 +102,7 @@ class Room:
         self.votes: dict[str, int] = {}
         self._queue: deque[int] = deque()
         self._forced: int | None = None
+        self._current: int | None = None  # whose turn is in flight, so a restart can give it again
         self._next_number = 1
         self._next_job = 1
         self._jobs: dict[int, tuple[int, str]] = {}
@@ -215,6 +216,10 @@ class Room:
         self._notice("▶️ The room resumes" + (f" ({by})" if by else ""))
         self._outbox.append(ev.StateChanged("running", by or ""))
 
+    def announce(self, text: str) -> None:
+        """A line for spectators only (the host's news, e.g. a restart); the AIs never see it."""
+        self._notice(text)
+
     def stop(self, reason: str) -> None:
         if self.state == "stopped":
             return
@@ -260,9 +265,12 @@ class Room:
         participant = self.participant(ref)
         if not 0 <= value <= 2:
             raise RoomError("Temperature must be between 0 and 2.")
-        participant.temperature = value
+        participant.temperature = min(value, participant.model.max_temperature)
+        capped = ""
+        if value > participant.temperature:
+            capped = f" ({participant.model.name} accepts at most {participant.temperature:g})"
         self._context_notice(ev.temperature_context(participant.short))
-        self._notice(f"🌡️ {by} set {participant.short}'s temperature to {value:g}")
+        self._notice(f"🌡️ {by} set {participant.short}'s temperature to {participant.temperature:g}{capped}")
         return participant
 
     def set_prompt(self, ref: int | str, text: str, by: str = "a moderator") -> Participant:
@@ -290,6 +298,7 @@ class Room:
         if votes:
             self._notice(f"🗳️ {participant.label} speaks next by vote ({_count(votes, 'vote')})")
         self.votes.clear()
+        self._current = number
         return Turn(number, participant.label, self.request_for(participant), votes)
 
     def _pick(self) -> tuple[int | None, int]:
@@ -332,7 +341,14 @@ class Room:
     def request_for(self, participant: Participant) -> ChatRequest:
         others = [p.label for p in self.present if p.number != participant.number]
         enabled = self.settings.commands
-        docs = command_docs(enabled, self.catalog.names, self.settings.max_ais, self.settings.max_commands)
+        model = participant.model
+        docs = command_docs(
+            enabled,
+            self.catalog.names,
+            self.settings.max_ais,
+            self.settings.max_commands,
+            model.max_temperature if model.temperature else None,
+        )
         system = system_prompt(self.scenario.system, participant, others, self.humans, docs)
         model = participant.model
         budget = token_budget(model, self.settings.context_tokens) - len(system) // 4
@@ -383,13 +399,14 @@ class Room:
             self.pause(f"{participant.label}'s provider needs attention ({reason})")
 
     def _count_turn(self, participant: Participant, usage: Usage | None) -> None:
+        self._current = None
         self.turns_taken += 1
         participant.turns += 1
         if usage is None:
             return
         cost = usage.cost_usd
         if cost is None:
-            cost = participant.model.cost(usage.input_tokens + usage.cached_input_tokens, usage.output_tokens)
+            cost = participant.model.cost(usage)
         participant.usage.add(usage)
         participant.cost_usd += cost
         self.usage.add(usage)
@@ -467,9 +484,13 @@ class Room:
         if not participant.model.temperature:
             reason = f"{participant.model.name} ignores temperature, so it was left as it is"
             return self._refuse(participant, command, reason)
-        participant.temperature = value
+        cap = participant.model.max_temperature
+        participant.temperature = min(value, cap)
         self._context_notice(ev.temperature_context(participant.short), exclude=participant.number)
         self._notice(ev.temperature_spectator(participant.short, value))
+        if value > cap:
+            name = participant.model.name
+            return f"{name} accepts at most {cap:g}, so your temperature is {cap:g} from your next turn."
         return f"your temperature is {value:g} from your next turn."
 
     def _cmd_add_ai(self, participant: Participant, command: Command) -> str:

@@ -49,6 +49,7 @@ def room_state(room: Room) -> dict[str, Any]:
         "votes": dict(room.votes),
         "queue": list(room._queue),
         "forced": room._forced,
+        "current": room._current,
         "next_number": room._next_number,
         "next_job": room._next_job,
         "jobs": {str(k): list(v) for k, v in room._jobs.items()},
@@ -89,7 +90,8 @@ def restore_room(
     room.cost_usd = state.get("cost_usd", 0.0)
     room.votes = dict(state.get("votes", {}))
     room._queue = deque(state.get("queue", []))
-    room._forced = state.get("forced")
+    # A turn that was in flight when the room was saved never finished: that AI goes first.
+    room._forced = state.get("current") or state.get("forced")
     room._next_number = state.get("next_number", 1)
     room._next_job = state.get("next_job", 1)
     room._jobs = {int(k): (v[0], v[1]) for k, v in state.get("jobs", {}).items()}

@@ -797,14 +797,16 @@ ADVERSARIAL = {
 
 
 def _seconds(func, text: str) -> float:
-    """Time one call; a slow first run gets one retry so a CI hiccup is not a failure."""
-    for attempt in range(2):
-        began = time.perf_counter()
+    """CPU seconds for one call, the best of up to three: other processes on a busy
+    machine must not fail the test, while a quadratic scan (minutes) still does."""
+    best = float("inf")
+    for _ in range(3):
+        began = time.process_time()
         func(text)
-        elapsed = time.perf_counter() - began
-        if elapsed < 1.0:
+        best = min(best, time.process_time() - began)
+        if best < 1.0:
             break
-    return elapsed
+    return best
 
 
 @pytest.mark.parametrize("text", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())

@@ -68,6 +68,28 @@ def test_system_prompt_parts():
     assert "at most 5 AIs" in system
 
 
+def test_temperature_help_follows_the_model():
+    room = room_of("Gemini 3 Flash", "Claude Haiku 4.5", "DeepSeek R1")
+    systems = [room.request_for(room.participants[n]).system for n in (1, 2, 3)]
+    assert "0 to 2," in systems[0]
+    assert "0 to 1," in systems[1]  # Claude accepts at most 1.0
+    assert "!temperature" not in systems[2]  # DeepSeek R1 ignores it
+
+
+def test_trimming_moves_in_steps_so_the_prompt_start_stays_cacheable():
+    history = [Entry("opening", "OPENING")]
+    starts = []
+    for i in range(300):
+        history.append(Entry("reply", f"m{i} " + "y" * 396, speaker=2, name="AI-2 (M)"))
+        messages = build_messages(history, seat=1, budget=4000, vision=False, max_pictures=3)
+        body = messages[0].content.split("\n\n", 2)
+        starts.append(body[1] if len(body) > 1 else "")
+    changes = sum(1 for a, b in zip(starts, starts[1:]) if a != b)
+    assert changes <= 300 // 10  # the start moves about once per quarter budget, not every turn
+    last = build_messages(history, seat=1, budget=4000, vision=False, max_pictures=3)
+    assert 3000 * 4 <= len(last[0].content) <= 4000 * 4 + 100
+
+
 def test_newcomer_gets_invitation_as_opening():
     room = room_of("Gemini 3 Flash", "Gemini 3 Flash")
     play(room, '!add_ai "DeepSeek R1" "tell us if the loss is acceptable"', "hm")

@@ -215,6 +215,24 @@ def test_temperature_out_of_range_is_refused_and_explained(value):
     assert "temperature must be between 0 and 2" in feedback
 
 
+def test_temperature_above_a_models_cap_is_capped_and_the_ai_told():
+    room = make_room("Claude Haiku 4.5", "Gemini 3 Flash")
+    _, events = speak(room, "!temperature 1.6")
+    assert room.participants[1].temperature == 1.0
+    assert "🌡️ [AI-1]: !temperature 1.6" in texts(events)
+    speak(room, "ok")
+    turn = room.next_turn()
+    assert turn.request.temperature == 1.0
+    assert "Claude Haiku 4.5 accepts at most 1, so your temperature is 1 from your next turn." in turn.request.messages[-1].content
+
+
+def test_moderator_temperature_is_capped_too():
+    room = make_room("Claude Haiku 4.5")
+    room.set_temperature(1, 1.8)
+    assert room.participants[1].temperature == 1.0
+    assert "🌡️ a moderator set AI-1's temperature to 1 (Claude Haiku 4.5 accepts at most 1)" in texts(room.take_events())
+
+
 def test_temperature_on_model_that_ignores_it():
     room = make_room("DeepSeek R1", "Gemini 3 Flash")
     turn = room.next_turn()
@@ -401,6 +419,20 @@ def test_usage_and_cost_totals_and_budget_pause():
     assert any("budget of $0.01 is spent" in t for t in texts(events))
 
 
+def test_cost_prices_cached_input_and_cache_writes_apart():
+    room = make_room("Claude Haiku 4.5", "Gemini 3 Flash")
+    usage = Usage(input_tokens=1000, cached_input_tokens=100_000, cache_write_tokens=2000, output_tokens=1000)
+    speak(room, "hi", usage)  # $1 in, $0.10 cached, $1.25 written, $5 out per Mtok
+    assert room.participants[1].cost_usd == pytest.approx(0.001 + 0.01 + 0.0025 + 0.005)
+    speak(room, "hi", Usage(input_tokens=1000, cached_input_tokens=10_000, output_tokens=1000))
+    assert room.participants[2].cost_usd == pytest.approx(0.0005 + 0.0005 + 0.003)  # Gemini caches at $0.05
+
+
+def test_cached_input_without_a_price_costs_as_much_as_fresh_input():
+    kimi = data.catalog().get("Kimi K2")
+    assert kimi.cost(Usage(cached_input_tokens=1_000_000)) == pytest.approx(kimi.input_price)
+
+
 def test_inject_reaches_ais_under_display_name():
     room = make_room()
     room.inject("Ada", "Talk about the moon.")
@@ -438,3 +470,12 @@ def test_removing_the_last_ai_stops_the_room():
     room.remove(1)
     room.remove(2)
     assert room.state == "stopped"
+
+
+def test_announce_tells_spectators_only():
+    room = make_room()
+    room.take_events()
+    before = len(room.history)
+    room.announce("▶️ back after a restart")
+    assert room.take_events() == [Notice("▶️ back after a restart")]
+    assert len(room.history) == before and room.state == "running"

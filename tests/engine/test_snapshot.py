@@ -84,3 +84,10 @@ def test_model_missing_from_catalog_keeps_its_seat():
     copy = restore_room(room.catalog, room.scenario, room.settings, state, list(room.history))
     assert copy.participants[1].label == "AI-1 (Retired Model 1)"
     assert copy.participants[1].model.routes == {}
+
+
+def test_turn_in_flight_when_saved_is_given_again():
+    room = played_room()
+    turn = room.next_turn()  # saved while this AI was still writing
+    copy = round_trip(room)
+    assert copy.next_turn().number == turn.number
