@@ -10,19 +10,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Protocol
 
-from bot.engine import Event, ImageJob, ModelInfo, Room, Turn
+from bot.engine import Event, ImageJob, ModelInfo, Notice, Room, Turn
 from bot.providers.base import ChatProvider, ImageProvider, ProviderError, complete
 
 log = logging.getLogger(__name__)
 
 
+class NotShown(Exception):
+    """A stage could not show events (say, a missing permission); they stay stored for later."""
+
+
 class Stage(Protocol):
     streams: bool  # whether partial() wants the reply as it arrives
-    async def show(self, events: list[Event]) -> None:
-        """Render events in order (notices, replies, pictures)."""
+
+    async def show(self, events: list[Event]) -> list[int] | None:
+        """Render one batch (a run of notices, or one other event); return the message ids
+        it made, if the stage has any. Raise NotShown to keep the batch for later."""
         ...
 
     def writing(self, turn: Turn) -> contextlib.AbstractAsyncContextManager[None]:
@@ -39,7 +45,7 @@ class QuietStage:
 
     streams = False
 
-    async def show(self, events: list[Event]) -> None:
+    async def show(self, events: list[Event]) -> list[int] | None:
         return None
 
     @contextlib.asynccontextmanager
@@ -48,6 +54,16 @@ class QuietStage:
 
     async def partial(self, turn: Turn, text: str) -> None:
         return None
+
+
+class Journal(Protocol):
+    """Storage as the runner sees it: events are recorded before they are shown."""
+
+    async def record(self, room: Room, events: list[Event]) -> list[tuple[int, Event]]: ...
+
+    async def posted(self, event_ids: list[int], message_ids: list[int]) -> None: ...
+
+    async def unposted(self) -> list[tuple[int, Event]]: ...
 
 
 class RoomRunner:
@@ -59,6 +75,7 @@ class RoomRunner:
         stage: Stage,
         delay: float = 0.0,
         idle: Callable[[Awaitable[None]], Awaitable[None]] | None = None,
+        journal: Journal | None = None,
     ):
         self.room = room
         self.chat = chat
@@ -68,31 +85,45 @@ class RoomRunner:
         # Wraps every wait for outside change, so a host can account for it (the
         # Discord tests declare these waits to simcord as intentional).
         self.idle = idle
+        self.journal = journal
+        self._backlog = False  # stored events wait to be shown (after a refusal or a restart)
+        self._reconcile = False  # look for already-posted copies before showing the backlog
         self._wake = asyncio.Event()
         self._show_lock = asyncio.Lock()
         self._image_tasks: set[asyncio.Task[None]] = set()
         self._turn_task: asyncio.Task[None] | None = None
 
     async def run(self, return_on_pause: bool = False) -> None:
-        """Take turns until the room stops (or pauses, if nobody is there to resume it)."""
+        """Take turns until the room stops (or pauses, if nobody is there to resume it).
+
+        If the run is cancelled (a shutdown), unfinished pictures are dropped here:
+        the stored room remembers them and a restart makes them again.
+        """
         try:
             while self.room.state != "stopped":
                 turn = self.room.next_turn()
                 await self.flush()
                 if turn is None:
                     if return_on_pause and self.room.state == "paused":
-                        return
+                        break
                     await self._wait_for_change()
                     continue
                 self._turn_task = asyncio.create_task(self._take(turn))
-                with contextlib.suppress(asyncio.CancelledError):
+                try:
                     await self._turn_task
+                except asyncio.CancelledError:
+                    if _cancelling():
+                        raise  # the run itself is being cancelled (Ctrl+C, shutdown)
+                    # else stop() cancelled only the turn: the loop sees the stopped room
                 self._turn_task = None
                 await self.flush()
                 await self._wait_for_change(self.delay)
-        finally:
-            await self._finish_images()
-            await self.flush()
+        except BaseException:
+            for task in self._image_tasks:
+                task.cancel()
+            raise
+        await self._finish_images()
+        await self.flush()
 
     def poke(self) -> None:
         """Something changed from outside (resume, stop, a vote): look again."""
@@ -106,18 +137,56 @@ class RoomRunner:
         self.poke()
 
     async def flush(self) -> None:
-        """Show what the room has queued, and start any picture jobs among it."""
+        """Record what the room has queued, show it, and start any picture jobs among it."""
         async with self._show_lock:
             events = self.room.take_events()
-            if not events:
-                return
             for event in events:
                 if isinstance(event, ImageJob):
                     self._start_image(event)
+            shown = [e for e in events if not isinstance(e, ImageJob)]
+            if self.journal is None:
+                await self._show([(None, e) for e in shown])
+                return
+            stored = await self.journal.record(self.room, shown)
+            if self._backlog:
+                stored = await self.journal.unposted()  # older first, the new ones among them
+            await self._show(stored)
+
+    def resume_backlog(self, jobs: Iterable[ImageJob] = ()) -> None:
+        """After a restart: show what was stored but never shown, and redo unfinished pictures.
+
+        A crash between posting a message and recording that it was posted would
+        post it twice; a stage that can look (``find_posted``) is asked first.
+        """
+        self._backlog = True
+        self._reconcile = True
+        for job in jobs:
+            self._start_image(job)
+
+    async def _show(self, stored: list[tuple[int | None, Event]]) -> None:
+        for batch in _batches(stored):
+            events = [event for _, event in batch]
             try:
-                await self.stage.show([e for e in events if not isinstance(e, ImageJob)])
-            except Exception:
+                message_ids = await self._find_posted(events) or await self.stage.show(events)
+            except NotShown:
+                self._backlog = self.journal is not None
+                return
+            except Exception:  # a bug in a stage must not wedge the room on one event
                 log.exception("the stage failed to show %d events", len(events))
+                message_ids = None
+            if self.journal is not None:
+                await self.journal.posted([i for i, _ in batch if i is not None], list(message_ids or ()))
+        self._backlog = self._reconcile = False
+
+    async def _find_posted(self, events: list[Event]) -> list[int] | None:
+        finder = getattr(self.stage, "find_posted", None)
+        if not self._reconcile or finder is None:
+            return None
+        try:
+            return await finder(events)
+        except Exception:
+            log.exception("could not check whether %d events were already posted", len(events))
+            return None
 
     async def _take(self, turn: Turn) -> None:
         model = turn.request.model
@@ -177,3 +246,19 @@ class RoomRunner:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._wake.wait()
+
+
+def _batches(stored: list[tuple[int | None, Event]]) -> list[list[tuple[int | None, Event]]]:
+    """Runs of notices travel together (one message); every other event alone."""
+    batches: list[list[tuple[int | None, Event]]] = []
+    for item in stored:
+        if batches and isinstance(item[1], Notice) and isinstance(batches[-1][-1][1], Notice):
+            batches[-1].append(item)
+        else:
+            batches.append([item])
+    return batches
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

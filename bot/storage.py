@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Iterable
@@ -91,6 +92,9 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+# aiosqlite logs every statement with its parameters at DEBUG, webhook tokens among them.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
+
 EVENT_TYPES = {cls.__name__: cls for cls in (Notice, Reply, Said, ImageMade, StateChanged)}
 
 
@@ -134,7 +138,8 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path)
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
+            async with db.execute("PRAGMA journal_mode=WAL"):  # closed at once: its row holds the statement open
+                pass
             await db.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it crash-safe; only an OS crash may lose the last commit
             await db.execute("PRAGMA foreign_keys=ON")
             await migrate(db)
@@ -245,12 +250,30 @@ class Store:
 
     # --- events --------------------------------------------------------------
 
-    async def mark_posted(self, event_id: int, message_ids: Iterable[int] = ()) -> None:
+    async def mark_posted(self, event_ids: int | Iterable[int], message_ids: Iterable[int] = ()) -> None:
+        """Mark events posted; an AI's messages are also remembered, so votes on them count after a restart."""
+        ids = [event_ids] if isinstance(event_ids, int) else list(event_ids)
+        if not ids:
+            return
+        message_ids = list(message_ids)
+        marks = ",".join("?" * len(ids))
         await self.db.execute(
-            "UPDATE events SET posted_at = ?, message_ids = ? WHERE id = ?",
-            (time.time(), json.dumps(list(message_ids)), event_id),
+            f"UPDATE events SET posted_at = ?, message_ids = ? WHERE id IN ({marks})",
+            (time.time(), json.dumps(message_ids), *ids),
         )
+        if message_ids:
+            await self._remember_authors(ids, message_ids)
         await self.db.commit()
+
+    async def last_message_id(self, room_id: int) -> int | None:
+        """The newest Discord message recorded for the room: anything older was posted and marked."""
+        async with self.db.execute(
+            "SELECT message_ids FROM events WHERE room_id = ? AND posted_at IS NOT NULL AND message_ids != '[]'"
+            " ORDER BY id DESC LIMIT 1",
+            (room_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return max(json.loads(row[0])) if row else None
 
     async def unposted(self, room_id: int) -> list[StoredEvent]:
         return await self.events(room_id, only_unposted=True)
@@ -304,6 +327,20 @@ class Store:
         await self.db.commit()
 
     # --- internals -------------------------------------------------------------
+
+    async def _remember_authors(self, event_ids: list[int], message_ids: list[int]) -> None:
+        """Messages of a Reply or ImageMade belong to its AI (a batch of those is one event)."""
+        async with self.db.execute(
+            f"SELECT room_id, data FROM events WHERE id IN ({','.join('?' * len(event_ids))})"
+            " AND kind IN ('Reply', 'ImageMade')",
+            event_ids,
+        ) as cursor:
+            rows = await cursor.fetchall()
+        authored = [(m, room_id, json.loads(data)["number"]) for room_id, data in rows for m in message_ids]
+        if authored:
+            await self.db.executemany(
+                "INSERT OR REPLACE INTO messages (message_id, room_id, ai_number) VALUES (?, ?, ?)", authored
+            )
 
     async def _save_history(self, room_id: int, room: Room, saved: int) -> None:
         rows = []
@@ -369,3 +406,20 @@ async def migrate(db: aiosqlite.Connection) -> int:
     for number in range(version + 1, len(MIGRATIONS) + 1):
         await db.executescript(f"BEGIN;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\nCOMMIT;")
     return len(MIGRATIONS)
+
+
+class Journal:
+    """One room's storage as its runner sees it (``bot.runner.Journal``)."""
+
+    def __init__(self, store: Store, room_id: int):
+        self.store = store
+        self.room_id = room_id
+
+    async def record(self, room: Room, events: list[Event]) -> list[tuple[int, Event]]:
+        return await self.store.save(self.room_id, room, events)
+
+    async def posted(self, event_ids: list[int], message_ids: list[int]) -> None:
+        await self.store.mark_posted(event_ids, message_ids)
+
+    async def unposted(self) -> list[tuple[int, Event]]:
+        return [(stored.id, stored.event) for stored in await self.store.unposted(self.room_id)]

@@ -1,0 +1,224 @@
+"""The runner: turns, pictures in the background, and the store-then-show order that makes restarts safe."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from bot import data
+from bot.engine import ChatRequest, Event, ImageMade, Notice, Picture, Reply, Room, RoomSettings
+from bot.engine.snapshot import resumable_jobs
+from bot.providers.base import ProviderError, TextDelta
+from bot.runner import NotShown, RoomRunner
+from bot.storage import Journal, Store
+
+
+class Scripted:
+    """An in-process provider: each turn's reply comes from ``replies`` in order."""
+
+    name = "scripted"
+
+    def __init__(self, *replies: str):
+        self.replies = list(replies)
+        self.requests: list[ChatRequest] = []
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator:
+        self.requests.append(request)
+        text = self.replies.pop(0) if self.replies else f"turn {len(self.requests)}"
+        if text == "FAIL":
+            raise ProviderError("the provider is having trouble (HTTP 503)")
+        yield TextDelta(text)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class SlowImages:
+    name = "slow"
+
+    def __init__(self, delay: float = 0.05):
+        self.delay = delay
+
+    async def generate(self, prompt: str) -> Picture:
+        await asyncio.sleep(self.delay)
+        return Picture(prompt.encode())
+
+
+class Recorder:
+    """A stage that keeps what it was shown; it refuses the first ``refuse`` replies (NotShown)."""
+
+    streams = False
+
+    def __init__(self, refuse: int = 0, crash_after: int | None = None):
+        self.batches: list[list[Event]] = []
+        self.refuse = refuse
+        self.crash_after = crash_after
+
+    async def show(self, events: list[Event]) -> list[int]:
+        if self.refuse and any(isinstance(e, Reply) for e in events):
+            self.refuse -= 1
+            raise NotShown
+        if self.crash_after is not None and len(self.batches) >= self.crash_after:
+            raise asyncio.CancelledError  # the process dies mid-flush
+        self.batches.append(events)
+        return [1000 + len(self.batches)]
+
+    @property
+    def shown(self) -> list[Event]:
+        return [e for batch in self.batches for e in batch]
+
+    @contextlib.asynccontextmanager
+    async def writing(self, turn):
+        yield
+
+    async def partial(self, turn, text):
+        return None
+
+
+def new_room(turns: int = 4) -> Room:
+    room = Room(data.catalog(), data.scenarios()["open-room"], RoomSettings(max_turns=turns), topic="rivers")
+    room.add("Gemini 3 Flash")
+    room.add("Claude Haiku 4.5")
+    return room
+
+
+async def test_pictures_do_not_hold_up_turns_and_arrive_later():
+    provider = Scripted('!image "a river delta from space"', "second", "third")
+    stage = Recorder()
+    runner = RoomRunner(new_room(3), lambda m: provider, SlowImages(0.2), stage)
+    await runner.run()
+    kinds = [type(e).__name__ for e in stage.shown]
+    # All three turns were taken before the picture arrived; the room still waited for it.
+    assert kinds.index("ImageMade") > max(i for i, k in enumerate(kinds) if k == "Reply")
+    made = next(e for e in stage.shown if isinstance(e, ImageMade))
+    assert made.picture.data == b"a river delta from space"
+
+
+async def test_failed_turn_is_a_notice_and_the_room_goes_on():
+    provider = Scripted("FAIL", "I am still here")
+    stage = Recorder()
+    await RoomRunner(new_room(2), lambda m: provider, SlowImages(), stage).run()
+    texts = [e.text for e in stage.shown if isinstance(e, (Notice, Reply))]
+    assert "⚠️ AI-1 (Gemini 3 Flash) could not reply: the provider is having trouble (HTTP 503)" in texts
+    assert "I am still here" in texts
+
+
+async def test_events_are_stored_before_shown_and_marked_after(tmp_path):
+    store = await Store.open(tmp_path / "db.sqlite3")
+    room = new_room(2)
+    room_id = await store.create_room(room, "console")
+    stage = Recorder()
+    runner = RoomRunner(room, lambda m: Scripted("!temperature 1.2\nhello"), SlowImages(), stage, journal=Journal(store, room_id))
+    await runner.run()
+    stored = await store.events(room_id)
+    assert [type(s.event) for s in stored] == [type(e) for e in stage.shown]
+    assert all(s.posted_at is not None for s in stored)
+    assert stored[0].message_ids == [1001] and stored[1].message_ids == [1001]  # two notices, one message
+    await store.close()
+
+
+async def test_refused_events_wait_and_are_shown_once_later_in_order(tmp_path):
+    store = await Store.open(tmp_path / "db.sqlite3")
+    room = new_room(3)
+    room_id = await store.create_room(room, "discord")
+    stage = Recorder(refuse=2)  # refused twice, then the permission is back
+    provider = Scripted("one", "two", "three")
+    runner = RoomRunner(room, lambda m: provider, SlowImages(), stage, journal=Journal(store, room_id))
+    await runner.run()
+    replies = [e.text for e in stage.shown if isinstance(e, Reply)]
+    assert replies == ["one", "two", "three"]
+    assert stage.refuse == 0
+    assert await store.unposted(room_id) == []
+    await store.close()
+
+
+async def test_restart_shows_what_was_missed_exactly_once(tmp_path):
+    path = tmp_path / "db.sqlite3"
+    store = await Store.open(path)
+    room = new_room(6)
+    room_id = await store.create_room(room, "discord")
+    first = Recorder(crash_after=3)
+    provider = Scripted("a", '!image "a heron standing in fog"', "c", "d", "e", "f")
+    runner = RoomRunner(room, lambda m: provider, SlowImages(5), first, journal=Journal(store, room_id))
+    try:
+        await runner.run()
+    except asyncio.CancelledError:
+        pass  # the crash: nothing after it is shown or written
+    await store.close()
+
+    store = await Store.open(path)
+    again = await store.load_room(room_id, data.catalog(), data.scenarios())
+    second = Recorder()
+    runner = RoomRunner(again, lambda m: provider, SlowImages(0.01), second, journal=Journal(store, room_id))
+    runner.resume_backlog(resumable_jobs(again))
+    await runner.run()
+    assert len(first.batches) == 3 and second.batches  # the crash did cut the room short
+    everything = first.shown + second.shown
+    replies = [e.text for e in everything if isinstance(e, Reply)]
+    assert replies == ["a", '!image "a heron standing in fog"', "c", "d", "e", "f"]
+    pictures = [e for e in everything if isinstance(e, ImageMade)]
+    assert len(pictures) == 1
+    notices = [e.text for e in everything if isinstance(e, Notice)]
+    assert len(notices) == len(set(notices))  # nothing twice
+    assert await store.unposted(room_id) == []
+    await store.close()
+
+
+async def test_restart_asks_the_stage_what_was_already_posted(tmp_path):
+    store = await Store.open(tmp_path / "db.sqlite3")
+    room = new_room(2)
+    room_id = await store.create_room(room, "discord")
+    journal = Journal(store, room_id)
+    turn = room.next_turn()
+    room.complete_turn(turn, "posted just before the crash")
+    await journal.record(room, room.take_events())  # stored, posted, but never marked
+
+    class Finder(Recorder):
+        async def find_posted(self, events):
+            return [777] if isinstance(events[0], Reply) and events[0].text == "posted just before the crash" else None
+
+    stage = Finder()
+    runner = RoomRunner(room, lambda m: Scripted("after"), SlowImages(), stage, journal=journal)
+    runner.resume_backlog()
+    await runner.run()
+    assert [e.text for e in stage.shown if isinstance(e, Reply)] == ["after"]
+    first = next(s for s in await store.events(room_id) if isinstance(s.event, Reply))
+    assert first.message_ids == [777]
+    await store.close()
+
+
+async def test_cancelling_the_run_ends_it_even_mid_turn():
+    class Hanging(Scripted):
+        async def stream(self, request):
+            self.requests.append(request)
+            await asyncio.sleep(3600)
+            yield TextDelta("never")
+
+    provider = Hanging()
+    runner = RoomRunner(new_room(10), lambda m: provider, SlowImages(), Recorder())
+    task = asyncio.create_task(runner.run())
+    while not provider.requests:
+        await asyncio.sleep(0.01)
+    task.cancel()  # what Ctrl+C does to the console's main task
+    done, _ = await asyncio.wait({task}, timeout=2)
+    assert done and task.cancelled()
+    assert len(provider.requests) == 1  # no further turns were taken
+
+
+async def test_stop_drops_the_reply_in_flight_and_ends_the_run():
+    class Hanging(Scripted):
+        async def stream(self, request):
+            self.requests.append(request)
+            await asyncio.sleep(3600)
+            yield TextDelta("never")
+
+    provider = Hanging()
+    stage = Recorder()
+    runner = RoomRunner(new_room(10), lambda m: provider, SlowImages(), stage)
+    task = asyncio.create_task(runner.run())
+    while not provider.requests:
+        await asyncio.sleep(0.01)
+    runner.stop("a moderator stopped it")
+    await asyncio.wait_for(task, 2)
+    assert [e.text for e in stage.shown if isinstance(e, Notice)] == ["⏹️ The room has ended: a moderator stopped it"]
