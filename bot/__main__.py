@@ -16,8 +16,11 @@ def main(argv: list[str] | None = None) -> int:
     from bot import console
 
     console.add_arguments(commands.add_parser("console", help="run a room in this terminal"))
+    sync = commands.add_parser("sync", help="install the slash commands (in one server at once, or globally)")
+    sync.add_argument("--guild", type=int, metavar="ID", help="a server id (default: DEV_GUILD_ID; empty: global)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.WARNING if args.command == "console" else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
     if args.command == "console":
         try:
@@ -25,8 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("\nStopped.", file=sys.stderr)
             return 130
-    print("The Discord bot is not available yet; try: python -m bot console", file=sys.stderr)
-    return 2
+    from bot import bot as discord_bot
+
+    if args.command == "sync":
+        return discord_bot.sync(settings, args.guild or settings.dev_guild_id)
+    return discord_bot.run(settings)
 
 
 if __name__ == "__main__":

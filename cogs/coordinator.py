@@ -1,0 +1,380 @@
+"""Rooms bound to channels: one engine room per channel or thread, each driven by its own runner.
+
+The coordinator owns the sessions and their lifecycles (start, idle pause,
+shutdown, a deleted channel) and the channel's human side (activity, the open
+floor). What a room does lives in the engine; how it looks lives in the stage.
+
+Every room is stored when it starts and journaled as it goes. A shutdown does
+not end rooms: they go offline as they are, and the next start brings back
+each one that was running or paused (``restore``), posting what was stored but
+never shown before anything new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord.ext import commands, tasks
+
+from bot import data
+from bot.engine import Room, RoomError, RoomSettings
+from bot.providers import ProviderError
+from bot.engine.snapshot import resumable_jobs
+from bot.runner import RoomRunner
+from bot.stage import NO_MENTIONS, DiscordStage
+from bot.storage import Journal, RoomRecord, Store
+
+if TYPE_CHECKING:
+    from bot.bot import SeanceBot
+
+log = logging.getLogger(__name__)
+
+Place = discord.TextChannel | discord.Thread
+
+# What the bot needs where a room runs; the README's invite link grants exactly these.
+NEEDED = ("view_channel", "send_messages", "read_message_history", "attach_files", "manage_webhooks")
+NEEDED_FOR_THREADS = ("create_public_threads", "send_messages_in_threads")
+
+BACK = "▶️ Séance is back after a restart; the room carries on"
+BACK_PAUSED = "⏸️ Séance is back after a restart; the room stays paused until a moderator runs /seance resume"
+OFFLINE = "🔌 Séance is going offline; this room carries on when it is back"
+
+
+@dataclass
+class RoomOptions:
+    models: list[str]
+    scenario: str
+    topic: str | None = None
+    turns: int = 30
+    delay: float = 2.0
+    open_floor: bool = False
+
+
+@dataclass(eq=False)
+class Session:
+    """A room at work in one channel, and who is responsible for it."""
+
+    channel: Place
+    room: Room
+    runner: RoomRunner
+    stage: DiscordStage
+    moderator: discord.abc.User | None  # None after a restart if they cannot be found: no DMs then
+    open_floor: bool = False
+    last_activity: float = field(default_factory=time.monotonic)
+    task: asyncio.Task[None] | None = None
+    room_id: int | None = None  # the room in storage, once stored
+
+    def touch(self) -> None:
+        """A person did something here: the idle clock starts again."""
+        self.last_activity = time.monotonic()
+
+
+class Coordinator(commands.Cog):
+    def __init__(self, bot: SeanceBot):
+        self.bot = bot
+        self.sessions: dict[int, Session] = {}
+        self._restored = False  # on_ready fires again after every reconnect; rooms come back once
+
+    async def cog_load(self) -> None:
+        limit = self.bot.settings.idle_pause_minutes * 60
+        if limit > 0:
+            self.idle_watch.change_interval(seconds=max(1.0, min(60.0, limit / 4)))
+            self.idle_watch.start()
+
+    async def cog_unload(self) -> None:
+        self.idle_watch.cancel()
+        await self.go_offline()
+
+    @property
+    def store(self) -> Store | None:
+        return self.bot.store
+
+    # --- rooms --------------------------------------------------------------
+
+    def session_for(self, channel_id: int | None) -> Session | None:
+        return self.sessions.get(channel_id) if channel_id is not None else None
+
+    def build_room(self, options: RoomOptions) -> Room:
+        """A room as the options describe; RoomError says what is wrong with them."""
+        settings = self.bot.settings
+        scenarios = data.scenarios()
+        if options.scenario not in scenarios:
+            raise RoomError(f'There is no scenario "{options.scenario}". Choose one of: {", ".join(scenarios)}.')
+        if not options.models:
+            raise RoomError("Name at least one model.")
+        if len(options.models) > settings.max_ais:
+            raise RoomError(f"A room holds at most {settings.max_ais} AIs.")
+        room_settings = RoomSettings(
+            max_ais=settings.max_ais,
+            max_commands=settings.max_commands_per_reply,
+            max_turns=options.turns,
+            context_tokens=settings.context_tokens,
+            vision_pictures=settings.vision_pictures,
+            budget_usd=settings.room_budget_usd,
+        )
+        room = Room(data.catalog(), scenarios[options.scenario], room_settings, topic=options.topic)
+        for name in options.models:
+            room.add(name)
+        try:
+            self.bot.pool.check(p.model for p in room.present)
+        except ProviderError as exc:
+            raise RoomError(exc.reason) from None
+        return room
+
+    def missing_permissions(self, channel: Place, thread: bool = False) -> list[str]:
+        """Permissions the bot lacks to hold a room in ``channel`` (or a new thread of it), as Discord names them."""
+        me = channel.guild.me
+        granted = channel.permissions_for(me)
+        needed = NEEDED + (NEEDED_FOR_THREADS if thread or isinstance(channel, discord.Thread) else ())
+        if isinstance(channel, discord.Thread):
+            needed = tuple(n for n in needed if n not in ("send_messages", "create_public_threads"))
+        return [_permission_name(name) for name in needed if not getattr(granted, name)]
+
+    def open(self, channel: Place, room: Room, moderator: discord.abc.User | None, options: RoomOptions) -> Session:
+        """Bind ``room`` to ``channel`` (not started yet); RoomError if a room is already there."""
+        if channel.id in self.sessions:
+            raise RoomError("A room is already running in this channel. Stop it with /seance stop first.")
+        stage = DiscordStage(
+            channel,
+            room,
+            self.bot.webhooks,
+            avatar_template=self.bot.settings.avatar_url_template,
+            send_timeout=self.bot.settings.send_timeout,
+            stream=self.bot.settings.stream_replies,
+        )
+        runner = RoomRunner(room, self.bot.pool.get, self.bot.images, stage, options.delay, idle=self.bot.room_wait)
+        session = Session(channel, room, runner, stage, moderator, options.open_floor)
+        stage.on_blocked = lambda reason: self._blocked(session, reason)
+        self.sessions[channel.id] = session
+        return session
+
+    async def persist(self, session: Session, options: RoomOptions) -> None:
+        """Store a new room before its first turn, so from then on a restart brings it back."""
+        if self.store is None:
+            return
+        channel = session.channel
+        thread = channel if isinstance(channel, discord.Thread) else None
+        stored = asdict(options) | {"moderator_id": session.moderator.id if session.moderator else None}
+        room_id = await self.store.create_room(
+            session.room,
+            "discord",
+            guild_id=channel.guild.id,
+            channel_id=thread.parent_id if thread is not None else channel.id,
+            thread_id=thread.id if thread is not None else None,
+            options=stored,
+        )
+        self._bind(session, room_id)
+
+    def _bind(self, session: Session, room_id: int) -> None:
+        assert self.store is not None
+        session.room_id = room_id
+        session.runner.journal = Journal(self.store, room_id)
+
+    def launch(self, session: Session) -> None:
+        """Start taking turns."""
+        session.task = asyncio.create_task(self._drive(session), name=f"seance-room-{session.channel.id}")
+
+    def discard(self, session: Session) -> None:
+        """Forget a session: its room ended, or its start failed half-way."""
+        if self.sessions.get(session.channel.id) is session:
+            del self.sessions[session.channel.id]
+
+    async def after_change(self, session: Session, wake: bool = False) -> None:
+        """Show what a moderator's action queued now, rather than after the turn in progress.
+
+        ``wake`` ends the wait between turns (a resume); a stopped room always wakes, to finish.
+        """
+        await session.runner.flush()
+        if wake or session.room.state == "stopped":
+            session.runner.poke()
+
+    async def go_offline(self, timeout: float = 5.0) -> None:
+        """The bot is shutting down: rooms keep their stored state, and say they will be back."""
+        sessions = list(self.sessions.values())
+        await _cancel([s.task for s in sessions if s.task is not None], timeout)
+        saying = (s.stage.say(OFFLINE, timeout) for s in sessions if s.room.state != "stopped")
+        await asyncio.gather(*saying)  # at once: a shutdown should not wait on each channel in turn
+
+    async def stop_all(self, reason: str, guild_id: int | None = None, timeout: float = 5.0) -> None:
+        chosen = [s for s in self.sessions.values() if guild_id is None or s.channel.guild.id == guild_id]
+        for session in chosen:
+            session.runner.stop(reason)
+        tasks_ = [s.task for s in chosen if s.task is not None]
+        if tasks_:
+            await asyncio.wait(tasks_, timeout=timeout)
+
+    async def _drive(self, session: Session) -> None:
+        try:
+            await session.runner.run()
+        except Exception:
+            log.exception("the room in channel %s failed", session.channel.id)
+        finally:
+            with contextlib.suppress(Exception):
+                await session.stage.close()
+            self.discard(session)
+
+    async def _blocked(self, session: Session, reason: str) -> None:
+        """Discord refused the stage for want of a permission: pause, and tell the channel and the moderator.
+
+        The refused message stays stored, and the pause notice is stored after it, so
+        both wait for /seance resume; the channel hears of the pause now, outside the record.
+        """
+        if session.room.state == "stopped":
+            return
+        session.room.pause(f"{reason} Fix it, then use /seance resume.")
+        session.runner.poke()
+        await session.stage.say(f"⚠️ {reason} The room is paused until a moderator runs /seance resume.")
+        if session.moderator is None:
+            return
+        text = f"Your Séance room in {session.channel.mention} is paused. {reason} Fix it, then use `/seance resume` there."
+        with contextlib.suppress(discord.HTTPException, TimeoutError):
+            await asyncio.wait_for(
+                session.moderator.send(text, allowed_mentions=NO_MENTIONS), self.bot.settings.send_timeout
+            )
+
+    # --- after a restart ------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        if self._restored:
+            return
+        self._restored = True
+        await self.restore()
+
+    async def restore(self) -> None:
+        """Bring back every stored Discord room that was running or paused when the bot went down."""
+        if self.store is None:
+            return
+        for record in await self.store.rooms(states=("running", "paused"), origin="discord"):
+            try:
+                await self._restore(record)
+            except Exception:
+                log.exception("could not bring back room %s; it stays stored for the next start", record.id)
+
+    async def _restore(self, record: RoomRecord) -> None:
+        assert self.store is not None
+        place = await self._find_place(record)
+        if place is None or place.id in self.sessions:
+            reason = "its channel is gone or out of reach" if place is None else "another room took its channel"
+            return await self._retire(record, reason)
+        room = await self.store.load_room(record.id, data.catalog(), data.scenarios())
+        moderator = await self._user(record.options.get("moderator_id"))
+        last_posted = await self.store.last_message_id(record.id)
+        # Nothing awaited from here on: a failure cannot leave a session bound but never launched.
+        session = self.open(place, room, moderator, _options(record.options))
+        self._bind(session, record.id)
+        session.stage.reconcile_after = last_posted
+        session.runner.resume_backlog(resumable_jobs(room))
+        room.announce(BACK if room.state == "running" else BACK_PAUSED)
+        self.launch(session)
+        log.info("room %s is back in channel %s (%s)", record.id, place.id, room.state)
+
+    async def _find_place(self, record: RoomRecord) -> Place | None:
+        """The room's channel or thread; None if Discord says it is gone or out of reach."""
+        place_id = record.thread_id or record.channel_id
+        if place_id is None:
+            return None
+        place = self.bot.get_channel(place_id)
+        if place is None:
+            try:
+                place = await self.bot.fetch_channel(place_id)
+            except (discord.NotFound, discord.Forbidden):
+                return None  # other failures may pass: they raise, and the room waits for the next start
+        return place if isinstance(place, (discord.TextChannel, discord.Thread)) else None
+
+    async def _retire(self, record: RoomRecord, reason: str) -> None:
+        """Mark a room that cannot come back as stopped, so it is not tried at every start."""
+        assert self.store is not None
+        room = await self.store.load_room(record.id, data.catalog(), data.scenarios())
+        room.stop(reason)
+        await self.store.save(record.id, room)  # no events: there is nowhere to show them
+        log.warning("room %s cannot come back (%s); it is marked stopped", record.id, reason)
+
+    async def _user(self, user_id: int | None) -> discord.abc.User | None:
+        if user_id is None:
+            return None
+        user = self.bot.get_user(user_id)
+        if user is None:
+            with contextlib.suppress(discord.HTTPException):
+                user = await self.bot.fetch_user(user_id)
+        return user
+
+    # --- idle rooms ---------------------------------------------------------
+
+    @tasks.loop(seconds=60)
+    async def idle_watch(self) -> None:
+        """Pause rooms nobody watches, so they do not spend tokens for an empty channel."""
+        minutes = self.bot.settings.idle_pause_minutes
+        now = time.monotonic()
+        for session in list(self.sessions.values()):
+            if session.room.state == "running" and now - session.last_activity >= minutes * 60:
+                span = f"{minutes:g} minute{'' if minutes == 1 else 's'}"
+                reason = f"no one has been active here for {span} (a moderator can /seance resume)"
+                session.room.pause(reason)
+                try:
+                    await session.runner.flush()
+                except Exception:
+                    log.exception("could not show the idle pause in %s", session.channel.id)
+
+    # --- the channel's people -----------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot or self.bot.webhooks.owns(message.webhook_id):
+            return
+        session = self.session_for(message.channel.id)
+        if session is None:
+            return
+        session.touch()
+        if session.open_floor and message.content.strip() and session.room.state != "stopped":
+            # clean_content: the AIs read "@Vera", not "<@1234>"
+            session.room.inject(message.author.display_name, message.clean_content, echo=False)
+
+    @commands.Cog.listener()
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        if (session := self.session_for(channel.id)) is not None:
+            session.runner.stop("its channel was deleted")
+
+    @commands.Cog.listener()
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        if (session := self.session_for(payload.thread_id)) is not None:
+            session.runner.stop("its thread was deleted")
+
+    @commands.Cog.listener()
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        await self.stop_all("the bot left the server", guild_id=guild.id)
+
+
+def _options(stored: dict[str, Any]) -> RoomOptions:
+    """A stored room's options; keys this version does not know are left out."""
+    known = {f.name for f in fields(RoomOptions)}
+    return RoomOptions(**{k: v for k, v in stored.items() if k in known})
+
+
+async def _cancel(tasks: list[asyncio.Task[None]], timeout: float) -> None:
+    """Cancel rooms' tasks and wait for them to end.
+
+    A task cancelled while it awaits its turn can swallow the cancellation (the
+    runner suppresses a cancelled turn), so what is still running is cancelled once more.
+    """
+    for wait in (min(0.2, timeout), timeout):
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=wait)
+
+
+def _permission_name(flag: str) -> str:
+    return flag.replace("_", " ").title().replace(" In ", " in ")
+
+
+async def setup(bot: SeanceBot) -> None:
+    await bot.add_cog(Coordinator(bot))

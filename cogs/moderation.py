@@ -1,0 +1,442 @@
+"""``/seance``: moderators start, steer and stop rooms; anyone may read the status.
+
+Each subcommand turns an interaction into one engine hook and answers the
+moderator privately; what the room should show, the room queues and the
+coordinator flushes. Permission is checked here in code: ``default_permissions``
+is only a hint that server admins can override. ``/seance export`` reads the
+stored room, so it works for a room that has ended too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import data
+from bot.engine import ModelInfo, Participant, Room, RoomError, UnknownModel
+from bot.export import FORMATS, export
+from bot.formatting import clip
+from bot.providers import ProviderError
+from cogs.coordinator import Coordinator, RoomOptions, Session
+
+if TYPE_CHECKING:
+    from bot.bot import SeanceBot
+
+log = logging.getLogger(__name__)
+
+UPLOAD_LIMIT = 10 * 1024 * 1024  # what Discord accepts from a bot in any server
+FORMAT_CHOICES = [app_commands.Choice(name=fmt, value=fmt) for fmt in FORMATS]
+
+SCENARIO_CHOICES = [
+    app_commands.Choice(name=clip(scenario.title, 100), value=name) for name, scenario in data.scenarios().items()
+][:25]
+
+
+class NotModerator(app_commands.CheckFailure):
+    """Raised by the moderator check; its message is what the member is told."""
+
+
+def is_moderator(member: discord.abc.User, permissions: discord.Permissions, role: str | None) -> bool:
+    """Manage Messages in the channel, or the configured role (by name, any case, or by id)."""
+    if permissions.manage_messages:
+        return True
+    if not role or not isinstance(member, discord.Member):
+        return False
+    wanted = role.strip().casefold()
+    return any(r.name.casefold() == wanted or str(r.id) == wanted for r in member.roles)
+
+
+async def _moderators_only(interaction: discord.Interaction) -> bool:
+    role = interaction.client.settings.moderator_role  # type: ignore[attr-defined]
+    if is_moderator(interaction.user, interaction.permissions, role):
+        return True
+    command = interaction.command.qualified_name if interaction.command else "seance"
+    needs = "the Manage Messages permission" + (f" or the {role} role" if role else "")
+    raise NotModerator(f"Only moderators can use `/{command}`: it needs {needs}.")
+
+
+moderators_only = app_commands.check(_moderators_only)
+Ref = app_commands.Range[str, 1, 100]
+
+
+class Moderation(commands.Cog):
+    seance = app_commands.Group(
+        name="seance", description="A conversation between AI models in this channel.", guild_only=True
+    )
+
+    def __init__(self, bot: SeanceBot):
+        self.bot = bot
+
+    @property
+    def coordinator(self) -> Coordinator:
+        # No isinstance: a reloaded extension brings a new class object.
+        return cast(Coordinator, self.bot.get_cog("Coordinator"))
+
+    # --- starting and stopping ----------------------------------------------
+
+    @seance.command(name="start", description="Start a room of AIs in this channel (or in a new thread).")
+    @app_commands.describe(
+        models="Catalog models, comma-separated (e.g. Gemini 3 Flash, DeepSeek R1)",
+        scenario="The framing the room starts from",
+        topic="What the AIs start talking about",
+        turns="AI turns before the room ends",
+        delay="Seconds between turns",
+        thread="Hold the room in a new thread of this channel",
+        open_floor="Let the AIs read what people write in the channel",
+    )
+    @app_commands.choices(scenario=SCENARIO_CHOICES)
+    @moderators_only
+    async def start(
+        self,
+        interaction: discord.Interaction,
+        models: str | None = None,
+        scenario: str | None = None,
+        topic: app_commands.Range[str, 1, 500] | None = None,
+        turns: app_commands.Range[int, 1, 1000] | None = None,
+        delay: app_commands.Range[float, 0, 3600] | None = None,
+        thread: bool = False,
+        open_floor: bool = False,
+    ) -> None:
+        settings = self.bot.settings
+        channel = interaction.channel
+        if not isinstance(channel, (discord.TextChannel, discord.Thread)):
+            return await _say(interaction, "Rooms run in text channels and their threads.")
+        if thread and isinstance(channel, discord.Thread):
+            return await _say(interaction, "This is a thread already: start the room without `thread`.")
+        if missing := self.coordinator.missing_permissions(channel, thread):
+            return await _say(interaction, f"I cannot hold a room here: I need {_and(missing)} in {channel.mention}.")
+        options = RoomOptions(
+            models=_names(models or settings.default_models),
+            scenario=scenario or data.DEFAULT_SCENARIO,
+            topic=topic,
+            turns=turns or settings.default_turns,
+            delay=settings.turn_delay if delay is None else delay,
+            open_floor=open_floor,
+        )
+        try:
+            room = self.coordinator.build_room(options)
+            session = None if thread else self.coordinator.open(channel, room, interaction.user, options)
+        except RoomError as exc:
+            return await _say(interaction, str(exc))
+        await self._launch(interaction, channel, room, options, session)
+
+    async def _launch(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.TextChannel | discord.Thread,
+        room: Room,
+        options: RoomOptions,
+        session: Session | None,
+    ) -> None:
+        try:
+            await interaction.response.defer(thinking=True)
+            if session is None:
+                assert isinstance(channel, discord.TextChannel)
+                name = clip(f"Séance · {options.topic or room.scenario.title}", 100)
+                where = await channel.create_thread(name=name, type=discord.ChannelType.public_thread)
+                session = self.coordinator.open(where, room, interaction.user, options)
+            await self.coordinator.persist(session, options)
+            await interaction.followup.send(_announcement(session, options))
+        except Exception:
+            if session is not None:
+                self.coordinator.discard(session)
+            raise
+        self.coordinator.launch(session)
+
+    @seance.command(name="stop", description="End the room in this channel.")
+    @moderators_only
+    async def stop(self, interaction: discord.Interaction) -> None:
+        if (session := await self._session(interaction)) is None:
+            return
+        session.runner.stop(f"stopped by {interaction.user.display_name}")
+        await _say(interaction, "The room is ending.")
+
+    @seance.command(name="pause", description="Pause the room; nothing is lost.")
+    @moderators_only
+    async def pause(self, interaction: discord.Interaction) -> None:
+        def pause(session: Session, by: str) -> str:
+            if session.room.state != "running":
+                return f"The room is {session.room.state} already."
+            session.room.pause(f"paused by {by}")
+            return "Paused. `/seance resume` carries on."
+
+        await self._act(interaction, pause)
+
+    @seance.command(name="resume", description="Resume a paused room.")
+    @moderators_only
+    async def resume(self, interaction: discord.Interaction) -> None:
+        def resume(session: Session, by: str) -> str:
+            if session.room.state == "running":
+                return "The room is running already."
+            session.room.resume(by)
+            return "Resumed."
+
+        await self._act(interaction, resume, wake=True)
+
+    # --- steering -----------------------------------------------------------
+
+    @seance.command(name="say", description="Speak into the room; the AIs see it under your name.")
+    @app_commands.describe(text="What you say")
+    @moderators_only
+    async def say(self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 2000]) -> None:
+        name = interaction.user.display_name
+
+        def speak(session: Session, by: str) -> str:
+            session.stage.human_avatars[name] = interaction.user.display_avatar.url
+            session.room.inject(name, text)
+            return "Said."
+
+        await self._act(interaction, speak)
+
+    @seance.command(name="next", description="Choose who speaks next.")
+    @app_commands.describe(ai="An AI of this room, e.g. AI-2")
+    @moderators_only
+    async def next_speaker(self, interaction: discord.Interaction, ai: Ref) -> None:
+        await self._act(interaction, lambda s, by: f"{s.room.choose_next(ai, by=by).label} speaks next.")
+
+    @seance.command(name="add", description="Invite a model into the room.")
+    @app_commands.describe(model="A catalog model", invitation="What the newcomer is told")
+    @moderators_only
+    async def add(
+        self,
+        interaction: discord.Interaction,
+        model: app_commands.Range[str, 1, 100],
+        invitation: app_commands.Range[str, 1, 1000] | None = None,
+    ) -> None:
+        def invite(session: Session, by: str) -> str:
+            with contextlib.suppress(UnknownModel):  # room.add explains an unknown name
+                self._check_provider(session.room.catalog.get(model))
+            newcomer = session.room.add(model, invitation, by=by)
+            return f"{newcomer.label} joined; it speaks at the end of this round."
+
+        await self._act(interaction, invite)
+
+    @seance.command(name="kick", description="Remove an AI from the room.")
+    @app_commands.describe(ai="An AI of this room")
+    @moderators_only
+    async def kick(self, interaction: discord.Interaction, ai: Ref) -> None:
+        await self._act(interaction, lambda s, by: f"{s.room.remove(ai, by=by).label} left.")
+
+    @seance.command(name="mute", description="Skip an AI's turns until it is unmuted.")
+    @app_commands.describe(ai="An AI of this room")
+    @moderators_only
+    async def mute(self, interaction: discord.Interaction, ai: Ref) -> None:
+        await self._act(interaction, lambda s, by: f"{s.room.mute(ai, by=by).label} is muted.")
+
+    @seance.command(name="unmute", description="Let a muted AI speak again.")
+    @app_commands.describe(ai="An AI of this room")
+    @moderators_only
+    async def unmute(self, interaction: discord.Interaction, ai: Ref) -> None:
+        await self._act(interaction, lambda s, by: f"{s.room.unmute(ai, by=by).label} may speak again.")
+
+    @seance.command(name="temperature", description="Set an AI's sampling temperature (0 to 2).")
+    @app_commands.describe(ai="An AI of this room", value="0 is steady, 2 is wild")
+    @moderators_only
+    async def temperature(
+        self, interaction: discord.Interaction, ai: Ref, value: app_commands.Range[float, 0, 2]
+    ) -> None:
+        await self._act(
+            interaction, lambda s, by: f"{s.room.set_temperature(ai, value, by=by).short}'s temperature is {value:g}."
+        )
+
+    @seance.command(name="prompt", description="Replace an AI's persona prompt.")
+    @app_commands.describe(ai="An AI of this room", text="The new persona")
+    @moderators_only
+    async def prompt(
+        self, interaction: discord.Interaction, ai: Ref, text: app_commands.Range[str, 1, 1000]
+    ) -> None:
+        await self._act(interaction, lambda s, by: f"{s.room.set_prompt(ai, text, by=by).short} has a new prompt.")
+
+    @seance.command(name="status", description="Who is in the room, whose turn it is, votes, tokens and cost.")
+    async def status(self, interaction: discord.Interaction) -> None:
+        if (session := await self._session(interaction)) is None:
+            return
+        session.touch()
+        await interaction.response.send_message(embed=status_embed(session.room), ephemeral=True)
+
+    # Moderators only, although a transcript repeats what the channel showed: it also
+    # holds what moderators have since deleted there (an AI's offensive reply), a reply's
+    # hidden reasoning (jsonl), and building one with its pictures is heavy work that
+    # any member could otherwise repeat at will.
+    @seance.command(name="export", description="The transcript of this channel's room, as a file.")
+    @app_commands.describe(fmt="html: a page with the pictures; md and txt: text; jsonl: everything, for tools")
+    @app_commands.rename(fmt="format")
+    @app_commands.choices(fmt=FORMAT_CHOICES)
+    @moderators_only
+    async def export_transcript(self, interaction: discord.Interaction, fmt: str = "html") -> None:
+        store = self.bot.store
+        room_id = await self._room_to_export(interaction.channel_id)
+        if store is None or room_id is None:
+            return await _say(interaction, "There is no room to export in this channel.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        record, events = await store.room(room_id), await store.events(room_id)
+        content = await asyncio.to_thread(export, record, events, fmt)  # a long room takes a while
+        if len(content) > UPLOAD_LIMIT:
+            size = len(content) / 1024 / 1024
+            return await _say(
+                interaction,
+                f"The {fmt} transcript is {size:.1f} MiB, over Discord's 10 MiB upload limit. "
+                "Try `format: jsonl` or `format: txt`, which leave the pictures out.",
+            )
+        file = discord.File(io.BytesIO(content), filename=f"seance-room-{room_id}.{fmt}")
+        await interaction.followup.send(f"The transcript of room {room_id}.", file=file, ephemeral=True)
+
+    async def _room_to_export(self, channel_id: int | None) -> int | None:
+        """The room running here, else the latest stored room held in this channel or thread."""
+        session = self.coordinator.session_for(channel_id)
+        if session is not None and session.room_id is not None:
+            return session.room_id
+        if self.bot.store is None or channel_id is None:
+            return None
+        held = [
+            r.id for r in await self.bot.store.rooms(origin="discord")
+            if r.thread_id == channel_id or (r.thread_id is None and r.channel_id == channel_id)
+        ]
+        return max(held, default=None)
+
+    # --- autocomplete -------------------------------------------------------
+
+    @start.autocomplete("models")
+    async def _models_list(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        done, comma, typing = current.rpartition(",")
+        prefix = f"{done.strip()}, " if comma else ""
+        names = [prefix + name for name in data.catalog().search(typing.strip())]
+        return [app_commands.Choice(name=n, value=n) for n in names if len(n) <= 100][:25]
+
+    @add.autocomplete("model")
+    async def _model(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return [app_commands.Choice(name=n, value=n) for n in data.catalog().search(current)][:25]
+
+    @next_speaker.autocomplete("ai")
+    @kick.autocomplete("ai")
+    @mute.autocomplete("ai")
+    @unmute.autocomplete("ai")
+    @temperature.autocomplete("ai")
+    @prompt.autocomplete("ai")
+    async def _participant(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        session = self.coordinator.session_for(interaction.channel_id)
+        if session is None:
+            return []
+        wanted = current.strip().casefold()
+        labels = [p.label for p in session.room.present if wanted in p.label.casefold()]
+        return [app_commands.Choice(name=label, value=label) for label in labels][:25]
+
+    # --- plumbing -----------------------------------------------------------
+
+    def _check_provider(self, model: ModelInfo) -> None:
+        try:
+            self.bot.pool.check([model])
+        except ProviderError as exc:
+            raise RoomError(exc.reason) from None
+
+    async def _session(self, interaction: discord.Interaction) -> Session | None:
+        """The channel's room, or None after telling the member there is none."""
+        session = self.coordinator.session_for(interaction.channel_id)
+        if session is None:
+            await _say(interaction, "No room is running in this channel. Start one with `/seance start`.")
+        return session
+
+    async def _act(
+        self, interaction: discord.Interaction, action: Callable[[Session, str], str], wake: bool = False
+    ) -> None:
+        """Run one room hook for a moderator: answer them privately, then show what it changed."""
+        if (session := await self._session(interaction)) is None:
+            return
+        session.touch()
+        try:
+            done = action(session, interaction.user.display_name)
+        except RoomError as exc:  # the engine's words are meant for the moderator
+            return await _say(interaction, str(exc))
+        await _say(interaction, done)
+        await self.coordinator.after_change(session, wake=wake)
+
+    async def cog_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        original = getattr(error, "original", error)
+        if isinstance(original, NotModerator):
+            await _say(interaction, str(original))
+        else:
+            log.error("/%s failed", interaction.command.qualified_name if interaction.command else "?", exc_info=original)
+            await _say(interaction, f"Something went wrong ({type(original).__name__}); the log has the details.")
+
+
+def status_embed(room: Room) -> discord.Embed:
+    """Participants, whose turn it is, temperatures, votes, tokens and cost, as one embed."""
+    state = {"running": "▶️ running", "paused": "⏸️ paused", "stopped": "⏹️ ended"}[room.state]
+    limit = room.settings.max_turns
+    turns = f"{room.turns_taken}/{limit}" if limit else str(room.turns_taken)
+    topic = f"\nTopic: {clip(room.topic, 300)}" if room.topic else ""
+    embed = discord.Embed(
+        title=clip(f"Séance · {room.scenario.title}", 256), description=f"{state} · turn {turns}{topic}"
+    )
+    upcoming = room.upcoming()
+    tally = room.tally()
+    for participant in room.present[:20]:
+        marker = " ← next" if participant.number == upcoming else ""
+        embed.add_field(name=clip(participant.label + marker, 256), value=_line(participant, tally[participant.number]))
+    nobody = "nobody (every AI is muted)"
+    embed.add_field(name="Next", value=room.participants[upcoming].label if upcoming else nobody, inline=False)
+    votes = " · ".join(f"{room.participants[n].short}: {_count(c, 'vote')}" for n, c in tally.most_common())
+    embed.add_field(name="Votes for the next turn", value=votes or "none yet (react to an AI's message)", inline=False)
+    usage = room.usage
+    embed.add_field(
+        name="So far",
+        value=f"{usage.input_tokens + usage.cached_input_tokens:,} tokens in · {usage.output_tokens:,} out · "
+        f"${room.cost_usd:.4f}",
+        inline=False,
+    )
+    return embed
+
+
+def _line(participant: Participant, votes: int) -> str:
+    parts = [f"🌡️ {participant.temperature:g}", _count(participant.turns, "turn"), f"${participant.cost_usd:.4f}"]
+    if votes:
+        parts.append(f"🗳️ {votes}")
+    if participant.muted:
+        parts.append("🔇 muted")
+    return " · ".join(parts)
+
+
+def _announcement(session: Session, options: RoomOptions) -> str:
+    room = session.room
+    names = ", ".join(p.label for p in room.present)
+    where = f" in {session.channel.mention}" if isinstance(session.channel, discord.Thread) else ""
+    floor = " The floor is open: the AIs read what you write here." if options.open_floor else ""
+    topic = f" on “{clip(options.topic, 200)}”" if options.topic else ""
+    return (
+        f"🕯️ A séance begins{where}: {names} — {room.scenario.title}{topic}, {_count(options.turns, 'turn')}."
+        f"{floor} React to an AI's message to vote for who speaks next."
+    )
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+async def _say(interaction: discord.Interaction, text: str) -> None:
+    """A private answer to whoever ran the command, whether or not it was answered already."""
+    if interaction.response.is_done():
+        await interaction.followup.send(text, ephemeral=True)
+    else:
+        await interaction.response.send_message(text, ephemeral=True)
+
+
+async def setup(bot: SeanceBot) -> None:
+    await bot.add_cog(Moderation(bot))

@@ -1,0 +1,74 @@
+"""The community's vote: a reaction on an AI's message asks for that AI to speak next.
+
+Only the mapping lives here (message -> AI, member -> voter); counting, one
+vote per member per turn, ties and the announcement are the engine's. The
+stage remembers the messages it posted; older ones (from before a restart)
+are looked up in storage, where the journal records each AI message it marks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+import discord
+from discord.ext import commands
+
+from cogs.coordinator import Coordinator, Session
+
+if TYPE_CHECKING:
+    from bot.bot import SeanceBot
+
+
+class Votes(commands.Cog):
+    def __init__(self, bot: SeanceBot):
+        self.bot = bot
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        if (found := await self._ballot(payload)) is None:
+            return
+        session, number = found
+        if number is None or session.room.vote(str(payload.user_id), number) is None:
+            return
+        if self.bot.store is not None and session.room_id is not None:
+            await self.bot.store.record_vote(session.room_id, str(payload.user_id), number, session.room.turns_taken)
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        if (found := await self._ballot(payload)) is None:
+            return
+        session, number = found
+        if number is not None:
+            session.room.unvote(str(payload.user_id), number)
+
+    async def _ballot(self, payload: discord.RawReactionActionEvent) -> tuple[Session, int | None] | None:
+        """The room and the AI a person's reaction is about; None for bots and rooms' strangers."""
+        if self._is_bot(payload):
+            return None
+        coordinator = cast(Coordinator, self.bot.get_cog("Coordinator"))
+        session = coordinator.session_for(payload.channel_id)
+        if session is None:
+            return None
+        session.touch()  # any reaction in the room's channel is someone watching
+        number = session.stage.author_of(payload.message_id)
+        if number is None:
+            number = await self._stored_author(session, payload.message_id)
+        return session, number
+
+    async def _stored_author(self, session: Session, message_id: int) -> int | None:
+        """The AI of a message this process did not post (it came before a restart)."""
+        if self.bot.store is None or session.room_id is None:
+            return None
+        found = await self.bot.store.ai_for_message(message_id)
+        return found[1] if found is not None and found[0] == session.room_id else None
+
+    def _is_bot(self, payload: discord.RawReactionActionEvent) -> bool:
+        me = self.bot.user
+        if me is not None and payload.user_id == me.id:
+            return True
+        user = payload.member or self.bot.get_user(payload.user_id)
+        return user is not None and user.bot
+
+
+async def setup(bot: SeanceBot) -> None:
+    await bot.add_cog(Votes(bot))

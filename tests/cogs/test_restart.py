@@ -1,0 +1,251 @@
+"""Rooms outlive the process: stored when started, journaled with their Discord message ids,
+brought back after a restart (running or paused), and nothing is posted twice."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.engine import Reply
+from bot.storage import Journal
+from cogs.coordinator import BACK, BACK_PAUSED, OFFLINE
+from tests.discord_world import World, by_persona, notices
+from tests.fakes import Reply as Scripted
+
+THREE = "Gemini 3 Flash, DeepSeek R1, Claude Haiku 4.5"
+
+
+def speakers(world: World) -> list[str]:
+    return [m.author.name for m in by_persona(world.channel)]
+
+
+def texts(world: World) -> list[str]:
+    return [m.content for m in by_persona(world.channel)]
+
+
+def webhook_lists(world: World) -> int:
+    return sum(1 for r in world.env.http_requests if r.method == "GET" and r.path.endswith("/webhooks"))
+
+
+async def latest(world: World) -> int:
+    """The id of the newest stored room."""
+    return (await world.bot.store.rooms())[-1].id
+
+
+async def stored_reply(world: World, text: str) -> Reply:
+    """A reply the room has recorded but not shown: what a crash right after recording leaves."""
+    session = world.session()
+    room = session.room
+    turn = room.next_turn()
+    room.complete_turn(turn, text)
+    events = room.take_events()
+    await Journal(world.bot.store, session.room_id).record(room, events)
+    return next(e for e in events if isinstance(e, Reply))
+
+
+async def test_a_started_room_is_stored_with_its_channel_and_options(world: World) -> None:
+    await world.start(turns=7, delay=60, topic="tides", open_floor=True)
+
+    [record] = await world.bot.store.rooms()
+    assert (record.origin, record.state, record.scenario) == ("discord", "running", "open-room")
+    assert (record.guild_id, record.channel_id, record.thread_id) == (world.guild.id, world.channel.id, None)
+    assert record.options == {
+        "models": ["Gemini 3 Flash", "DeepSeek R1"], "scenario": "open-room", "topic": "tides", "turns": 7,
+        "delay": 60.0, "open_floor": True, "moderator_id": world.mod.id,
+    }
+    assert world.session().room_id == record.id
+
+
+async def test_a_room_in_its_own_thread_is_stored_with_both_ids(world: World) -> None:
+    await world.start(turns=3, delay=60, thread=True)
+    [thread] = world.channel.threads
+    [record] = await world.bot.store.rooms()
+    assert (record.channel_id, record.thread_id) == (world.channel.id, thread.id)
+
+
+async def test_events_are_marked_posted_with_the_messages_they_became(world: World) -> None:
+    await world.start(models="Gemini 3 Flash", turns=1, delay=0)
+
+    events = await world.bot.store.events(await latest(world))
+    assert events and all(e.posted_at is not None for e in events)
+    [reply] = [e for e in events if isinstance(e.event, Reply)]
+    [post] = by_persona(world.channel)
+    assert reply.message_ids == [post.id]
+    ended = world.channel.history()[-1]
+    assert ended.content == "-# ⏹️ The room has ended: reached the limit of 1 turns"
+    assert any(e.message_ids == [ended.id] for e in events)
+    assert await world.bot.store.ai_for_message(post.id) == (reply.room_id, 1)
+
+
+async def test_a_running_room_goes_offline_and_carries_on_after_a_restart(world: World, fake_llm) -> None:
+    fake_llm.script(Scripted.text("Before the night."), Scripted.text("After the dawn."))
+    await world.start(turns=4, delay=60)
+
+    await world.restart()  # the next turn comes at once: the wait was spent offline
+
+    history = world.channel.history()
+    assert [m.content for m in history[-3:-1]] == [f"-# {OFFLINE}", f"-# {BACK}"]
+    session = world.session()
+    assert session is not None and session.room.state == "running"
+    assert texts(world) == ["Before the night.", "After the dawn."]
+    assert speakers(world) == ["AI-1 (Gemini 3 Flash)", "AI-2 (DeepSeek R1)"]  # the turn order carries on
+    assert "Before the night." in str(fake_llm.chat_requests[-1].body["messages"])  # so does the history
+    await world.env.advance_time(60)
+    assert len(texts(world)) == 3
+
+
+async def test_a_paused_room_stays_paused_after_a_restart(world: World, fake_llm) -> None:
+    await world.start(turns=4, delay=60)
+    await world.mod.slash(world.channel, "seance pause")
+    requests = len(fake_llm.chat_requests)
+
+    await world.restart()
+    await world.env.advance_time(600)
+
+    assert notices(world.channel)[-1] == BACK_PAUSED
+    assert world.session().room.state == "paused" and len(fake_llm.chat_requests) == requests
+    await world.mod.slash(world.channel, "seance resume")
+    assert speakers(world) == ["AI-1 (Gemini 3 Flash)", "AI-2 (DeepSeek R1)"]
+
+
+async def test_what_was_stored_but_never_shown_is_posted_once_after_a_crash(world: World) -> None:
+    await world.start(turns=6, delay=60)
+    await stored_reply(world, "Stored, then the power went out.")
+
+    await world.restart(crash=True)
+
+    assert texts(world).count("Stored, then the power went out.") == 1
+    history = [m.content for m in world.channel.history()]
+    back = history.index(f"-# {BACK}")
+    assert history[back - 1] == "Stored, then the power went out."  # the backlog first, then the news
+    assert await world.bot.store.unposted(await latest(world)) == []
+    await world.env.advance_time(60)
+    assert texts(world).count("Stored, then the power went out.") == 1
+
+
+async def test_a_batch_posted_just_before_the_crash_is_found_and_not_posted_again(world: World) -> None:
+    await world.start(turns=6, delay=60)
+    reply = await stored_reply(world, "Posted, but the crash came before it was written down.")
+    [posted] = await world.session().stage.show([reply])  # on Discord, never marked in the journal
+
+    await world.restart(crash=True)
+
+    assert texts(world).count("Posted, but the crash came before it was written down.") == 1
+    stored = [e for e in await world.bot.store.events(await latest(world)) if e.event == reply]
+    assert [e.message_ids for e in stored] == [[posted]]
+    assert notices(world.channel)[-1] == BACK
+
+
+async def test_an_identical_notice_from_before_is_still_posted(world: World) -> None:
+    await world.start(turns=6, delay=600)
+    await world.restart(crash=True)
+    await world.restart(crash=True)  # the second "back" notice reads like the first, which was recorded
+
+    assert notices(world.channel).count(BACK) == 2
+
+
+async def test_a_missing_permission_mid_room_keeps_the_reply_for_after_resume(world: World, fake_llm) -> None:
+    fake_llm.script(Scripted.text("One."), Scripted.text("Two, held back."), Scripted.text("Three."))
+    await world.start(turns=6, delay=60)
+    world.env.inject_error("POST", "/webhooks/*", status=403, code=50013, message="Missing Permissions", times=None)
+
+    await world.env.advance_time(60)
+
+    session = world.session()
+    assert session.room.state == "paused" and texts(world) == ["One."]
+    world.env.backend.faults.clear()
+    await world.mod.slash(world.channel, "seance resume")
+    assert texts(world) == ["One.", "Two, held back.", "Three."]
+
+
+async def test_a_reply_held_back_by_a_refusal_is_posted_after_a_restart(world: World, fake_llm) -> None:
+    fake_llm.script(Scripted.text("One."), Scripted.text("Two, held back."))
+    await world.start(turns=6, delay=60)
+    world.env.inject_error("POST", "/webhooks/*", status=403, code=50013, message="Missing Permissions", times=None)
+    await world.env.advance_time(60)
+    world.env.backend.faults.clear()
+
+    await world.restart()
+
+    assert texts(world) == ["One.", "Two, held back."]
+    assert world.session().room.state == "paused"
+    assert notices(world.channel)[-1] == BACK_PAUSED
+
+
+async def test_votes_on_messages_from_before_a_restart_still_count(world: World) -> None:
+    await world.start(models=THREE, turns=20, delay=60)
+    await world.env.advance_time(120)
+    before = next(m for m in by_persona(world.channel) if m.author.name == "AI-2 (DeepSeek R1)")
+
+    await world.restart()
+    await world.viewer.react(before, "🔥")
+    await world.env.advance_time(60)
+
+    assert speakers(world)[-1] == "AI-2 (DeepSeek R1)"
+    assert notices(world.channel)[-1] == "🗳️ AI-2 (DeepSeek R1) speaks next by vote (1 vote)"
+    async with world.bot.store.db.execute("SELECT voter, ai_number, turn FROM votes") as cursor:
+        assert await cursor.fetchall() == [(str(world.viewer.id), 2, 4)]  # cast after turn 4 (AI-1's, at the restart)
+
+
+async def test_the_stored_webhook_is_reused_after_a_restart(world: World, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    await world.start(turns=6, delay=60)
+    first = by_persona(world.channel)[0].webhook_id
+    hook_id, token = await world.bot.store.webhook(world.channel.id)
+    assert hook_id == first
+
+    lists = webhook_lists(world)
+    await world.restart()
+
+    assert [m.webhook_id for m in by_persona(world.channel)] == [first, first]
+    assert webhook_lists(world) == lists  # not listed again: the stored one was used as it is
+    assert token not in caplog.text
+
+
+async def test_a_stored_webhook_deleted_meanwhile_is_replaced(world: World) -> None:
+    await world.start(turns=6, delay=60)
+    old = by_persona(world.channel)[0].webhook_id
+    world.env.backend.delete_webhook(old)  # someone removed it while the bot was away
+
+    await world.restart(crash=True)
+
+    posts = by_persona(world.channel)
+    assert len(posts) == 2 and posts[1].webhook_id != old
+    assert (await world.bot.store.webhook(world.channel.id))[0] == posts[1].webhook_id
+
+
+async def test_a_room_whose_channel_is_gone_is_marked_stopped(world: World, caplog) -> None:
+    await world.start(turns=6, delay=60)
+    store = world.bot.store
+    gone = await store.create_room(world.session().room, "discord", guild_id=world.guild.id, channel_id=4242)
+
+    await world.restart(crash=True)
+
+    assert (await world.bot.store.room(gone)).state == "stopped"
+    assert f"room {gone} cannot come back (its channel is gone or out of reach)" in caplog.text
+    assert world.session() is not None  # the other room is back
+
+
+async def test_a_stopped_room_stays_stopped(world: World) -> None:
+    await world.start(turns=6, delay=60)
+    await world.mod.slash(world.channel, "seance stop")
+    await world.restart()
+    assert world.session() is None
+    assert notices(world.channel)[-1] == "⏹️ The room has ended: stopped by Morgan"
+
+
+async def test_a_reconnect_does_not_bring_rooms_back_twice(world: World) -> None:
+    await world.start(turns=6, delay=600)
+    await world.restart()
+    world.bot.dispatch("ready")
+    await world.env.settle()
+    assert notices(world.channel).count(BACK) == 1
+
+
+async def test_a_room_in_a_thread_comes_back_in_its_thread(world: World) -> None:
+    await world.start(turns=6, delay=600, thread=True)
+    [thread] = world.channel.threads
+
+    await world.restart()
+
+    assert world.session(thread) is not None and world.session() is None
+    assert notices(thread)[-1] == BACK

@@ -1,0 +1,96 @@
+"""Reactions as votes: the most-voted AI speaks next; one vote per member; bots do not vote."""
+
+from __future__ import annotations
+
+import discord
+
+from tests.discord_world import World, by_persona, notices
+
+THREE = "Gemini 3 Flash, DeepSeek R1, Claude Haiku 4.5"
+
+
+def speakers(world: World) -> list[str]:
+    return [m.author.name for m in by_persona(world.channel)]
+
+
+def post_of(world: World, label: str) -> discord.Message:
+    return next(m for m in by_persona(world.channel) if m.author.name == label)
+
+
+async def first_round(world: World) -> None:
+    """AI-1, AI-2 and AI-3 have each spoken once; round robin would now give AI-1 the word."""
+    await world.start(models=THREE, turns=20, delay=60)
+    await world.env.advance_time(120)
+    assert speakers(world) == ["AI-1 (Gemini 3 Flash)", "AI-2 (DeepSeek R1)", "AI-3 (Claude Haiku 4.5)"]
+
+
+async def test_a_reaction_makes_that_ai_speak_next(world: World) -> None:
+    await first_round(world)
+
+    await world.viewer.react(post_of(world, "AI-2 (DeepSeek R1)"), "🔥")
+    await world.env.advance_time(60)
+
+    assert speakers(world)[-1] == "AI-2 (DeepSeek R1)"
+    assert notices(world.channel)[-1] == "🗳️ AI-2 (DeepSeek R1) speaks next by vote (1 vote)"
+    await world.env.advance_time(60)  # votes last one turn: the round robin carries on
+    assert speakers(world)[-1] == "AI-1 (Gemini 3 Flash)"
+
+
+async def test_the_most_voted_ai_wins_and_a_members_latest_vote_counts(world: World) -> None:
+    await first_round(world)
+    third = world.guild.add_member(world.env.create_user("ivo"))
+
+    await world.viewer.react(post_of(world, "AI-2 (DeepSeek R1)"), "👍")
+    await world.viewer.react(post_of(world, "AI-3 (Claude Haiku 4.5)"), "👍")  # Vera changes her mind
+    await third.react(post_of(world, "AI-3 (Claude Haiku 4.5)"), "✨")
+    await world.mod.react(post_of(world, "AI-2 (DeepSeek R1)"), "✨")
+    assert world.session().room.tally() == {3: 2, 2: 1}
+
+    await world.env.advance_time(60)
+
+    assert speakers(world)[-1] == "AI-3 (Claude Haiku 4.5)"
+    assert notices(world.channel)[-1] == "🗳️ AI-3 (Claude Haiku 4.5) speaks next by vote (2 votes)"
+
+
+async def test_taking_a_reaction_back_takes_the_vote_back(world: World) -> None:
+    await first_round(world)
+    message = post_of(world, "AI-3 (Claude Haiku 4.5)")
+    await world.viewer.react(message, "👍")
+    await world.viewer.unreact(message, "👍")
+    await world.env.advance_time(60)
+    assert speakers(world)[-1] == "AI-1 (Gemini 3 Flash)"
+
+
+async def test_a_tie_falls_back_to_round_robin(world: World) -> None:
+    await first_round(world)
+    await world.viewer.react(post_of(world, "AI-2 (DeepSeek R1)"), "👍")
+    await world.mod.react(post_of(world, "AI-3 (Claude Haiku 4.5)"), "👍")
+    await world.env.advance_time(60)
+    assert speakers(world)[-1] == "AI-1 (Gemini 3 Flash)"
+
+
+async def test_bots_reactions_do_not_vote(world: World) -> None:
+    await first_round(world)
+    helper = world.guild.add_member(world.env.create_user("helper", bot=True))
+    target = post_of(world, "AI-3 (Claude Haiku 4.5)")
+
+    await helper.react(target, "🤖")
+    channel = world.bot.get_channel(world.channel.id)
+    await channel.get_partial_message(target.id).add_reaction("🕯️")  # the bot's own reaction
+    await world.env.settle()
+
+    assert world.session().room.votes == {}
+    await world.env.advance_time(60)
+    assert speakers(world)[-1] == "AI-1 (Gemini 3 Flash)"
+
+
+async def test_reactions_on_other_messages_are_not_votes_but_count_as_activity(world: World) -> None:
+    await first_round(world)
+    announcement = world.channel.history()[0]
+    session = world.session()
+    session.last_activity = -1e9
+
+    await world.viewer.react(announcement, "👀")
+
+    assert session.room.votes == {}
+    assert session.last_activity > -1e9

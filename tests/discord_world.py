@@ -1,0 +1,146 @@
+"""A simulated Discord (simcord) around the real bot, with the fake model server behind it.
+
+Fixtures and readers shared by the Discord tests; a test module or conftest
+imports the fixtures it uses (``from tests.discord_world import world``).
+
+Rooms wait between turns through ``bot.room_wait``, which declares the wait to
+simcord: a test moves time on with ``env.advance_time(seconds)`` and a turn
+follows, so nothing here sleeps for real.
+
+Each test's database is a file in its own tmp_path; ``World.restart`` starts a
+new bot on the same database in the same simulated Discord, as a real restart would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import discord
+import pytest
+import simcord
+
+from bot import create_bot
+from bot.bot import SeanceBot
+from bot.settings import Settings
+from cogs.admin import sync_tree
+from cogs.coordinator import Coordinator, Session
+from tests.fakes import FakeLLMServer
+
+AVATARS = "https://avatars.example/{seed}.png"
+
+
+@pytest.fixture
+def settings(fake_llm: FakeLLMServer, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Test settings; ``@pytest.mark.settings(name=value)`` overrides some for one test."""
+    marker = request.node.get_closest_marker("settings")
+    overrides = marker.kwargs if marker else {}
+    values: dict[str, Any] = {
+        "openrouter_api_key": "test",
+        "openrouter_base_url": fake_llm.base_url,
+        "avatar_url_template": AVATARS,
+        "turn_delay": 0,
+        "idle_pause_minutes": 0,
+        "send_timeout": 2,
+        "max_attempts": 1,
+        "image_provider": "offline",
+        "database_path": tmp_path / "seance.sqlite3",
+    }
+    return Settings(_env_file=None, **(values | overrides))
+
+
+@pytest.fixture
+def simcord_bot(settings: Settings) -> SeanceBot:
+    return create_bot(settings)
+
+
+@dataclass
+class World:
+    env: simcord.Env
+    bot: SeanceBot
+    guild: simcord.GuildHandle
+    channel: simcord.ChannelHandle
+    mod: simcord.MemberActor
+    viewer: simcord.MemberActor
+
+    @property
+    def coordinator(self) -> Coordinator:
+        # The extension is loaded afresh for every bot, so its class is not this module's.
+        return cast(Coordinator, self.bot.get_cog("Coordinator"))
+
+    def session(self, channel: simcord.ChannelHandle | None = None) -> Session | None:
+        return self.coordinator.session_for((channel or self.channel).id)
+
+    async def start(self, channel: simcord.ChannelHandle | None = None, **options: Any) -> simcord.InteractionResult:
+        options.setdefault("models", "Gemini 3 Flash, DeepSeek R1")
+        return await self.mod.slash(channel or self.channel, "seance start", **options)
+
+    async def restart(self, crash: bool = False) -> SeanceBot:
+        """A new bot on the same database and settings, as after a restart; ``crash`` skips the clean close."""
+        old = self.bot
+        if not crash:
+            await old.close()
+        self.bot = create_bot(old.settings, images=old.images)
+        wait_here(self.env, self.bot)
+        await self.env.restart_bot(self.bot)  # detaches the old bot: its tasks are cancelled where they are
+        await old._close_store()  # a crashed process writes nothing more
+        await self.env.settle()
+        return self.bot
+
+
+def wait_here(env: simcord.Env, bot: SeanceBot) -> None:
+    """Rooms' waits between turns are declared to simcord, so ``advance_time`` moves them on."""
+    bot.room_wait = lambda waiting: env.external_wait(waiting, reason="a room waits between turns")
+
+
+@pytest.fixture
+async def world(simcord_env: simcord.Env) -> AsyncIterator[World]:
+    env = simcord_env
+    bot = env.bot
+    assert isinstance(bot, SeanceBot)
+    wait_here(env, bot)
+    guild = env.create_guild("Salon")
+    channel = guild.create_text_channel("seance")
+    mods = guild.create_role("Mods", permissions=discord.Permissions(manage_messages=True))
+    mod = guild.add_member(env.create_user("morgan", global_name="Morgan"), roles=[mods])
+    viewer = guild.add_member(env.create_user("vera", global_name="Vera"))
+    await sync_tree(bot, discord.Object(guild.id))
+    world = World(env, bot, guild, channel, mod, viewer)
+    yield world
+    await world.bot._close_store()  # simcord detaches the bot without closing it
+
+
+# --- reading what the bot did ---------------------------------------------------
+
+
+def persona_sends(env: simcord.Env) -> list[dict[str, Any]]:
+    """The JSON of every webhook execution, in order (username, avatar_url, content, ...)."""
+    return [
+        dict(r.json, thread_id=r.params.get("thread_id"))
+        for r in env.http_requests
+        if r.method == "POST" and r.path.startswith("/webhooks/") and r.path.count("/") == 3
+        and isinstance(r.json, dict) and "username" in r.json
+    ]
+
+
+def answer(result: simcord.InteractionResult) -> str:
+    """What the member who ran a command was told (the reply, or its first follow-up)."""
+    if result.response is not None and result.response.content:
+        return result.response.content
+    return result.followups[0].content if result.followups else ""
+
+
+def contents(channel: simcord.ChannelHandle) -> list[str]:
+    return [m.content for m in channel.history()]
+
+
+def notices(channel: simcord.ChannelHandle) -> list[str]:
+    """Every notice line the bot posted, without its ``-# `` prefix."""
+    lines = [line for m in channel.history() if m.webhook_id is None for line in m.content.splitlines()]
+    return [line.removeprefix("-# ") for line in lines if line.startswith("-# ")]
+
+
+def by_persona(channel: simcord.ChannelHandle) -> list[discord.Message]:
+    return [m for m in channel.history() if m.webhook_id is not None]

@@ -1,0 +1,125 @@
+"""The bot as a program: what it owns, and start-up failures that say what to do."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import discord
+import pytest
+import simcord
+
+from bot import bot as app
+from bot import create_bot
+from bot.__main__ import main
+from bot.settings import Settings
+
+
+def quiet_settings(**values: object) -> Settings:
+    return Settings(_env_file=None, image_provider="offline", **values)  # type: ignore[arg-type]
+
+
+def test_create_bot_owns_its_resources_and_asks_only_for_message_content() -> None:
+    bot = create_bot(quiet_settings(openrouter_api_key="k"))
+    assert bot.intents.message_content and bot.intents.guilds and bot.intents.guild_reactions
+    assert not bot.intents.members and not bot.intents.presences
+    assert bot.allowed_mentions is not None and bot.allowed_mentions.to_dict() == {"parse": []}
+    assert bot.settings.openrouter_api_key is not None
+    assert bot.pool is not None and bot.images.name == "offline" and bot.webhooks.client is bot
+
+
+async def test_closing_the_bot_closes_its_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    bot = create_bot(quiet_settings())
+    closed: list[bool] = []
+
+    async def aclose() -> None:
+        closed.append(True)
+
+    monkeypatch.setattr(bot.pool, "aclose", aclose)
+    await bot.close()
+    assert closed == [True]
+
+
+async def test_setup_hook_loads_the_cogs_and_their_commands(tmp_path) -> None:
+    bot = create_bot(quiet_settings(database_path=tmp_path / "seance.sqlite3"))
+    async with simcord.run(bot):
+        assert set(bot.cogs) == {"Coordinator", "Moderation", "Votes", "Admin"}
+        [seance] = bot.tree.get_commands()
+        assert {c.name for c in seance.commands} == {
+            "start", "stop", "pause", "resume", "say", "next", "add", "kick", "mute", "unmute",
+            "temperature", "prompt", "status", "export",
+        }
+        assert bot.store is not None and bot.webhooks.store is bot.store
+    await bot.close()
+    assert bot.store is None
+
+
+async def test_a_database_from_a_newer_seance_ends_the_start_with_what_to_do(tmp_path) -> None:
+    import aiosqlite
+
+    path = tmp_path / "seance.sqlite3"
+    async with aiosqlite.connect(path) as db:
+        await db.execute("PRAGMA user_version = 999")
+        await db.commit()
+    out = io.StringIO()
+
+    async def refused(self: app.SeanceBot, token: str, *, reconnect: bool = True) -> None:
+        await self.setup_hook()  # what login does first
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(app.SeanceBot, "start", refused)
+        code = await asyncio.to_thread(app.run, quiet_settings(discord_token="t", database_path=path), out)
+    assert code == 2
+    assert "schema version 999" in out.getvalue() and "DATABASE_PATH" in out.getvalue()
+    assert "Traceback" not in out.getvalue()
+
+
+async def test_the_bot_needs_the_message_content_intent() -> None:
+    bot = create_bot(quiet_settings())
+    without_content = discord.Intents.default()
+    with pytest.raises(discord.PrivilegedIntentsRequired) as caught:
+        async with simcord.run(bot, approved_intents=without_content):
+            pass
+    assert app.explain_startup_error(caught.value) == app.NO_INTENT
+
+
+def test_startup_errors_are_translated_into_what_to_do() -> None:
+    bad_token = app.explain_startup_error(discord.LoginFailure("Improper token has been passed."))
+    assert bad_token is not None and "Reset Token" in bad_token and "DISCORD_TOKEN" in bad_token
+    no_intent = app.explain_startup_error(discord.PrivilegedIntentsRequired(shard_id=None))
+    assert no_intent is not None and "MESSAGE CONTENT INTENT" in no_intent and "Privileged Gateway Intents" in no_intent
+    assert app.explain_startup_error(RuntimeError("a bug")) is None
+
+
+def test_running_without_a_token_says_how_to_get_one() -> None:
+    out = io.StringIO()
+    assert app.run(quiet_settings(), out=out) == 2
+    assert out.getvalue().strip() == app.NO_TOKEN
+
+
+@pytest.mark.parametrize(
+    ("failure", "message"),
+    [
+        (discord.LoginFailure("Improper token has been passed."), app.BAD_TOKEN),
+        (discord.PrivilegedIntentsRequired(shard_id=None), app.NO_INTENT),
+    ],
+)
+def test_a_refused_start_ends_with_the_fix_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, failure: Exception, message: str
+) -> None:
+    async def refused(self: app.SeanceBot, token: str, *, reconnect: bool = True) -> None:
+        raise failure
+
+    monkeypatch.setattr(app.SeanceBot, "start", refused)
+    out = io.StringIO()
+    assert app.run(quiet_settings(discord_token="not-a-token"), out=out) == 2
+    assert out.getvalue() == message + "\n"
+
+
+def test_the_command_line_needs_a_token_to_sync(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    assert main(["sync", "--guild", "123"]) == 2
+    assert capsys.readouterr().err.strip() == app.NO_TOKEN

@@ -1,0 +1,91 @@
+"""One webhook per channel: reused, created once even under concurrency, recreated after deletion."""
+
+from __future__ import annotations
+
+import asyncio
+
+import discord
+
+from bot.engine import Reply
+from bot.webhooks import WEBHOOK_NAME, WebhookPool
+from tests.discord_world import World, by_persona, settings, simcord_bot, world  # noqa: F401
+from tests.test_stage import rig_for
+
+
+def creates(world: World) -> list[str]:
+    return [r.path for r in world.env.http_requests if r.method == "POST" and r.path.endswith("/webhooks")]
+
+
+async def test_the_pool_creates_one_webhook_even_when_rooms_ask_at_once(world: World) -> None:
+    channel = world.bot.get_channel(world.channel.id)
+    pool = WebhookPool(world.bot)
+    hooks = await asyncio.gather(*(pool.get(channel) for _ in range(5)))
+    assert len({h.id for h in hooks}) == 1
+    assert creates(world) == [f"/channels/{channel.id}/webhooks"]
+    assert hooks[0].name == WEBHOOK_NAME
+
+
+async def test_a_webhook_the_bot_made_earlier_is_reused_and_a_strangers_is_not(world: World) -> None:
+    channel = world.bot.get_channel(world.channel.id)
+    stranger = world.guild.create_webhook(world.channel, "Other bot")
+    # simcord credits webhooks made in setup to the bot; make this one a stranger's.
+    world.env.backend.webhooks[stranger.id].creator_id = world.viewer.id
+    first = await WebhookPool(world.bot).get(channel)
+    again = await WebhookPool(world.bot).get(channel)  # as after a restart: nothing cached
+    assert first.id != stranger.id
+    assert again.id == first.id
+    assert len(creates(world)) == 1
+
+
+async def test_two_rooms_in_one_channel_share_the_webhook(world: World) -> None:
+    channel = world.bot.get_channel(world.channel.id)
+    one, two = rig_for(world, channel), rig_for(world, channel)
+    await asyncio.gather(
+        one.stage.show([Reply(1, "AI-1 (Gemini 3 Flash)", "Gemini 3 Flash", "one")]),
+        two.stage.show([Reply(2, "AI-2 (DeepSeek R1)", "DeepSeek R1", "two")]),
+    )
+    await world.env.settle()
+    assert sorted(m.content for m in by_persona(world.channel)) == ["one", "two"]
+    assert len(creates(world)) == 1
+
+
+async def test_a_deleted_webhook_is_recreated_and_the_message_still_arrives(world: World) -> None:
+    channel = world.bot.get_channel(world.channel.id)
+    rig = rig_for(world, channel)
+    await rig.show(Reply(1, "AI-1 (Gemini 3 Flash)", "Gemini 3 Flash", "before"))
+    old = by_persona(world.channel)[0].webhook_id
+    world.env.backend.delete_webhook(old)  # someone removed it in the server settings
+
+    await rig.show(Reply(2, "AI-2 (DeepSeek R1)", "DeepSeek R1", "after"))
+
+    posts = by_persona(world.channel)
+    assert [m.content for m in posts] == ["before", "after"]
+    assert posts[1].webhook_id != old
+    assert len(creates(world)) == 2
+    assert rig.stage.author_of(posts[1].id) == 2
+    assert rig.blocked == []
+    assert (await world.bot.store.webhook(world.channel.id))[0] == posts[1].webhook_id  # the store forgot the old one
+
+
+async def test_a_stored_webhook_is_used_without_listing_the_channels(world: World) -> None:
+    channel = world.bot.get_channel(world.channel.id)
+    first = await world.bot.webhooks.get(channel)
+    lists = [r for r in world.env.http_requests if r.method == "GET" and r.path.endswith("/webhooks")]
+
+    again = await WebhookPool(world.bot, store=world.bot.store).get(channel)  # as after a restart
+
+    assert again.id == first.id and again.token == first.token
+    assert [r for r in world.env.http_requests if r.method == "GET" and r.path.endswith("/webhooks")] == lists
+
+
+async def test_without_manage_webhooks_the_pool_raises_forbidden(world: World) -> None:
+    guild = world.bot.get_guild(world.guild.id)
+    locked = world.guild.create_text_channel(
+        "locked", overwrites={guild.me: discord.PermissionOverwrite(manage_webhooks=False)}
+    )
+    try:
+        await WebhookPool(world.bot).get(world.bot.get_channel(locked.id))
+    except discord.Forbidden as exc:
+        assert exc.code == 50013
+    else:
+        raise AssertionError("expected Forbidden")
