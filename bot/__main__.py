@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from bot.settings import Settings
 
@@ -18,10 +19,17 @@ def main(argv: list[str] | None = None) -> int:
     console.add_arguments(commands.add_parser("console", help="run a room in this terminal"))
     sync = commands.add_parser("sync", help="install the slash commands (in one server at once, or globally)")
     sync.add_argument("--guild", type=int, metavar="ID", help="a server id (default: DEV_GUILD_ID; empty: global)")
+    commands.add_parser("rooms", help="list the stored rooms")
+    exporter = commands.add_parser("export", help="write a stored room's transcript")
+    exporter.add_argument("room", type=int, help="the room number (see: python -m bot rooms)")
+    exporter.add_argument("--format", choices=("txt", "md", "html", "jsonl"), default="txt")
+    exporter.add_argument("--out", type=Path, help="file to write (default: standard output)")
     args = parser.parse_args(argv)
-    level = logging.WARNING if args.command == "console" else logging.INFO
+    level = logging.INFO if args.command in (None, "sync") else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
+    if args.command in ("rooms", "export"):
+        return asyncio.run(_transcripts(args, settings))
     if args.command == "console":
         try:
             return asyncio.run(console.run_console(args, settings))
@@ -33,6 +41,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sync":
         return discord_bot.sync(settings, args.guild or settings.dev_guild_id)
     return discord_bot.run(settings)
+
+
+async def _transcripts(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.export import export_room, list_rooms
+    from bot.storage import Store, StorageError
+
+    try:
+        store = await Store.open(settings.database_path)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "rooms":
+            return await list_rooms(store, sys.stdout)
+        said = await export_room(store, args.room, args.format, args.out, sys.stdout.buffer)
+        if said:
+            print(said, file=sys.stderr)
+        return 0
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await store.close()
 
 
 if __name__ == "__main__":

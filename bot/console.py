@@ -18,8 +18,10 @@ from bot.engine import (
 )
 from bot.providers import ProviderError, ProviderPool, local, route_for
 from bot.providers.images import make_image_provider
+from bot.engine.snapshot import resumable_jobs
 from bot.runner import RoomRunner
 from bot.settings import Settings
+from bot.storage import Journal, Store, StorageError
 
 DEFAULT_AIS = ("Gemini 3 Flash", "DeepSeek R1")
 KEY_HINT = "put OPENROUTER_API_KEY=... in .env (every catalog model runs through it; get one at https://openrouter.ai/keys)"
@@ -91,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pictures", type=Path, default=None, help="folder for pictures (default: PICTURES_DIR/<time>)")
     parser.add_argument("--list-scenarios", action="store_true", help="list the scenarios and exit")
     parser.add_argument("--list-models", action="store_true", help="list the catalog and exit")
+    parser.add_argument("--resume", type=int, metavar="ROOM", help="carry on a stored console room (see python -m bot rooms)")
 
 
 def build_room(args: argparse.Namespace, settings: Settings, catalog: Catalog | None = None) -> Room:
@@ -126,35 +129,69 @@ async def run_console(args: argparse.Namespace, settings: Settings, out: TextIO 
             print(f"{name}: {scenario.title}", file=out)
         return 0
     try:
-        notice = choose_models(args, settings)
-        room = build_room(args, settings, usable_catalog(settings))
-    except RoomError as exc:
+        store = await Store.open(settings.database_path)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return await _hold_room(args, settings, store, out)
+    finally:
+        await store.close()
+
+
+async def _hold_room(args: argparse.Namespace, settings: Settings, store: Store, out: TextIO) -> int:
+    """Start (or resume) a stored room and run it to its end, or until it pauses."""
+    notice = None
+    try:
+        if args.resume is not None:
+            room_id, room = await _resumable(store, args.resume)
+        else:
+            notice = choose_models(args, settings)
+            room = build_room(args, settings, usable_catalog(settings))
+            room_id = None
+        pool = ProviderPool(settings)
+        pool.check(m.model for m in room.present)
+    except (RoomError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ProviderError as exc:
         print(exc.reason, file=sys.stderr)
         return 2
-    pool = ProviderPool(settings)
-    try:
-        pool.check(m.model for m in room.present)
-    except ProviderError as exc:
-        print(exc.reason, file=sys.stderr)
-        return 2
-    pictures = args.pictures or settings.pictures_dir / time.strftime("console-%Y%m%d-%H%M%S")
+    if room_id is None:
+        room_id = await store.create_room(room, "console", options={"pictures": str(args.pictures or "")})
+    pictures = args.pictures or settings.pictures_dir / f"console-room-{room_id}"
     stage = ConsoleStage(out, pictures, reasoning=settings.show_reasoning)
     delay = settings.turn_delay if args.delay is None else args.delay
     names = ", ".join(p.label for p in room.present)
     if notice:
         print(notice, file=out)
-    print(f"Séance: {names} in \"{room.scenario.title}\" for {args.turns} turns. Ctrl+C ends it.\n", file=out)
-    runner = RoomRunner(room, pool.get, make_image_provider(settings), stage, delay=delay)
+    progress = f"{room.turns_taken} of {room.settings.max_turns} turns done" if args.resume else f"{room.settings.max_turns} turns"
+    print(
+        f"Séance room {room_id}: {names} in \"{room.scenario.title}\", {progress}. "
+        f"Ctrl+C ends it; --resume {room_id} carries on.\n",
+        file=out,
+    )
+    runner = RoomRunner(room, pool.get, make_image_provider(settings), stage, delay=delay, journal=Journal(store, room_id))
+    if args.resume is not None:
+        runner.resume_backlog(resumable_jobs(room))
     try:
         await runner.run(return_on_pause=True)
     finally:
         await pool.aclose()
     if room.state == "paused":
-        print("The console has no one to resume a paused room, so it ends here.", file=out)
+        print(f"The console has no one to resume a paused room, so it ends here (--resume {room_id} carries on).", file=out)
     return 0
+
+
+async def _resumable(store: Store, room_id: int) -> tuple[int, Room]:
+    record = await store.room(room_id)
+    if record.origin != "console":
+        raise RoomError(f"Room {room_id} belongs to Discord; it resumes when the bot starts.")
+    room = await store.load_room(room_id, data.catalog(), data.scenarios())
+    if room.state == "stopped":
+        raise RoomError(f"Room {room_id} has ended; start a new one (its transcript: python -m bot export {room_id}).")
+    room.resume("in the console")
+    return room_id, room
 
 
 # --- which models, with or without a key ------------------------------------------

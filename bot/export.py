@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 from bot.engine import ImageMade, Notice, Reply, Said
-from bot.storage import RoomRecord, StoredEvent
+from bot.storage import RoomRecord, Store, StoredEvent
 
 FORMATS = ("txt", "md", "html", "jsonl")
 
@@ -228,3 +229,34 @@ def to_jsonl(record: RoomRecord, events: list[StoredEvent]) -> str:
 
 def _iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat() if timestamp is not None else None
+
+
+# --- the command line: python -m bot rooms / export -----------------------------------
+
+
+async def list_rooms(store: Store, out: TextIO) -> int:
+    records = await store.rooms()
+    if not records:
+        print("No rooms are stored yet.", file=out)
+        return 0
+    print(f"{'room':>5}  {'where':<22} {'state':<8} {'scenario':<10} {'events':>6}  last change", file=out)
+    for record in records:
+        where = "console" if record.origin == "console" else f"discord #{record.thread_id or record.channel_id}"
+        when = datetime.fromtimestamp(record.updated_at).strftime("%Y-%m-%d %H:%M")
+        count = len(await store.events(record.id))
+        print(f"{record.id:>5}  {where:<22} {record.state:<8} {record.scenario:<10} {count:>6}  {when}", file=out)
+    return 0
+
+
+async def export_room(store: Store, room_id: int, fmt: str, out_path: Path | None, out: BinaryIO) -> str:
+    """Write the transcript to ``out_path`` (pictures beside it for md) or to ``out``; say where."""
+    record = await store.room(room_id)
+    events = await store.events(room_id)
+    pictures = out_path.with_name(out_path.stem + "-pictures") if out_path is not None and fmt == "md" else None
+    body = export(record, events, fmt, pictures)
+    if out_path is None:
+        out.write(body)
+        return ""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_bytes(body)
+    return f"Wrote room {room_id} ({len(events)} events) to {out_path}" + (f", pictures in {pictures}" if pictures and pictures.exists() else "")

@@ -53,7 +53,7 @@ async def test_console_room_end_to_end(fake_llm: FakeLLMServer, tmp_path: Path):
     )
     out = io.StringIO()
     args = console_args(
-        "--ai", "Gemini 3 Flash", "--ai", "claude haiku 4.5", "--turns", "4", "--topic", "tides", "--pictures", str(tmp_path)
+        "--ai", "Gemini 3 Flash", "--ai", "claude haiku 4.5", "--turns", "4", "--topic", "tides", "--pictures", str(tmp_path / "pics")
     )
     assert await run_console(args, settings_for(fake_llm), out) == 0
     printed = out.getvalue()
@@ -82,7 +82,7 @@ async def test_console_room_end_to_end(fake_llm: FakeLLMServer, tmp_path: Path):
     assert "🎨 AI-1 (Gemini 3 Flash) created an image (offline placeholder" in printed
     caption = '[AI-1 (Gemini 3 Flash)]: !image "a tide of broken glass under a violet moon, seen from far above"'
     assert caption in printed
-    (picture,) = tmp_path.iterdir()
+    (picture,) = (tmp_path / "pics").iterdir()
     assert picture.read_bytes().startswith(b"\x89PNG") and str(picture) in printed
 
     # What each AI was sent.
