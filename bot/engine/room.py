@@ -378,7 +378,13 @@ class Room:
         shown = visible_text(text, commands)
         if participant.present and shown:
             self.history.append(
-                Entry("reply", shown, speaker=participant.number, name=participant.label, own_text=text)
+                Entry(
+                    "reply",
+                    shown,
+                    speaker=participant.number,
+                    name=participant.label,
+                    own_text=text if text != shown else None,  # kept only when commands were cut from it
+                )
             )
             self._outbox.append(
                 ev.Reply(participant.number, participant.label, participant.model.name, shown, reasoning.strip(), usage)
