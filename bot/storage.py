@@ -8,12 +8,14 @@ Pictures are files next to the database, named by their content hash.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -131,12 +133,29 @@ class Store:
         self.db = db
         self.path = path
         self.pictures = path.parent / f"{path.stem}-pictures"
+        self._writing = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """One write at a time: rooms share this connection, and a commit from one
+        room must never carry half of another room's save with it."""
+        async with self._writing:
+            try:
+                yield
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path)
+        connecting = aiosqlite.connect(path)
+        worker = getattr(connecting, "_thread", None)
+        if worker is not None:  # a store nobody closed (a script, a crash) must not keep the process alive
+            worker.daemon = True
+        db = await connecting
         try:
             async with db.execute("PRAGMA journal_mode=WAL"):  # closed at once: its row holds the statement open
                 pass
@@ -163,20 +182,20 @@ class Store:
         thread_id: int | None = None,
         options: dict[str, Any] | None = None,
     ) -> int:
-        now = time.time()
-        cursor = await self.db.execute(
-            "INSERT INTO rooms (origin, guild_id, channel_id, thread_id, scenario, settings, options, state,"
-            " snapshot, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                origin, guild_id, channel_id, thread_id, room.scenario.name,
-                json.dumps(settings_to_dict(room.settings)), json.dumps(options or {}), room.state,
-                json.dumps(room_state(room)), now, now,
-            ),
-        )
-        room_id = cursor.lastrowid
-        await self._save_history(room_id, room, 0)
-        await self.db.commit()
-        return room_id
+        async with self._transaction():
+            now = time.time()
+            cursor = await self.db.execute(
+                "INSERT INTO rooms (origin, guild_id, channel_id, thread_id, scenario, settings, options, state,"
+                " snapshot, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    origin, guild_id, channel_id, thread_id, room.scenario.name,
+                    json.dumps(settings_to_dict(room.settings)), json.dumps(options or {}), room.state,
+                    json.dumps(room_state(room)), now, now,
+                ),
+            )
+            room_id = cursor.lastrowid
+            await self._save_history(room_id, room, 0)
+            return room_id
 
     async def save(self, room_id: int, room: Room, events: Iterable[Event] = ()) -> list[tuple[int, Event]]:
         """Store the room's new history, its state and ``events`` in one transaction.
@@ -184,24 +203,24 @@ class Store:
         Returns (id, event) for each event to be shown; picture jobs are not
         events to show, and the room's state already remembers them.
         """
-        async with self.db.execute("SELECT history_len FROM rooms WHERE id = ?", (room_id,)) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            raise StorageError(f"room {room_id} is not in the database")
-        await self._save_history(room_id, room, row[0])
-        stored = [
-            (await self._add_event(room_id, event), event) for event in events if type(event).__name__ in EVENT_TYPES
-        ]
-        await self.db.execute(
-            "UPDATE rooms SET state = ?, snapshot = ?, history_len = ?, updated_at = ? WHERE id = ?",
-            (room.state, json.dumps(room_state(room)), len(room.history), time.time(), room_id),
-        )
-        await self.db.commit()
-        return stored
+        async with self._transaction():
+            async with self.db.execute("SELECT history_len FROM rooms WHERE id = ?", (room_id,)) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                raise StorageError(f"room {room_id} is not in the database")
+            await self._save_history(room_id, room, row[0])
+            stored = [
+                (await self._add_event(room_id, event), event) for event in events if type(event).__name__ in EVENT_TYPES
+            ]
+            await self.db.execute(
+                "UPDATE rooms SET state = ?, snapshot = ?, history_len = ?, updated_at = ? WHERE id = ?",
+                (room.state, json.dumps(room_state(room)), len(room.history), time.time(), room_id),
+            )
+            return stored
 
     async def set_options(self, room_id: int, options: dict[str, Any]) -> None:
-        await self.db.execute("UPDATE rooms SET options = ? WHERE id = ?", (json.dumps(options), room_id))
-        await self.db.commit()
+        async with self._transaction():
+            await self.db.execute("UPDATE rooms SET options = ? WHERE id = ?", (json.dumps(options), room_id))
 
     async def load_room(self, room_id: int, catalog: Catalog, scenarios: dict[str, Scenario]) -> Room:
         async with self.db.execute("SELECT scenario, settings, snapshot FROM rooms WHERE id = ?", (room_id,)) as cur:
@@ -242,28 +261,28 @@ class Store:
 
     async def delete_room(self, room_id: int) -> None:
         """Forget a room, its history, events and pictures."""
-        await self.db.execute("DELETE FROM rooms WHERE id = ?", (room_id,))
-        await self.db.commit()
-        folder = self.pictures / str(room_id)
-        if folder.exists():
-            shutil.rmtree(folder)
+        async with self._transaction():
+            await self.db.execute("DELETE FROM rooms WHERE id = ?", (room_id,))
+            folder = self.pictures / str(room_id)
+            if folder.exists():
+                shutil.rmtree(folder)
 
     # --- events --------------------------------------------------------------
 
     async def mark_posted(self, event_ids: int | Iterable[int], message_ids: Iterable[int] = ()) -> None:
         """Mark events posted; an AI's messages are also remembered, so votes on them count after a restart."""
-        ids = [event_ids] if isinstance(event_ids, int) else list(event_ids)
-        if not ids:
-            return
-        message_ids = list(message_ids)
-        marks = ",".join("?" * len(ids))
-        await self.db.execute(
-            f"UPDATE events SET posted_at = ?, message_ids = ? WHERE id IN ({marks})",
-            (time.time(), json.dumps(message_ids), *ids),
-        )
-        if message_ids:
-            await self._remember_authors(ids, message_ids)
-        await self.db.commit()
+        async with self._transaction():
+            ids = [event_ids] if isinstance(event_ids, int) else list(event_ids)
+            if not ids:
+                return
+            message_ids = list(message_ids)
+            marks = ",".join("?" * len(ids))
+            await self.db.execute(
+                f"UPDATE events SET posted_at = ?, message_ids = ? WHERE id IN ({marks})",
+                (time.time(), json.dumps(message_ids), *ids),
+            )
+            if message_ids:
+                await self._remember_authors(ids, message_ids)
 
     async def last_message_id(self, room_id: int) -> int | None:
         """The newest Discord message recorded for the room: anything older was posted and marked."""
@@ -292,11 +311,11 @@ class Store:
     # --- Discord bookkeeping ----------------------------------------------------
 
     async def remember_message(self, message_id: int, room_id: int, ai_number: int) -> None:
-        await self.db.execute(
-            "INSERT OR REPLACE INTO messages (message_id, room_id, ai_number) VALUES (?, ?, ?)",
-            (message_id, room_id, ai_number),
-        )
-        await self.db.commit()
+        async with self._transaction():
+            await self.db.execute(
+                "INSERT OR REPLACE INTO messages (message_id, room_id, ai_number) VALUES (?, ?, ?)",
+                (message_id, room_id, ai_number),
+            )
 
     async def ai_for_message(self, message_id: int) -> tuple[int, int] | None:
         async with self.db.execute("SELECT room_id, ai_number FROM messages WHERE message_id = ?", (message_id,)) as c:
@@ -304,11 +323,11 @@ class Store:
         return (row[0], row[1]) if row else None
 
     async def record_vote(self, room_id: int, voter: str, ai_number: int, turn: int) -> None:
-        await self.db.execute(
-            "INSERT INTO votes (room_id, voter, ai_number, turn, created_at) VALUES (?, ?, ?, ?, ?)",
-            (room_id, voter, ai_number, turn, time.time()),
-        )
-        await self.db.commit()
+        async with self._transaction():
+            await self.db.execute(
+                "INSERT INTO votes (room_id, voter, ai_number, turn, created_at) VALUES (?, ?, ?, ?, ?)",
+                (room_id, voter, ai_number, turn, time.time()),
+            )
 
     async def webhook(self, channel_id: int) -> tuple[int, str] | None:
         async with self.db.execute("SELECT webhook_id, token FROM webhooks WHERE channel_id = ?", (channel_id,)) as c:
@@ -316,15 +335,15 @@ class Store:
         return (row[0], row[1]) if row else None
 
     async def set_webhook(self, channel_id: int, webhook_id: int, token: str) -> None:
-        await self.db.execute(
-            "INSERT OR REPLACE INTO webhooks (channel_id, webhook_id, token) VALUES (?, ?, ?)",
-            (channel_id, webhook_id, token),
-        )
-        await self.db.commit()
+        async with self._transaction():
+            await self.db.execute(
+                "INSERT OR REPLACE INTO webhooks (channel_id, webhook_id, token) VALUES (?, ?, ?)",
+                (channel_id, webhook_id, token),
+            )
 
     async def forget_webhook(self, channel_id: int) -> None:
-        await self.db.execute("DELETE FROM webhooks WHERE channel_id = ?", (channel_id,))
-        await self.db.commit()
+        async with self._transaction():
+            await self.db.execute("DELETE FROM webhooks WHERE channel_id = ?", (channel_id,))
 
     # --- internals -------------------------------------------------------------
 

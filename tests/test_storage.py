@@ -122,3 +122,40 @@ async def test_webhooks_and_message_map(tmp_path):
     assert await store.ai_for_message(555) == (room_id, 2)
     assert await store.ai_for_message(556) is None
     await store.close()
+
+
+async def test_a_failed_save_never_takes_another_rooms_writes_with_it(tmp_path, monkeypatch):
+    """Rooms share one connection; a save that fails and rolls back must undo only its own writes."""
+    import asyncio
+
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    rooms = [new_room(), new_room()]
+    ids = [await store.create_room(room, "console") for room in rooms]
+    original = store._add_event
+    calls = {"n": 0}
+
+    async def slow_and_flaky(room_id, event):
+        await asyncio.sleep(0)  # let the other room's save interleave here
+        if room_id == ids[0]:
+            calls["n"] += 1
+            if calls["n"] % 4 == 0:
+                raise RuntimeError("disk hiccup")
+        return await original(room_id, event)
+
+    monkeypatch.setattr(store, "_add_event", slow_and_flaky)
+
+    async def run(room, room_id):
+        for i in range(12):
+            turn = room.next_turn()
+            room.complete_turn(turn, f"reply {i}\n!temperature 1.1")
+            try:
+                await store.save(room_id, room, room.take_events())
+            except RuntimeError:
+                pass
+
+    await asyncio.gather(*(run(r, i) for r, i in zip(rooms, ids)))
+    replies = [e for e in await store.events(ids[1]) if isinstance(e.event, Reply)]
+    assert len(replies) == 12  # the healthy room lost nothing to the other's rollbacks
+    again = await store.load_room(ids[1], data.catalog(), data.scenarios())
+    assert again.history == rooms[1].history
+    await store.close()
