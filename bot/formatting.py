@@ -230,6 +230,17 @@ def subtext_messages(notices: list[str], limit: int = MESSAGE_LIMIT) -> list[str
     return messages
 
 
+def spoiler_messages(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """A model's thinking as messages hidden behind spoiler bars until clicked.
+
+    Each message is small text ("-# ") with its own spoiler; ``|`` in the text
+    is escaped so the thinking cannot close the spoiler early.
+    """
+    head, tail = "-# 🧠 ||", "||"
+    escaped = text.replace("|", "\\|").replace("\n", "\n-# ")
+    return [head + piece + tail for piece in split_message(escaped, limit - len(head) - len(tail))]
+
+
 def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
     """``text`` cut to ``limit`` characters with an ellipsis, for captions that must stay one message."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

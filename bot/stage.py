@@ -27,7 +27,15 @@ from typing import Any
 import discord
 
 from bot.engine import Event, ImageMade, Notice, Reply, Room, Said, Turn
-from bot.formatting import MESSAGE_LIMIT, avatar_url, clip, persona_name, split_message, subtext_messages
+from bot.formatting import (
+    MESSAGE_LIMIT,
+    avatar_url,
+    clip,
+    persona_name,
+    split_message,
+    spoiler_messages,
+    subtext_messages,
+)
 from bot.runner import NotShown
 from bot.webhooks import UNKNOWN_WEBHOOK, WebhookPool
 
@@ -78,6 +86,7 @@ class DiscordStage:
         avatar_template: str,
         send_timeout: float = 30.0,
         stream: bool = False,
+        reasoning: str = "off",
         on_blocked: Blocked | None = None,
     ):
         self.channel = channel
@@ -87,6 +96,7 @@ class DiscordStage:
         self.send_timeout = send_timeout
         self.streams = stream  # read by the runner: whether partial() wants the text as it arrives
         self.on_blocked = on_blocked
+        self.reasoning = reasoning  # SHOW_REASONING: off, spoiler or file
         self.human_avatars: dict[str, str] = {}
         self._authored: OrderedDict[int, int] = OrderedDict()
         self._draft: _Draft | None = None
@@ -215,7 +225,23 @@ class DiscordStage:
             if message is not None:
                 self._remember(message.id, event.number)
                 posted.append(message.id)
-        return posted
+        return posted + await self._post_reasoning(persona, event)
+
+    async def _post_reasoning(self, persona: Persona, event: Reply) -> list[int]:
+        """The model's thinking under its reply, when SHOW_REASONING asks for it:
+        behind spoiler bars, or as a text file that nobody has to scroll past."""
+        if self.reasoning == "off" or not event.reasoning:
+            return []
+        if self.reasoning == "file":
+            data = event.reasoning.encode("utf-8")
+
+            def thinking() -> discord.File:
+                return discord.File(io.BytesIO(data), filename=f"ai{event.number}-thinking.txt")
+
+            sent = [await self._as_persona(persona, "-# 🧠 thinking", thinking)]
+        else:
+            sent = [await self._as_persona(persona, chunk) for chunk in spoiler_messages(event.reasoning)]
+        return [message.id for message in sent if message is not None]
 
     async def _post_picture(self, event: ImageMade) -> list[int]:
         persona = self.persona_for(event.number, event.label)

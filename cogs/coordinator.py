@@ -147,6 +147,7 @@ class Coordinator(commands.Cog):
             avatar_template=self.bot.settings.avatar_url_template,
             send_timeout=self.bot.settings.send_timeout,
             stream=self.bot.settings.stream_replies,
+            reasoning=self.bot.settings.show_reasoning,
         )
         runner = RoomRunner(room, self.bot.pool.get, self.bot.images, stage, options.delay, idle=self.bot.room_wait)
         session = Session(channel, room, runner, stage, moderator, options.open_floor)
@@ -358,18 +359,12 @@ def _options(stored: dict[str, Any]) -> RoomOptions:
 
 
 async def _cancel(tasks: list[asyncio.Task[None]], timeout: float) -> None:
-    """Cancel rooms' tasks and wait for them to end.
-
-    A task cancelled while it awaits its turn can swallow the cancellation (the
-    runner suppresses a cancelled turn), so what is still running is cancelled once more.
-    """
-    for wait in (min(0.2, timeout), timeout):
-        pending = [t for t in tasks if not t.done()]
-        if not pending:
-            return
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=wait)
+    """Cancel rooms' tasks and wait (bounded) for them to end."""
+    pending = [t for t in tasks if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
 
 
 def _permission_name(flag: str) -> str:

@@ -212,3 +212,26 @@ async def test_a_draft_is_edited_again_once_the_interval_has_passed(world: World
     assert [m.content for m in by_persona(world.channel)] == ["One two ▌"]
     edits = [r for r in world.env.http_requests if r.method == "PATCH" and "/webhooks/" in r.path]
     assert [e.json["content"] for e in edits] == ["One two ▌"]
+
+
+async def test_reasoning_stays_hidden_by_default(rig: Rig) -> None:
+    await rig.show(Reply(2, DEEPSEEK, "DeepSeek R1", "The answer is four.", reasoning="two and two"))
+    assert [m.content for m in by_persona(rig.world.channel)] == ["The answer is four."]
+
+
+async def test_reasoning_as_spoiler_under_the_reply(world: World) -> None:
+    rig = rig_for(world, world.bot.get_channel(world.channel.id), reasoning="spoiler")  # type: ignore[arg-type]
+    await rig.show(Reply(2, DEEPSEEK, "DeepSeek R1", "The answer is four.", reasoning="two | and\ntwo"))
+    posts = by_persona(rig.world.channel)
+    assert [m.content for m in posts] == ["The answer is four.", "-# 🧠 ||two \\| and\n-# two||"]
+    assert {m.author.name for m in posts} == {DEEPSEEK}
+
+
+async def test_reasoning_as_text_file(world: World) -> None:
+    rig = rig_for(world, world.bot.get_channel(world.channel.id), reasoning="file")  # type: ignore[arg-type]
+    ids = await rig.stage.show([Reply(2, DEEPSEEK, "DeepSeek R1", "Four.", reasoning="x" * 5000)])
+    await rig.world.env.settle()
+    posts = by_persona(rig.world.channel)
+    assert [m.content for m in posts] == ["Four.", "-# 🧠 thinking"]
+    assert [a.filename for a in posts[1].attachments] == ["ai2-thinking.txt"]
+    assert ids == [m.id for m in posts]
