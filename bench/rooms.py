@@ -18,7 +18,9 @@ import logging
 import multiprocessing
 import random
 import statistics
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,8 +86,10 @@ async def watch_lag(samples: list[float], stop: asyncio.Event) -> None:
 async def run_rooms(count: int, seconds: float, base_url: str, delay: float = 0.0) -> Row:
     from cogs.coordinator import RoomOptions
 
+    folder = tempfile.mkdtemp(prefix="seance-bench-")
     settings = Settings(
         _env_file=None,
+        database_path=Path(folder) / "bench.sqlite3",  # rooms are stored as in production
         openrouter_api_key="bench",
         openrouter_base_url=base_url,
         image_provider="offline",
@@ -104,6 +108,7 @@ async def run_rooms(count: int, seconds: float, base_url: str, delay: float = 0.
             channel = bot.get_channel(guild.create_text_channel(f"room-{i}").id)
             options = RoomOptions(models=random.sample(MODELS, 2), scenario="open-room", turns=100_000, delay=delay)
             session = coordinator.open(channel, coordinator.build_room(options), moderator, options)
+            await coordinator.persist(session, options)
             coordinator.launch(session)
             sessions.append(session)
         samples: list[float] = []
@@ -119,7 +124,8 @@ async def run_rooms(count: int, seconds: float, base_url: str, delay: float = 0.
         stop.set()
         await watcher
         await coordinator.stop_all("the benchmark is over", timeout=10)
-        await bot.pool.aclose()
+        await bot.close()
+    shutil.rmtree(folder, ignore_errors=True)
     samples.sort()
     return Row(
         rooms=count,

@@ -357,12 +357,12 @@ async def test_console_posts_a_real_picture_from_the_image_api(fake_llm: FakeLLM
     fake_llm.script_images(openrouter_image(png))
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["--ai", "Gemini 3 Flash", "--turns", "1", "--pictures", str(tmp_path)])
+    args = parser.parse_args(["--ai", "Gemini 3 Flash", "--turns", "1", "--pictures", str(tmp_path / "pics")])
     settings = Settings(_env_file=None, openrouter_api_key=KEY, openrouter_base_url=fake_llm.base_url, turn_delay=0)
     out = io.StringIO()
     assert await run_console(args, settings, out) == 0
     printed = out.getvalue()
     assert "🎨 AI-1 (Gemini 3 Flash) created an image\n" in printed and "offline" not in printed
-    (saved,) = tmp_path.iterdir()
+    (saved,) = (tmp_path / "pics").iterdir()
     assert saved.read_bytes() == png
     assert fake_llm.image_requests[0].body["messages"][0]["content"] == "a grey square, very calm"
