@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import re
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TextIO
 
 from bot import data
 from bot.engine import (
-    Catalog, Event, ImageMade, ModelInfo, Notice, Reply, Room, RoomError, RoomSettings, Said, Turn, UnknownModel,
+    Catalog, Event, ImageMade, ModelInfo, Notice, Reply, Room, RoomError, Said, Turn, UnknownModel,
 )
 from bot.providers import ProviderError, ProviderPool, local, route_for
 from bot.providers.images import make_image_provider
@@ -106,14 +104,7 @@ def build_room(args: argparse.Namespace, settings: Settings, catalog: Catalog | 
         raise RoomError(f'Unknown scenario "{args.scenario}". Choose one of: {", ".join(scenarios)}.')
     if args.turns < 1:
         raise RoomError("--turns must be at least 1.")
-    room_settings = RoomSettings(
-        max_ais=settings.max_ais,
-        max_commands=settings.max_commands_per_reply,
-        max_turns=args.turns,
-        context_tokens=settings.context_tokens,
-        vision_pictures=settings.vision_pictures,
-        budget_usd=settings.room_budget_usd,
-    )
+    room_settings = settings.room_settings(args.turns)
     room = Room(catalog or data.catalog(), scenarios[args.scenario], room_settings, topic=args.topic)
     for name in args.ai or DEFAULT_AIS:
         room.add(name)

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.engine import RoomSettings
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -75,3 +77,14 @@ class Settings(BaseSettings):
     def has_any_key(self) -> bool:
         keys = (self.openrouter_api_key, self.anthropic_api_key, self.gemini_api_key)
         return any(key is not None for key in keys + (self.openai_api_key, self.deepseek_api_key))
+
+    def room_settings(self, max_turns: int | None) -> RoomSettings:
+        """The engine's settings for a new room: the console and Discord start rooms alike."""
+        return RoomSettings(
+            max_ais=self.max_ais,
+            max_commands=self.max_commands_per_reply,
+            max_turns=max_turns,
+            context_tokens=self.context_tokens,
+            vision_pictures=self.vision_pictures,
+            budget_usd=self.room_budget_usd,
+        )

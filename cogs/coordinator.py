@@ -23,7 +23,7 @@ import discord
 from discord.ext import commands, tasks
 
 from bot import data
-from bot.engine import Room, RoomError, RoomSettings
+from bot.engine import Room, RoomError
 from bot.providers import ProviderError
 from bot.engine.snapshot import resumable_jobs
 from bot.runner import RoomRunner
@@ -110,14 +110,7 @@ class Coordinator(commands.Cog):
             raise RoomError("Name at least one model.")
         if len(options.models) > settings.max_ais:
             raise RoomError(f"A room holds at most {settings.max_ais} AIs.")
-        room_settings = RoomSettings(
-            max_ais=settings.max_ais,
-            max_commands=settings.max_commands_per_reply,
-            max_turns=options.turns,
-            context_tokens=settings.context_tokens,
-            vision_pictures=settings.vision_pictures,
-            budget_usd=settings.room_budget_usd,
-        )
+        room_settings = settings.room_settings(options.turns)
         room = Room(data.catalog(), scenarios[options.scenario], room_settings, topic=options.topic)
         for name in options.models:
             room.add(name)

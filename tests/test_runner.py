@@ -188,13 +188,16 @@ async def test_restart_asks_the_stage_what_was_already_posted(tmp_path):
     await store.close()
 
 
-async def test_cancelling_the_run_ends_it_even_mid_turn():
-    class Hanging(Scripted):
-        async def stream(self, request):
-            self.requests.append(request)
-            await asyncio.sleep(3600)
-            yield TextDelta("never")
+class Hanging(Scripted):
+    """A provider that never finishes its reply."""
 
+    async def stream(self, request):
+        self.requests.append(request)
+        await asyncio.sleep(3600)
+        yield TextDelta("never")
+
+
+async def test_cancelling_the_run_ends_it_even_mid_turn():
     provider = Hanging()
     runner = RoomRunner(new_room(10), lambda m: provider, SlowImages(), Recorder())
     task = asyncio.create_task(runner.run())
@@ -207,12 +210,6 @@ async def test_cancelling_the_run_ends_it_even_mid_turn():
 
 
 async def test_stop_drops_the_reply_in_flight_and_ends_the_run():
-    class Hanging(Scripted):
-        async def stream(self, request):
-            self.requests.append(request)
-            await asyncio.sleep(3600)
-            yield TextDelta("never")
-
     provider = Hanging()
     stage = Recorder()
     runner = RoomRunner(new_room(10), lambda m: provider, SlowImages(), stage)
