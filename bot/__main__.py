@@ -24,11 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     exporter.add_argument("room", type=int, help="the room number (see: python -m bot rooms)")
     exporter.add_argument("--format", choices=("txt", "md", "html", "jsonl"), default="txt")
     exporter.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    deleter = commands.add_parser("delete", help="forget an ended room, its transcript and its pictures")
+    deleter.add_argument("room", type=int)
     args = parser.parse_args(argv)
     level = logging.INFO if args.command in (None, "sync") else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
-    if args.command in ("rooms", "export"):
+    if args.command in ("rooms", "export", "delete"):
         return asyncio.run(_transcripts(args, settings))
     if args.command == "console":
         try:
@@ -55,6 +57,8 @@ async def _transcripts(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.command == "rooms":
             return await list_rooms(store, sys.stdout)
+        if args.command == "delete":
+            return await _delete(store, args.room)
         said = await export_room(store, args.room, args.format, args.out, sys.stdout.buffer)
         if said:
             print(said, file=sys.stderr)
@@ -64,6 +68,17 @@ async def _transcripts(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     finally:
         await store.close()
+
+
+async def _delete(store, room_id: int) -> int:
+    record = await store.room(room_id)
+    if record.state != "stopped":
+        where = "/seance stop in its channel" if record.origin == "discord" else "letting it end"
+        print(f"error: room {room_id} is {record.state}; end it first ({where}).", file=sys.stderr)
+        return 2
+    await store.delete_room(room_id)
+    print(f"Deleted room {room_id} with its transcript and pictures.", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

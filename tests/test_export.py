@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -22,7 +26,7 @@ ART = "    /\\\n   /  \\\n  /____\\"
 @pytest.fixture
 async def stored(tmp_path):
     """A small stored room with every kind of event, and its record and events."""
-    store = await Store.open(tmp_path / "seance.sqlite3")
+    store = await Store.open(os.environ["DATABASE_PATH"])  # where the command line looks too
     room = Room(data.catalog(), data.scenarios()["open-room"], RoomSettings(), topic="lighthouses")
     room.add("Gemini 3 Flash")
     room.add("DeepSeek R1")
@@ -112,3 +116,39 @@ def test_html_renders_on_a_phone_sized_screen(stored, tmp_path):
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     assert len(colours) > 20  # text, persona colours and the picture, not a blank page
     # A phone-width page has no horizontal overflow: the right edge is page background.
+
+
+def _cli(*argv: str, cwd) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    return subprocess.run([sys.executable, "-m", "bot", *argv], env=env, cwd=cwd, capture_output=True, timeout=60)
+
+
+def test_cli_rooms_export_and_delete(stored, tmp_path):
+    """The fixture's room lives in the test's DATABASE_PATH, which the CLI reads too."""
+    listing = _cli("rooms", cwd=tmp_path)
+    assert listing.returncode == 0 and b"discord #5" in listing.stdout and b"running" in listing.stdout
+    out = tmp_path / "room.md"
+    written = _cli("export", "1", "--format", "md", "--out", str(out), cwd=tmp_path)
+    assert written.returncode == 0, written.stderr
+    assert out.read_text("utf-8").startswith("# Séance room 1") and (tmp_path / "room-pictures").is_dir()
+    txt = _cli("export", "1", cwd=tmp_path)
+    assert txt.stdout.decode("utf-8") == export(*stored, "txt").decode("utf-8")
+    refused = _cli("delete", "1", cwd=tmp_path)
+    assert refused.returncode == 2 and b"end it first" in refused.stderr
+    missing = _cli("export", "9", cwd=tmp_path)
+    assert missing.returncode == 2 and b"There is no room 9" in missing.stderr and b"Traceback" not in missing.stderr
+
+
+async def test_deleting_an_ended_room_deletes_its_pictures(stored, tmp_path):
+    store = await Store.open(os.environ["DATABASE_PATH"])
+    room = await store.load_room(1, data.catalog(), data.scenarios())
+    room.stop("done")
+    await store.save(1, room, room.take_events())
+    assert list(store.pictures.rglob("*.png"))
+    await store.close()
+    deleted = await asyncio.to_thread(_cli, "delete", "1", cwd=tmp_path)
+    assert deleted.returncode == 0, deleted.stderr
+    store = await Store.open(os.environ["DATABASE_PATH"])
+    assert await store.rooms() == [] and not list(store.pictures.rglob("*.png"))
+    await store.close()
