@@ -22,25 +22,11 @@ from bot.providers.http import error_reason, is_retryable, retry_delay
 from bot.providers.openai_compat import parse_usage
 from bot.settings import Settings
 from tests.fakes import FakeLLMServer, Reply
+from tests.providers.conftest import Sleeps  # the fixture `sleeps` lives there too
 
 KEY = "sk-or-v1-test-secret-0123456789"
 MODEL = ModelInfo(name="Test Model", routes={"openrouter": "test/model", "ollama": "llama3.2:1b"})
 THINKER = ModelInfo(name="Thinker", routes={"openrouter": "test/r1"}, reasoning=True)
-
-
-class Sleeps:
-    """Records backoff waits instead of waiting."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
 
 
 @pytest.fixture
