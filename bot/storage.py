@@ -235,7 +235,9 @@ class Store:
             history = [entry_from_dict(json.loads(data), self._read_picture) async for (data,) in cur]
         return restore_room(catalog, scenario, settings_from_dict(json.loads(settings)), json.loads(snapshot), history)
 
-    async def rooms(self, states: Iterable[str] | None = None, origin: str | None = None) -> list[RoomRecord]:
+    async def rooms(
+        self, states: Iterable[str] | None = None, origin: str | None = None, room_id: int | None = None
+    ) -> list[RoomRecord]:
         query = "SELECT id, origin, guild_id, channel_id, thread_id, scenario, state, options, created_at, updated_at FROM rooms"
         clauses, args = [], []
         if states is not None:
@@ -245,6 +247,9 @@ class Store:
         if origin is not None:
             clauses.append("origin = ?")
             args.append(origin)
+        if room_id is not None:
+            clauses.append("id = ?")
+            args.append(room_id)
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
         async with self.db.execute(query + " ORDER BY id", args) as cursor:
@@ -254,10 +259,15 @@ class Store:
             ]
 
     async def room(self, room_id: int) -> RoomRecord:
-        found = [r for r in await self.rooms() if r.id == room_id]
+        found = await self.rooms(room_id=room_id)
         if not found:
             raise StorageError(f"There is no room {room_id}.")
         return found[0]
+
+    async def event_count(self, room_id: int) -> int:
+        async with self.db.execute("SELECT COUNT(*) FROM events WHERE room_id = ?", (room_id,)) as cursor:
+            (count,) = await cursor.fetchone()
+        return count
 
     async def delete_room(self, room_id: int) -> None:
         """Forget a room, its history, events and pictures."""

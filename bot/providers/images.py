@@ -28,7 +28,15 @@ from bot.engine import Picture
 from bot.settings import Settings
 
 from .base import ImageProvider, ProviderError
-from .http import decode_body, error_message, error_object, is_retryable, provider_error, retry_delay
+from .http import (
+    after_attempts,
+    decode_body,
+    error_message,
+    error_object,
+    is_retryable,
+    provider_error,
+    retry_delay,
+)
 from .openai_compat import _ascii  # the same attribution headers as chat
 
 UPLOAD_LIMIT = 10 * 1024 * 1024  # Discord's upload limit for a server without boosts
@@ -136,7 +144,7 @@ class _ImageAPI:
                 return outcome
             delay = retry_delay(attempt, outcome.retry_after, self.backoff_base)
             if attempt >= self.max_attempts or loop.time() + delay >= deadline:
-                raise _tried(outcome.error, attempt)
+                raise after_attempts(outcome.error, attempt)
             await self._sleep(delay)
             attempt += 1
 
@@ -283,12 +291,6 @@ def _limits(settings: Settings) -> dict[str, Any]:
         "timeout": settings.image_timeout,
         "max_attempts": settings.max_attempts,
     }
-
-
-def _tried(error: ProviderError, attempts: int) -> ProviderError:
-    if attempts <= 1:
-        return error
-    return ProviderError(f"{error.reason} (tried {attempts} times)", status=error.status, pause=error.pause)
 
 
 def _json(response: httpx.Response) -> Any:
