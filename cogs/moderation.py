@@ -243,9 +243,11 @@ class Moderation(commands.Cog):
     async def temperature(
         self, interaction: discord.Interaction, ai: Ref, value: app_commands.Range[float, 0, 2]
     ) -> None:
-        await self._act(
-            interaction, lambda s, by: f"{s.room.set_temperature(ai, value, by=by).short}'s temperature is {value:g}."
-        )
+        def set_it(session: Session, by: str) -> str:
+            participant = session.room.set_temperature(ai, value, by=by)  # refuses a model that ignores it
+            return f"{participant.short}'s temperature is {participant.temperature:g}."  # as capped
+
+        await self._act(interaction, set_it)
 
     @seance.command(name="prompt", description="Replace an AI's persona prompt.")
     @app_commands.describe(ai="An AI of this room", text="The new persona")

@@ -114,6 +114,11 @@ def temperature_context(short: str) -> str:
     return f"[{short} adjusted their temperature]"
 
 
+def ignores_temperature(model: str) -> str:
+    """Why a temperature was not set, for !temperature and /seance temperature alike."""
+    return f"{model} ignores temperature, so it was left as it is"
+
+
 def temperature_spectator(short: str, value: float) -> str:
     return f"🌡️ [{short}]: !temperature {value:g}"
 

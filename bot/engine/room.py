@@ -122,7 +122,7 @@ class Room:
     def participant(self, ref: int | str) -> Participant:
         """Look up a present AI by number, "AI-2", or its full label."""
         text = str(ref).strip()
-        number = text.removeprefix("AI-").split(" ", 1)[0] if text.upper().startswith("AI-") else text
+        number = text[3:].split(" ", 1)[0] if text.upper().startswith("AI-") else text  # "ai-2" too
         if number.isdigit() and (p := self.participants.get(int(number))) and p.present:
             return p
         raise RoomError(f"There is no AI called {text} in this room.")
@@ -265,6 +265,8 @@ class Room:
         participant = self.participant(ref)
         if not 0 <= value <= 2:
             raise RoomError("Temperature must be between 0 and 2.")
+        if not participant.model.temperature:  # nothing would be sent: say so rather than pretend
+            raise RoomError(ev.ignores_temperature(participant.model.name) + ".")
         participant.temperature = min(value, participant.model.max_temperature)
         capped = ""
         if value > participant.temperature:
@@ -488,8 +490,7 @@ class Room:
         if not 0 <= value <= 2:
             return self._refuse(participant, command, "temperature must be between 0 and 2")
         if not participant.model.temperature:
-            reason = f"{participant.model.name} ignores temperature, so it was left as it is"
-            return self._refuse(participant, command, reason)
+            return self._refuse(participant, command, ev.ignores_temperature(participant.model.name))
         cap = participant.model.max_temperature
         participant.temperature = min(value, cap)
         self._context_notice(ev.temperature_context(participant.short), exclude=participant.number)

@@ -178,6 +178,17 @@ async def test_temperature_applies_from_the_ais_next_turn(world: World, fake_llm
     assert last_request(fake_llm)["temperature"] == 1.7
 
 
+async def test_temperature_on_a_model_that_ignores_it_is_refused_like_the_command(world: World, fake_llm) -> None:
+    await running(world)
+    before = notices(world.channel)
+    result = await world.mod.slash(world.channel, "seance temperature", ai="ai-2", value=1.5)
+    assert result.ephemeral and answer(result) == "DeepSeek R1 ignores temperature, so it was left as it is."
+    assert notices(world.channel) == before  # nothing claims it was set
+    await world.env.advance_time(60)
+    assert speakers(world)[-1] == "AI-2 (DeepSeek R1)"
+    assert "temperature" not in last_request(fake_llm)
+
+
 async def test_prompt_replaces_an_ais_persona(world: World, fake_llm) -> None:
     await running(world)
     await world.mod.slash(world.channel, "seance prompt", ai="AI-2", text="You keep a lighthouse.")

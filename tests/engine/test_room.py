@@ -241,6 +241,27 @@ def test_temperature_on_model_that_ignores_it():
     assert any("DeepSeek R1 ignores temperature" in t for t in texts(room.take_events()))
 
 
+def test_moderator_temperature_on_a_model_that_ignores_it_is_refused_with_the_same_reason():
+    room = make_room("DeepSeek R1", "Gemini 3 Flash")
+    with pytest.raises(RoomError, match=r"^DeepSeek R1 ignores temperature, so it was left as it is\.$"):
+        room.set_temperature("AI-1", 1.5)
+    assert room.participants[1].temperature == 1.0
+    assert room.take_events() == []  # nothing announced, nothing told to the AIs
+    assert all(e.kind != "notice" for e in room.history)
+
+
+@pytest.mark.parametrize("ref", ["AI-2", "ai-2", "Ai-2", "  ai-2 ", "2", 2, "AI-2 (Gemini 3 Flash)", "ai-2 (gemini 3 flash)"])
+def test_participant_is_found_whatever_the_case(ref):
+    room = make_room()
+    assert room.participant(ref).number == 2
+
+
+@pytest.mark.parametrize("ref", ["ai-", "AI-9", "ai-x", "bob", ""])
+def test_participant_that_is_not_there_is_explained(ref):
+    with pytest.raises(RoomError, match="There is no AI called"):
+        make_room().participant(ref)
+
+
 def test_prompt_is_remembered_last_five():
     room = make_room()
     for i in range(6):
