@@ -19,16 +19,27 @@ if TYPE_CHECKING:
     from bot.bot import SeanceBot
 
 
+# How many (message, member) pairs of reactions are remembered; the oldest are forgotten first.
+REMEMBERED_REACTIONS = 10_000
+
+
 class Votes(commands.Cog):
     def __init__(self, bot: SeanceBot):
         self.bot = bot
+        # Which emoji each member has on each AI message, so taking back one of two
+        # reactions keeps the vote. Only this process's: for a reaction added before a
+        # restart, taking it back takes the vote back, as with a single reaction.
+        self._reactions: dict[tuple[int, int], set[str]] = {}
 
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
         if (found := await self._ballot(payload)) is None:
             return
         session, number = found
-        if number is None or session.room.vote(str(payload.user_id), number) is None:
+        if number is None:
+            return
+        self._remember(payload)
+        if session.room.vote(str(payload.user_id), number) is None:
             return
         if self.bot.store is not None and session.room_id is not None:
             await self.bot.store.record_vote(session.room_id, str(payload.user_id), number, session.room.turns_taken)
@@ -38,8 +49,23 @@ class Votes(commands.Cog):
         if (found := await self._ballot(payload)) is None:
             return
         session, number = found
-        if number is not None:
+        if number is not None and not self._forget(payload):
             session.room.unvote(str(payload.user_id), number)
+
+    def _remember(self, payload: discord.RawReactionActionEvent) -> None:
+        key = (payload.message_id, payload.user_id)
+        self._reactions.setdefault(key, set()).add(str(payload.emoji))
+        if len(self._reactions) > REMEMBERED_REACTIONS:
+            del self._reactions[next(iter(self._reactions))]
+
+    def _forget(self, payload: discord.RawReactionActionEvent) -> bool:
+        """Forget one reaction; True while the member still has another on that message."""
+        key = (payload.message_id, payload.user_id)
+        left = self._reactions.get(key, set())
+        left.discard(str(payload.emoji))
+        if not left:
+            self._reactions.pop(key, None)
+        return bool(left)
 
     async def _ballot(self, payload: discord.RawReactionActionEvent) -> tuple[Session, int | None] | None:
         """The room and the AI a person's reaction is about; None for bots and rooms' strangers."""

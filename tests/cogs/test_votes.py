@@ -61,6 +61,23 @@ async def test_taking_a_reaction_back_takes_the_vote_back(world: World) -> None:
     assert speakers(world)[-1] == "AI-1 (Gemini 3 Flash)"
 
 
+async def test_taking_back_one_of_two_reactions_keeps_the_vote(world: World) -> None:
+    await first_round(world)
+    message = post_of(world, "AI-3 (Claude Haiku 4.5)")
+    await world.viewer.react(message, "👍")
+    await world.viewer.react(message, "🔥")
+    await world.viewer.unreact(message, "👍")
+    assert world.session().room.tally() == {3: 1}  # the 🔥 still stands
+    await world.viewer.unreact(message, "🔥")
+    assert world.session().room.tally() == {}
+    await world.viewer.react(message, "✨")
+    await world.viewer.react(message, "🔥")
+    await world.viewer.unreact(message, "✨")
+    await world.env.advance_time(60)
+    assert speakers(world)[-1] == "AI-3 (Claude Haiku 4.5)"
+    assert notices(world.channel)[-1] == "🗳️ AI-3 (Claude Haiku 4.5) speaks next by vote (1 vote)"
+
+
 async def test_a_tie_falls_back_to_round_robin(world: World) -> None:
     await first_round(world)
     await world.viewer.react(post_of(world, "AI-2 (DeepSeek R1)"), "👍")
