@@ -3,7 +3,8 @@
 The write order is what makes restarts safe: events are stored before they
 are shown, and marked with their Discord message ids after. On start,
 anything stored but not marked is shown once more (see ``unposted``).
-Pictures are files next to the database, named by their content hash.
+Pictures are files named by their content hash, next to the database (or, for a
+console room, in the folder it was given); the ``pictures`` table lists them per room.
 """
 
 from __future__ import annotations
@@ -91,6 +92,34 @@ MIGRATIONS: list[str] = [
         webhook_id INTEGER NOT NULL,
         token TEXT NOT NULL
     );
+    """,
+    # 2: room numbers are never reused (AUTOINCREMENT): after `python -m bot delete`, a new
+    # room must not take a deleted room's number, its picture folder or its old exports' name.
+    # SQLite cannot add AUTOINCREMENT to a table, so the table is rebuilt, rows and ids kept
+    # (migrate() switches foreign keys off meanwhile, so dropping the old table cascades nothing).
+    """
+    CREATE TABLE rooms_numbered (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        origin TEXT NOT NULL,
+        guild_id INTEGER,
+        channel_id INTEGER,
+        thread_id INTEGER,
+        scenario TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        options TEXT NOT NULL DEFAULT '{}',
+        state TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        history_len INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    INSERT INTO rooms_numbered (id, origin, guild_id, channel_id, thread_id, scenario, settings, options, state,
+                                snapshot, history_len, created_at, updated_at)
+        SELECT id, origin, guild_id, channel_id, thread_id, scenario, settings, options, state,
+               snapshot, history_len, created_at, updated_at FROM rooms;
+    DROP TABLE rooms;
+    ALTER TABLE rooms_numbered RENAME TO rooms;
+    CREATE INDEX rooms_by_channel ON rooms(channel_id, state);
     """,
 ]
 
@@ -270,12 +299,29 @@ class Store:
         return count
 
     async def delete_room(self, room_id: int) -> None:
-        """Forget a room, its history, events and pictures."""
+        """Forget a room, its history, events and pictures.
+
+        The rows go first, in one transaction; the files after it commits, so a failed
+        delete never leaves a room whose pictures are gone, and no write waits on the disk.
+        A folder given with ``--pictures`` loses only this room's files (and goes if empty).
+        """
         async with self._transaction():
+            async with self.db.execute(  # a file another room shares (one --pictures folder, same picture) stays
+                "SELECT key FROM pictures WHERE room_id = ? AND key NOT IN (SELECT key FROM pictures WHERE room_id != ?)",
+                (room_id, room_id),
+            ) as cursor:
+                files = [self._picture_path(key) async for (key,) in cursor]
+            folders = {await self.picture_folder(room_id), self.pictures / str(room_id)}
             await self.db.execute("DELETE FROM rooms WHERE id = ?", (room_id,))
-            folder = self.pictures / str(room_id)
-            if folder.exists():
-                shutil.rmtree(folder)
+        await asyncio.to_thread(_remove_pictures, files, folders, self.pictures / str(room_id))
+
+    async def picture_folder(self, room_id: int) -> Path:
+        """Where the room's new pictures are written: the folder a console room was given
+        (its ``pictures`` option), else its own folder beside the database."""
+        async with self.db.execute("SELECT options FROM rooms WHERE id = ?", (room_id,)) as cursor:
+            row = await cursor.fetchone()
+        chosen = json.loads(row[0]).get("pictures") if row else None
+        return Path(chosen) if chosen else self.pictures / str(room_id)
 
     # --- events --------------------------------------------------------------
 
@@ -395,20 +441,26 @@ class Store:
         return cursor.lastrowid
 
     async def _write_picture(self, room_id: int, picture: Picture) -> str:
-        key = f"{room_id}/{hashlib.sha256(picture.data).hexdigest()[:32]}.{picture.extension}"
-        path = self.pictures / key
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".part")
-            temporary.write_bytes(picture.data)
-            temporary.replace(path)  # never a half-written picture under the real name
-            await self.db.execute(
-                "INSERT OR IGNORE INTO pictures (key, room_id, mime) VALUES (?, ?, ?)", (key, room_id, picture.mime)
-            )
+        """Store a picture once (by content) and return its key: relative to the store's
+        folder for its own rooms, the full path for a folder the room was given."""
+        folder = await self.picture_folder(room_id)
+        own = folder == self.pictures / str(room_id)
+        path = folder / picture_name(picture)
+        key = f"{room_id}/{path.name}" if own else str(path.absolute())
+        write_picture(path, picture.data)
+        # Listed even when the file was already there (an earlier, rolled-back save wrote it),
+        # so deleting the room always finds every file it has.
+        await self.db.execute(
+            "INSERT OR IGNORE INTO pictures (key, room_id, mime) VALUES (?, ?, ?)", (key, room_id, picture.mime)
+        )
         return key
 
+    def _picture_path(self, key: str) -> Path:
+        path = Path(key)
+        return path if path.is_absolute() else self.pictures / path
+
     def _read_picture(self, key: str) -> bytes | None:
-        path = self.pictures / key
+        path = self._picture_path(key)
         return path.read_bytes() if path.exists() else None
 
     def _event_from(self, kind: str, data: dict[str, Any]) -> Event:
@@ -423,6 +475,33 @@ class Store:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def picture_name(picture: Picture) -> str:
+    """A picture's file name, from its content: a name always shows the same picture, and
+    the same picture is stored once however often it is saved or shown."""
+    return f"{hashlib.sha256(picture.data).hexdigest()[:32]}.{picture.extension}"
+
+
+def write_picture(path: Path, data: bytes) -> None:
+    """Write a picture file unless it is there already; never half a picture under its real name."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".part")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+
+
+def _remove_pictures(files: list[Path], folders: set[Path], own: Path) -> None:
+    """A deleted room's picture files; its own folder whole, any other folder only once empty."""
+    for path in files:
+        path.unlink(missing_ok=True)
+    if own.exists():
+        shutil.rmtree(own)
+    for folder in folders | {path.parent for path in files}:
+        with contextlib.suppress(OSError):  # not empty, or already gone
+            folder.rmdir()
+
+
 async def migrate(db: aiosqlite.Connection) -> int:
     """Bring the schema up to date; refuse a database written by newer code."""
     async with db.execute("PRAGMA user_version") as cursor:
@@ -432,8 +511,20 @@ async def migrate(db: aiosqlite.Connection) -> int:
             f"The database is at schema version {version}, but this Séance only knows up to "
             f"{len(MIGRATIONS)}. Upgrade Séance, or point DATABASE_PATH at another file."
         )
-    for number in range(version + 1, len(MIGRATIONS) + 1):
-        await db.executescript(f"BEGIN;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\nCOMMIT;")
+    if version == len(MIGRATIONS):
+        return version
+    # Off while migrating (it cannot change inside a transaction): a migration that rebuilds a
+    # table drops the old one, which must not delete the rows that refer to it.
+    await db.execute("PRAGMA foreign_keys=OFF")
+    try:
+        for number in range(version + 1, len(MIGRATIONS) + 1):
+            await db.executescript(f"BEGIN;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\nCOMMIT;")
+        async with db.execute("PRAGMA foreign_key_check") as cursor:
+            broken = await cursor.fetchall()
+        if broken:
+            raise StorageError(f"The database's links between tables are broken after upgrading ({broken[0][0]}).")
+    finally:
+        await db.execute("PRAGMA foreign_keys=ON")
     return len(MIGRATIONS)
 
 

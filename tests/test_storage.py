@@ -159,3 +159,83 @@ async def test_a_failed_save_never_takes_another_rooms_writes_with_it(tmp_path, 
     again = await store.load_room(ids[1], data.catalog(), data.scenarios())
     assert again.history == rooms[1].history
     await store.close()
+
+
+async def test_room_numbers_are_never_reused_after_a_delete(tmp_path):
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    first, second = [await store.create_room(new_room(), "console") for _ in range(2)]
+    await store.delete_room(second)
+    await store.delete_room(first)
+    assert await store.create_room(new_room(), "console") == second + 1
+    await store.close()
+
+
+async def test_a_first_schema_database_is_rebuilt_with_its_rooms_ids_and_links(tmp_path):
+    """Migration 2 rebuilds the rooms table; the rows that refer to it must survive, and still cascade."""
+    path = tmp_path / "seance.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(storage.MIGRATIONS[0] + "\nPRAGMA user_version = 1;")
+        for room_id in (1, 2, 5):
+            db.execute(
+                "INSERT INTO rooms (id, origin, scenario, settings, options, state, snapshot, created_at, updated_at)"
+                " VALUES (?, 'console', 'workshop', '{}', '{}', 'stopped', '{}', 0, 0)",
+                (room_id,),
+            )
+            db.execute("INSERT INTO events (room_id, kind, data, created_at) VALUES (?, 'Notice', '{}', 0)", (room_id,))
+            db.execute("INSERT INTO messages (message_id, room_id, ai_number) VALUES (?, ?, 1)", (room_id * 10, room_id))
+    store = await Store.open(path)
+    assert [r.id for r in await store.rooms()] == [1, 2, 5]
+    assert [await store.event_count(i) for i in (1, 2, 5)] == [1, 1, 1]
+    assert await store.ai_for_message(50) == (5, 1)
+    assert await store.create_room(new_room(), "console") == 6
+    await store.delete_room(5)  # foreign keys are back on: its rows go with it
+    assert await store.event_count(5) == 0 and await store.ai_for_message(50) is None
+    assert await store.create_room(new_room(), "console") == 7
+    await store.close()
+    with sqlite3.connect(path) as db:
+        (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'rooms'").fetchone()
+        assert "AUTOINCREMENT" in sql
+        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'rooms_by_channel'").fetchone()
+
+
+async def test_a_room_given_a_picture_folder_keeps_each_picture_there_once(tmp_path):
+    store = await Store.open(tmp_path / "db" / "seance.sqlite3")
+    folder = tmp_path / "mine"
+    (folder).mkdir()
+    (folder / "notes.txt").write_text("the user's own file")
+    room = new_room()
+    room_id = await store.create_room(room, "console", options={"pictures": str(folder)})
+    await play(store, room_id, room, '!image "a map of the islands"')
+    picture = Picture(b"\x89PNG map", "image/png")
+    room.image_done(1, picture)
+    await store.save(room_id, room, room.take_events())
+    await store.save(room_id, room, [])  # saving again writes nothing new
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["notes.txt", storage.picture_name(picture)])
+    assert not store.pictures.exists()  # not a second copy beside the database
+    made = [e.event for e in await store.events(room_id) if isinstance(e.event, ImageMade)]
+    assert made[0].picture.data == b"\x89PNG map"
+    again = await store.load_room(room_id, data.catalog(), data.scenarios())
+    assert again.history[-1].picture == picture
+
+    await store.delete_room(room_id)
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]  # only the room's own files go
+    await store.close()
+
+
+async def test_deleting_a_room_leaves_a_picture_another_room_shares(tmp_path):
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    folder = tmp_path / "shared"
+    ids = []
+    for _ in range(2):
+        room = new_room()
+        room_id = await store.create_room(room, "console", options={"pictures": str(folder)})
+        await play(store, room_id, room, '!image "the same old map"')
+        room.image_done(1, Picture(b"\x89PNG same", "image/png"))
+        await store.save(room_id, room, room.take_events())
+        ids.append(room_id)
+    await store.delete_room(ids[0])
+    (left,) = folder.iterdir()
+    assert left.read_bytes() == b"\x89PNG same"
+    await store.delete_room(ids[1])
+    assert not folder.exists()
+    await store.close()
