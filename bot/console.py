@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TextIO
 
 from bot import data
 from bot.engine import (
-    Catalog, Event, ImageMade, ModelInfo, Notice, Reply, Room, RoomError, Said, Turn, UnknownModel,
+    Catalog, Event, ImageMade, ModelInfo, Notice, Reply, Room, RoomError, Said, StateChanged, Turn, UnknownModel,
 )
 from bot.providers import ProviderError, ProviderPool, local, route_for
 from bot.providers.images import make_image_provider
 from bot.engine.snapshot import resumable_jobs
 from bot.runner import RoomRunner
 from bot.settings import Settings
-from bot.storage import Journal, Store, StorageError
+from bot.storage import Journal, Store, StorageError, picture_name, write_picture
 
 DEFAULT_AIS = ("Gemini 3 Flash", "DeepSeek R1")
 KEY_HINT = "put OPENROUTER_API_KEY=... in .env (every catalog model runs through it; get one at https://openrouter.ai/keys)"
@@ -37,11 +36,15 @@ class ConsoleStage:
     A terminal has no spoilers or attachments, so "spoiler" and "file" print alike.
     """
 
-    def __init__(self, out: TextIO, pictures: Path, reasoning: str = "off"):
+    def __init__(
+        self, out: TextIO, pictures: Path, reasoning: str = "off", waiting: Callable[[], str | None] | None = None
+    ):
         self.out = out
         self.pictures = pictures
         self.reasoning = reasoning
-        self._count = 0
+        # What to say when the room ends (or pauses) with pictures still being made, so the
+        # terminal does not sit in silence while the runner waits for them.
+        self.waiting = waiting
 
     async def show(self, events: list[Event]) -> None:
         for event in events:
@@ -60,6 +63,9 @@ class ConsoleStage:
         elif isinstance(event, ImageMade):
             path = self._save(event)
             print(f"{event.caption}\n  (picture saved to {path})", file=self.out)
+        elif isinstance(event, StateChanged) and event.state != "running" and self.waiting is not None:
+            if line := self.waiting():
+                print(line, file=self.out)
 
     def _thinking(self, text: str) -> str:
         lines = "\n".join(f"    {line}" for line in ["(thinking)", *text.splitlines()])
@@ -67,11 +73,10 @@ class ConsoleStage:
         return f"\x1b[2m{lines}\x1b[0m\n" if dim else f"{lines}\n"
 
     def _save(self, event: ImageMade) -> Path:
-        self._count += 1
-        self.pictures.mkdir(parents=True, exist_ok=True)
-        slug = re.sub(r"[^a-z0-9]+", "-", event.prompt.lower())[:40].strip("-") or "image"
-        path = self.pictures / f"{self._count:03d}-ai{event.number}-{slug}.{event.picture.extension}"
-        path.write_bytes(event.picture.data)
+        """The picture's file, named by its content: the store has usually written it
+        already (the same file), and no later picture can ever take a printed name."""
+        path = self.pictures / picture_name(event.picture)
+        write_picture(path, event.picture.data)
         return path
 
     @contextlib.asynccontextmanager
@@ -88,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", default=data.DEFAULT_SCENARIO, help="scenario name (see --list-scenarios)")
     parser.add_argument("--topic", help="what the room starts from")
     parser.add_argument("--delay", type=float, default=None, help="seconds between turns (default: TURN_DELAY)")
-    parser.add_argument("--pictures", type=Path, default=None, help="folder for pictures (default: PICTURES_DIR/<time>)")
+    parser.add_argument("--pictures", type=Path, default=None, help="folder for pictures, kept for --resume (default: PICTURES_DIR/console-room-<n>)")
     parser.add_argument("--list-scenarios", action="store_true", help="list the scenarios and exit")
     parser.add_argument("--list-models", action="store_true", help="list the catalog and exit")
     parser.add_argument("--resume", type=int, metavar="ROOM", help="carry on a stored console room (see python -m bot rooms)")
@@ -131,7 +136,11 @@ async def run_console(args: argparse.Namespace, settings: Settings, out: TextIO 
 
 
 async def _hold_room(args: argparse.Namespace, settings: Settings, store: Store, out: TextIO) -> int:
-    """Start (or resume) a stored room and run it to its end, or until it pauses."""
+    """Start (or resume) a stored room and run it to its end, or until it pauses.
+
+    An ended room resumes only to finish what it left: pictures still being made when
+    it was stopped or killed, and whatever it had not printed yet.
+    """
     notice = None
     try:
         if args.resume is not None:
@@ -141,7 +150,8 @@ async def _hold_room(args: argparse.Namespace, settings: Settings, store: Store,
             room = build_room(args, settings, usable_catalog(settings))
             room_id = None
         pool = ProviderPool(settings)
-        pool.check(m.model for m in room.present)
+        if room.state != "stopped":  # an ended room takes no more turns
+            pool.check(m.model for m in room.present)
     except (RoomError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -149,19 +159,13 @@ async def _hold_room(args: argparse.Namespace, settings: Settings, store: Store,
         print(exc.reason, file=sys.stderr)
         return 2
     if room_id is None:
-        room_id = await store.create_room(room, "console", options={"pictures": str(args.pictures or "")})
-    pictures = args.pictures or settings.pictures_dir / f"console-room-{room_id}"
-    stage = ConsoleStage(out, pictures, reasoning=settings.show_reasoning)
+        room_id = await store.create_room(room, "console")
+    pictures = await _picture_folder(store, room_id, args.pictures, settings)
+    stage = ConsoleStage(out, pictures, settings.show_reasoning, waiting=lambda: _waiting(room, room_id))
     delay = settings.turn_delay if args.delay is None else args.delay
-    names = ", ".join(p.label for p in room.present)
     if notice:
         print(notice, file=out)
-    progress = f"{room.turns_taken} of {room.settings.max_turns} turns done" if args.resume else f"{room.settings.max_turns} turns"
-    print(
-        f"Séance room {room_id}: {names} in \"{room.scenario.title}\", {progress}. "
-        f"Ctrl+C ends it; --resume {room_id} carries on.\n",
-        file=out,
-    )
+    print(_opening(room, room_id, resumed=args.resume is not None), file=out)
     runner = RoomRunner(room, pool.get, make_image_provider(settings), stage, delay=delay, journal=Journal(store, room_id))
     if args.resume is not None:
         runner.resume_backlog(resumable_jobs(room))
@@ -169,9 +173,47 @@ async def _hold_room(args: argparse.Namespace, settings: Settings, store: Store,
         await runner.run(return_on_pause=True)
     finally:
         await pool.aclose()
-    if room.state == "paused":
+    if room.pending_images:
+        print(f"{_pictures(room.pending_images)} not made in time; --resume {room_id} makes them.", file=out)
+    elif room.state == "paused":
         print(f"The console has no one to resume a paused room, so it ends here (--resume {room_id} carries on).", file=out)
     return 0
+
+
+def _opening(room: Room, room_id: int, resumed: bool) -> str:
+    """The first line: who is in the room and how far it is, or what an ended room still finishes."""
+    if room.state == "stopped":
+        left = f"finishing {_pictures(room.pending_images)} still being made" if room.pending_images else "printing what it had not shown"
+        return f"Séance room {room_id} has ended; {left} (Ctrl+C leaves it for another --resume {room_id}).\n"
+    names = ", ".join(p.label for p in room.present)
+    progress = f"{room.turns_taken} of {room.settings.max_turns} turns done" if resumed else f"{room.settings.max_turns} turns"
+    return (
+        f"Séance room {room_id}: {names} in \"{room.scenario.title}\", {progress}. "
+        f"Ctrl+C ends it; --resume {room_id} carries on.\n"
+    )
+
+
+def _waiting(room: Room, room_id: int) -> str | None:
+    """The line for a room that ended or paused while pictures are still being made."""
+    if not room.pending_images:
+        return None
+    them = "it" if room.pending_images == 1 else "them"
+    return f"🎨 Waiting for {_pictures(room.pending_images)} still being made... (Ctrl+C leaves {them} for --resume {room_id})"
+
+
+def _pictures(count: int) -> str:
+    return "1 picture" if count == 1 else f"{count} pictures"
+
+
+async def _picture_folder(store: Store, room_id: int, chosen: Path | None, settings: Settings) -> Path:
+    """Where this room's pictures go: ``--pictures`` if given now, else where they went
+    before, else PICTURES_DIR/console-room-<n>. Kept in the room's options, where the
+    store writes its pictures too, so each is saved once and ``--resume`` keeps the folder."""
+    options = (await store.room(room_id)).options
+    folder = (chosen or Path(options.get("pictures") or settings.pictures_dir / f"console-room-{room_id}")).absolute()
+    if options.get("pictures") != str(folder):
+        await store.set_options(room_id, {**options, "pictures": str(folder)})
+    return folder
 
 
 async def _resumable(store: Store, room_id: int) -> tuple[int, Room]:
@@ -179,9 +221,10 @@ async def _resumable(store: Store, room_id: int) -> tuple[int, Room]:
     if record.origin != "console":
         raise RoomError(f"Room {room_id} belongs to Discord; it resumes when the bot starts.")
     room = await store.load_room(room_id, data.catalog(), data.scenarios())
-    if room.state == "stopped":
+    if room.state != "stopped":
+        room.resume("in the console")
+    elif not room.pending_images and not await store.unposted(room_id):
         raise RoomError(f"Room {room_id} has ended; start a new one (its transcript: python -m bot export {room_id}).")
-    room.resume("in the console")
     return room_id, room
 
 

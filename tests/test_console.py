@@ -179,3 +179,62 @@ def test_cli_console_runs_a_room(fake_llm, tmp_path):
 def test_cli_lists(flag, expected, tmp_path):
     result = run_cli("console", flag, env={}, cwd=tmp_path)
     assert result.returncode == 0 and expected in result.stdout
+
+
+# --- pictures, ended rooms and delete -------------------------------------------------
+
+
+async def test_a_console_room_stores_each_picture_once_and_delete_removes_all_of_it(fake_llm, tmp_path):
+    fake_llm.script(Reply.text('a shore\n!image "a shore at dawn, seen from a cliff"'), Reply.text("the end"))
+    settings = settings_for(fake_llm)
+    out = io.StringIO()
+    assert await run_console(console_args("--turns", "2"), settings, out) == 0
+    (printed,) = [line.split("saved to ", 1)[1].rstrip(")") for line in out.getvalue().splitlines() if "saved to" in line]
+    everything = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".png"]
+    assert everything == [Path(printed)]  # one file: the one printed, which the store reads too
+    assert Path(printed).parent == (settings.pictures_dir / "console-room-1").absolute()
+
+    deleted = run_cli("delete", "1", env={}, cwd=tmp_path)
+    assert deleted.returncode == 0, deleted.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".png", ".part")]
+    assert not Path(printed).parent.exists()
+
+    fake_llm.script(Reply.text("again"))
+    out = io.StringIO()
+    assert await run_console(console_args("--turns", "1"), settings, out) == 0
+    assert out.getvalue().startswith("Séance room 2:")  # never number 1 again
+
+
+async def test_resuming_an_ended_room_with_nothing_left_is_refused(fake_llm, capsys):
+    assert await run_console(console_args("--turns", "1"), settings_for(fake_llm), io.StringIO()) == 0
+    out = io.StringIO()
+    assert await run_console(console_args("--resume", "1"), settings_for(fake_llm), out) == 2
+    assert "Room 1 has ended; start a new one" in capsys.readouterr().err
+    assert out.getvalue() == "" and len(fake_llm.chat_requests) == 1
+
+
+async def test_resuming_an_ended_room_prints_what_it_had_not_shown(fake_llm):
+    """Killed between storing its end and printing it: the end is printed once, on resume."""
+    from bot.storage import Store
+
+    settings = settings_for(fake_llm)
+    store = await Store.open(settings.database_path)
+    room = build_test_room()
+    room_id = await store.create_room(room, "console")
+    room.stop("reached the limit of 1 turns")
+    await store.save(room_id, room, room.take_events())  # stored, never printed
+    await store.close()
+
+    out = io.StringIO()
+    assert await run_console(console_args("--resume", str(room_id)), settings, out) == 0
+    printed = out.getvalue()
+    assert printed.startswith(f"Séance room {room_id} has ended; printing what it had not shown")
+    assert printed.count("⏹️ The room has ended: reached the limit of 1 turns") == 1
+    assert fake_llm.chat_requests == []
+    assert await run_console(console_args("--resume", str(room_id)), settings, io.StringIO()) == 2  # now nothing is left
+
+
+def build_test_room():
+    from bot.console import build_room
+
+    return build_room(console_args("--turns", "1"), Settings(_env_file=None))

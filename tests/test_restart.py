@@ -4,26 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from bot import data
+from bot.engine import ImageMade
 from bot.engine import Reply as ReplyEvent
 from bot.storage import Store
 from tests.fakes import FakeLLMServer, Reply
+from tests.fakes.images import openrouter_image, tiny_png
+
+# A picture request the fake server answers with headers, then silence: the picture is
+# "still being made" for as long as the test wants.
+SLOW_PICTURE = Reply(status=200, headers={"Content-Type": "application/json"}, ending="stall", stall_seconds=60)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_console(argv: list[str], server: FakeLLMServer, tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
+def start_console(
+    argv: list[str], server: FakeLLMServer, tmp_path: Path, name: str, images: str = "offline"
+) -> tuple[subprocess.Popen, Path]:
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
     env |= {
         "PYTHONPATH": str(ROOT),
         "OPENROUTER_API_KEY": "sk-or-test",
         "OPENROUTER_BASE_URL": server.base_url,
-        "IMAGE_PROVIDER": "offline",
+        "IMAGE_PROVIDER": images,  # "openrouter": the fake server's pictures, scripted per test
         "DATABASE_PATH": str(tmp_path / "seance.sqlite3"),
         "PICTURES_DIR": str(tmp_path / "pictures"),
     }
@@ -78,5 +90,75 @@ async def _stored_replies(path: Path) -> list[ReplyEvent]:
         events = await store.events(1)
         assert await store.unposted(1) == []
         return [e.event for e in events if isinstance(e.event, ReplyEvent)]
+    finally:
+        await store.close()
+
+
+def printed_pictures(text: str) -> list[Path]:
+    return [Path(p) for p in re.findall(r"\(picture saved to (.+)\)", text)]
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_a_picture_still_being_made_when_an_ended_room_is_stopped_is_made_on_resume(fake_llm, tmp_path, how):
+    fake_llm.script(Reply.text("first words"), Reply.text('last words\n!image "a lighthouse in the fog"'))
+    fake_llm.script_images(SLOW_PICTURE, openrouter_image(tiny_png((10, 20, 30))))
+    args = ["--turns", "2", "--delay", "0", "--pictures", str(tmp_path / "mine")]
+    process, first_out = start_console(args, fake_llm, tmp_path, "first", images="openrouter")
+    wait_for(lambda: "still being made" in first_out.read_text("utf-8"))
+    process.send_signal(how)
+    process.wait(10)
+    first = first_out.read_text("utf-8")
+    assert "⏹️ The room has ended: reached the limit of 2 turns\n🎨 Waiting for 1 picture still being made..." in first
+    assert "(Ctrl+C leaves it for --resume 1)" in first and "created an image" not in first
+
+    process, second_out = start_console(["--resume", "1"], fake_llm, tmp_path, "second", images="openrouter")
+    assert process.wait(60) == 0, second_out.read_text("utf-8")
+    second = second_out.read_text("utf-8")
+    assert second.startswith("Séance room 1 has ended; finishing 1 picture still being made")
+    assert second.count("🎨 AI-2 (DeepSeek R1) created an image") == 1
+    (path,) = printed_pictures(second)
+    assert path.parent == tmp_path / "mine"  # --pictures was remembered
+    assert path.read_bytes() == tiny_png((10, 20, 30))
+    assert len(fake_llm.chat_requests) == 2  # an ended room takes no turn
+
+    made, pending = asyncio.run(_pictures_and_jobs(tmp_path / "seance.sqlite3"))
+    assert [m.picture.data for m in made] == [tiny_png((10, 20, 30))] and pending == 0
+
+
+def test_a_printed_picture_path_keeps_its_picture_after_a_resume(fake_llm, tmp_path):
+    """The same AI draws the same prompt before and after a kill: two files, each its own picture."""
+    same = '!image "the lighthouse again, from the sea"'
+    fake_llm.script(
+        Reply.text(f"one\n{same}"),
+        Reply.text("two"),
+        Reply.stall("three, cut off", seconds=60),  # killed while this streams
+        Reply.text("three, again"),  # AI-1's turn, given again after the restart
+        Reply.text("four"),
+        Reply.text(f"five\n{same}"),
+    )
+    fake_llm.script_images(openrouter_image(tiny_png((1, 1, 1))), openrouter_image(tiny_png((2, 2, 2))))
+    args = ["--turns", "5", "--delay", "0", "--pictures", str(tmp_path / "mine")]
+    process, first_out = start_console(args, fake_llm, tmp_path, "first", images="openrouter")
+    wait_for(lambda: len(fake_llm.chat_requests) == 3 and printed_pictures(first_out.read_text("utf-8")))
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    (before,) = printed_pictures(first_out.read_text("utf-8"))
+
+    process, second_out = start_console(["--resume", "1", "--delay", "0"], fake_llm, tmp_path, "second", images="openrouter")
+    assert process.wait(60) == 0, second_out.read_text("utf-8")
+    (after,) = printed_pictures(second_out.read_text("utf-8"))
+    assert before != after and after.parent == tmp_path / "mine"
+    assert before.read_bytes() == tiny_png((1, 1, 1)) and after.read_bytes() == tiny_png((2, 2, 2))
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == sorted([before.name, after.name])
+    assert not (tmp_path / "seance-pictures").exists()  # each picture stored once, in the room's folder
+
+
+async def _pictures_and_jobs(path: Path) -> tuple[list[ImageMade], int]:
+    store = await Store.open(path)
+    try:
+        events = [e.event for e in await store.events(1) if isinstance(e.event, ImageMade)]
+        assert await store.unposted(1) == []
+        room = await store.load_room(1, data.catalog(), data.scenarios())
+        return events, room.pending_images
     finally:
         await store.close()
