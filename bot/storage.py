@@ -265,10 +265,17 @@ class Store:
         return restore_room(catalog, scenario, settings_from_dict(json.loads(settings)), json.loads(snapshot), history)
 
     async def rooms(
-        self, states: Iterable[str] | None = None, origin: str | None = None, room_id: int | None = None
+        self,
+        states: Iterable[str] | None = None,
+        origin: str | None = None,
+        room_id: int | None = None,
+        pending_pictures: bool = False,
     ) -> list[RoomRecord]:
+        """Stored rooms, oldest first; ``pending_pictures``: only those with picture jobs unfinished."""
         query = "SELECT id, origin, guild_id, channel_id, thread_id, scenario, state, options, created_at, updated_at FROM rooms"
         clauses, args = [], []
+        if pending_pictures:
+            clauses.append("json_extract(snapshot, '$.jobs') != '{}'")
         if states is not None:
             states = list(states)
             clauses.append(f"state IN ({','.join('?' * len(states))})")

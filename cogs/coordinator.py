@@ -7,7 +7,8 @@ floor). What a room does lives in the engine; how it looks lives in the stage.
 Every room is stored when it starts and journaled as it goes. A shutdown does
 not end rooms: they go offline as they are, and the next start brings back
 each one that was running or paused (``restore``), posting what was stored but
-never shown before anything new.
+never shown before anything new; an ended room comes back only to post the
+pictures it was still making.
 """
 
 from __future__ import annotations
@@ -242,10 +243,14 @@ class Coordinator(commands.Cog):
         await self.restore()
 
     async def restore(self) -> None:
-        """Bring back every stored Discord room that was running or paused when the bot went down."""
+        """Bring back every stored Discord room that was running or paused when the bot went down,
+        then ended rooms whose last pictures were still being made, to post those (after the
+        live rooms, which keep their channels first)."""
         if self.store is None:
             return
-        for record in await self.store.rooms(states=("running", "paused"), origin="discord"):
+        live = await self.store.rooms(states=("running", "paused"), origin="discord")
+        ended = await self.store.rooms(states=("stopped",), origin="discord", pending_pictures=True)
+        for record in live + ended:
             try:
                 await self._restore(record)
             except Exception:
@@ -265,7 +270,8 @@ class Coordinator(commands.Cog):
         self._bind(session, record.id)
         session.stage.reconcile_after = last_posted
         session.runner.resume_backlog(resumable_jobs(room))
-        room.announce(BACK if room.state == "running" else BACK_PAUSED)
+        if room.state != "stopped":  # an ended room only posts its last pictures, then goes
+            room.announce(BACK if room.state == "running" else BACK_PAUSED)
         self.launch(session)
         log.info("room %s is back in channel %s (%s)", record.id, place.id, room.state)
 
@@ -287,6 +293,8 @@ class Coordinator(commands.Cog):
         assert self.store is not None
         room = await self.store.load_room(record.id, data.catalog(), data.scenarios())
         room.stop(reason)
+        for job in resumable_jobs(room):  # pictures with nowhere to go are not tried at every start
+            room.image_failed(job.job_id, reason)
         await self.store.save(record.id, room)  # no events: there is nowhere to show them
         log.warning("room %s cannot come back (%s); it is marked stopped", record.id, reason)
 

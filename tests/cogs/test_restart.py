@@ -3,11 +3,13 @@ brought back after a restart (running or paused), and nothing is posted twice.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import asdict
 
-from bot.engine import Reply
+from bot.engine import Picture, Reply
 from bot.storage import Journal
-from cogs.coordinator import BACK, BACK_PAUSED, OFFLINE
+from cogs.coordinator import BACK, BACK_PAUSED, OFFLINE, RoomOptions
 from tests.discord_world import World, by_persona, notices
 from tests.fakes import Reply as Scripted
 
@@ -249,3 +251,60 @@ async def test_a_room_in_a_thread_comes_back_in_its_thread(world: World) -> None
 
     assert world.session(thread) is not None and world.session() is None
     assert notices(thread)[-1] == BACK
+
+
+class FirstPictureHangs:
+    """The first picture is never finished (the process goes down first); later ones come at once."""
+
+    name = "test"
+
+    def __init__(self, world: World):
+        self.world = world
+        self.prompts: list[str] = []
+
+    async def generate(self, prompt: str) -> Picture:
+        self.prompts.append(prompt)
+        if len(self.prompts) == 1:
+            await self.world.env.external_wait(asyncio.Event().wait(), reason="a picture still being made")
+        return Picture(b"\x89PNG drawn after the restart", "image/png")
+
+
+async def test_an_ended_rooms_last_picture_is_posted_after_a_restart(world: World, fake_llm) -> None:
+    fake_llm.script(Scripted.text('The last word.\n!image "a lamp left burning"'))
+    world.bot.images = FirstPictureHangs(world)
+    await world.start(models="Gemini 3 Flash", turns=1, delay=0)
+    assert notices(world.channel)[-1] == "⏹️ The room has ended: reached the limit of 1 turns"
+    assert not [m for m in world.channel.history() if m.attachments]
+
+    await world.restart()
+
+    pictures = [m for m in world.channel.history() if m.attachments]
+    assert len(pictures) == 1 and pictures[0].author.name == "AI-1 (Gemini 3 Flash)"
+    assert notices(world.channel)[-1].startswith("🎨 AI-1 (Gemini 3 Flash) created an image")
+    assert BACK not in notices(world.channel) and OFFLINE not in notices(world.channel)  # it had ended
+    assert world.session() is None  # the channel is free again
+    room_id = await latest(world)
+    assert await world.bot.store.rooms(pending_pictures=True) == []
+    assert await world.bot.store.unposted(room_id) == []
+    await world.restart()
+    assert len([m for m in world.channel.history() if m.attachments]) == 1  # once
+
+
+async def test_an_ended_rooms_picture_waits_for_a_channel_a_new_room_holds(world: World, fake_llm) -> None:
+    fake_llm.script(Scripted.text('!image "a lamp left burning"'))
+    world.bot.images = FirstPictureHangs(world)
+    await world.start(models="Gemini 3 Flash", turns=1, delay=0)
+    # Meanwhile a new room took the channel (stored directly: the ended room holds the
+    # channel while it waits for its picture, and only the restart matters here).
+    options = RoomOptions(models=["Gemini 3 Flash"], scenario="open-room", turns=5, delay=60)
+    newer = world.coordinator.build_room(options)
+    await world.bot.store.create_room(
+        newer, "discord", guild_id=world.guild.id, channel_id=world.channel.id, options=asdict(options)
+    )
+
+    await world.restart()
+
+    session = world.session()
+    assert session is not None and session.room.state == "running"  # the live room keeps its channel
+    assert not [m for m in world.channel.history() if m.attachments]
+    assert await world.bot.store.rooms(pending_pictures=True) == []  # given up, not tried at every start
