@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     embedded_max_tokens: int = Field(200, ge=16, le=2048, description="Longest reply of the embedded model.")
 
     # Pictures
-    pictures_dir: Path = Path("data/pictures")
+    pictures_dir: Path = Path("data/pictures")  # console rooms' pictures, in console-room-<n>/
     image_provider: Literal["auto", "openrouter", "openai", "offline"] = "auto"
     image_model: str | None = None  # None: the chosen provider's default model
     image_timeout: float = Field(120.0, gt=0, description="Longest one picture may take.")
