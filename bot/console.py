@@ -210,9 +210,11 @@ async def _picture_folder(store: Store, room_id: int, chosen: Path | None, setti
     before, else PICTURES_DIR/console-room-<n>. Kept in the room's options, where the
     store writes its pictures too, so each is saved once and ``--resume`` keeps the folder."""
     options = (await store.room(room_id)).options
-    folder = (chosen or Path(options.get("pictures") or settings.pictures_dir / f"console-room-{room_id}")).absolute()
-    if options.get("pictures") != str(folder):
-        await store.set_options(room_id, {**options, "pictures": str(folder)})
+    if chosen is None and options.get("pictures"):
+        return Path(options["pictures"])
+    made = chosen is None  # the default folder is the room's alone, and goes with it on delete
+    folder = (chosen or settings.pictures_dir / f"console-room-{room_id}").absolute()
+    await store.set_options(room_id, {**options, "pictures": str(folder), "pictures_folder_made": made})
     return folder
 
 

@@ -318,13 +318,15 @@ class Store:
                 (room_id, room_id),
             ) as cursor:
                 files = [self._picture_path(key) async for (key,) in cursor]
-            folders = {await self.picture_folder(room_id), self.pictures / str(room_id)}
+            options = (await self.room(room_id)).options
+            emptied = [Path(options["pictures"])] if options.get("pictures_folder_made") else []
             await self.db.execute("DELETE FROM rooms WHERE id = ?", (room_id,))
-        await asyncio.to_thread(_remove_pictures, files, folders, self.pictures / str(room_id))
+        await asyncio.to_thread(_remove_pictures, files, emptied, self.pictures / str(room_id))
 
     async def picture_folder(self, room_id: int) -> Path:
         """Where the room's new pictures are written: the folder a console room was given
-        (its ``pictures`` option), else its own folder beside the database."""
+        (its ``pictures`` option; with ``pictures_folder_made``, one made for it alone, which
+        goes with the room once empty), else its own folder beside the database."""
         async with self.db.execute("SELECT options FROM rooms WHERE id = ?", (room_id,)) as cursor:
             row = await cursor.fetchone()
         chosen = json.loads(row[0]).get("pictures") if row else None
@@ -498,13 +500,14 @@ def write_picture(path: Path, data: bytes) -> None:
     temporary.replace(path)
 
 
-def _remove_pictures(files: list[Path], folders: set[Path], own: Path) -> None:
-    """A deleted room's picture files; its own folder whole, any other folder only once empty."""
+def _remove_pictures(files: list[Path], emptied: list[Path], own: Path) -> None:
+    """A deleted room's picture files, its folder beside the database whole, and ``emptied``
+    (folders made for it) once empty; a folder someone chose keeps everything else, itself too."""
     for path in files:
         path.unlink(missing_ok=True)
     if own.exists():
         shutil.rmtree(own)
-    for folder in folders | {path.parent for path in files}:
+    for folder in emptied:
         with contextlib.suppress(OSError):  # not empty, or already gone
             folder.rmdir()
 
