@@ -310,7 +310,7 @@ class Store:
 
         The rows go first, in one transaction; the files after it commits, so a failed
         delete never leaves a room whose pictures are gone, and no write waits on the disk.
-        A folder given with ``--pictures`` loses only this room's files (and goes if empty).
+        From a folder given with ``--pictures`` only this room's files go; the folder stays.
         """
         async with self._transaction():
             async with self.db.execute(  # a file another room shares (one --pictures folder, same picture) stays
