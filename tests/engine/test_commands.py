@@ -796,6 +796,11 @@ ADVERSARIAL = {
 }
 
 
+# A linear scan of a megabyte takes up to ~1 CPU second on a busy two-core machine (shared
+# caches slow even CPU time); a quadratic one takes minutes. 3 s tells them apart without flaking.
+LINEAR_SECONDS = 3.0
+
+
 def _seconds(func, text: str) -> float:
     """CPU seconds for one call, the best of up to three: other processes on a busy
     machine must not fail the test, while a quadratic scan (minutes) still does."""
@@ -804,21 +809,21 @@ def _seconds(func, text: str) -> float:
         began = time.process_time()
         func(text)
         best = min(best, time.process_time() - began)
-        if best < 1.0:
+        if best < LINEAR_SECONDS:
             break
     return best
 
 
 @pytest.mark.parametrize("text", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
 def test_parse_is_fast_on_a_megabyte_of_hostile_input(text):
-    assert _seconds(parse_commands, text) < 1.0
+    assert _seconds(parse_commands, text) < LINEAR_SECONDS
 
 
 @pytest.mark.parametrize(
     "key", ["commands on many lines", "hidden commands", "ticks and blank lines", "newlines"]
 )
 def test_visible_text_is_fast_on_a_megabyte_of_hostile_input(key):
-    assert _seconds(visible_text, ADVERSARIAL[key]) < 1.0
+    assert _seconds(visible_text, ADVERSARIAL[key]) < LINEAR_SECONDS
 
 
 def test_hostile_input_still_parses_correctly():
