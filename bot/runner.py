@@ -196,7 +196,7 @@ class RoomRunner:
             async with self.stage.writing(turn):
                 result = await complete(provider, turn.request, on_text=on_text)
         except ProviderError as exc:
-            self.room.fail_turn(turn, exc.reason, pause=exc.pause)
+            self.room.fail_turn(turn, exc.reason, pause=exc.pause, usage=exc.usage, refused=exc.refused)
             return
         except asyncio.CancelledError:
             raise

@@ -9,6 +9,7 @@ same way, so every stage renders the same room.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ from .context import (
 from .scenarios import Scenario
 
 MIN_IMAGE_PROMPT = 3
+REFUSALS_BEFORE_PAUSE = 3  # the same refusal this many turns in a row will not go away by itself
 MAX_ADDITION = 1000
 KEPT_ADDITIONS = 5
 
@@ -107,6 +109,8 @@ class Room:
         self._next_job = 1
         self._jobs: dict[int, tuple[int, str]] = {}
         self._outbox: list[ev.Event] = []
+        # Per AI: the refusal its last turns ended with, and how many turns in a row.
+        self._refusals: dict[int, tuple[str, int]] = {}
 
     # --- reading -----------------------------------------------------------
 
@@ -370,6 +374,7 @@ class Room:
         """Apply an AI's reply: hygiene, its commands in order, then the reply itself."""
         participant = self.participants[turn.number]
         self._count_turn(participant, usage)
+        self._refusals.pop(participant.number, None)
         text = clean_reply(raw_text, participant.number, tuple(self.humans))
         if not text:
             self._notice(ev.turn_failed(participant.label, "its reply was empty"))
@@ -398,13 +403,38 @@ class Room:
             self.history.append(Entry("private", "How your commands went:\n" + lines, audience=participant.number))
         self._check_budget()
 
-    def fail_turn(self, turn: Turn, reason: str, pause: bool = False) -> None:
-        """A turn that produced no reply; ``pause`` for failures that retrying will not fix."""
+    def fail_turn(
+        self, turn: Turn, reason: str, pause: bool = False, usage: Usage | None = None, refused: bool = False
+    ) -> None:
+        """A turn that produced no reply; ``pause`` for failures that retrying will not fix.
+
+        ``usage`` is what the failed request was billed for (a refusal or a cut-off
+        reply costs tokens too). ``refused`` marks a request the service refused
+        as written: the same refusal several turns in a row for one AI will not go
+        away by itself either, so the room pauses rather than spend every turn on it.
+        """
         participant = self.participants[turn.number]
-        self._count_turn(participant, None)
+        self._count_turn(participant, usage)
         self._notice(ev.turn_failed(participant.label, reason))
+        if refused and not pause and self._refused_again(participant.number, reason):
+            times = _count(REFUSALS_BEFORE_PAUSE, "turn")
+            pause, reason = True, f"the same refusal {times} in a row: {reason}"
+        elif not refused:
+            self._refusals.pop(participant.number, None)  # a different failure breaks the row
         if pause:
+            self._refusals.pop(participant.number, None)
             self.pause(f"{participant.label}'s provider needs attention ({reason})")
+        else:
+            self._check_budget()
+
+    def _refused_again(self, number: int, reason: str) -> bool:
+        """Count one more refusal; True once the same one has come back enough turns in a row.
+        Numbers are left out of the comparison: a growing token count is still the same refusal."""
+        key = re.sub(r"\d+", "#", reason)
+        last, times = self._refusals.get(number, ("", 0))
+        times = times + 1 if key == last else 1
+        self._refusals[number] = (key, times)
+        return times >= REFUSALS_BEFORE_PAUSE
 
     def _count_turn(self, participant: Participant, usage: Usage | None) -> None:
         self._current = None

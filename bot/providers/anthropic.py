@@ -12,9 +12,6 @@ and ``cache_control`` goes on content blocks, at most four per request.
 from __future__ import annotations
 
 import base64
-import json
-import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +34,6 @@ from .http import (
     limits_from,
     provider_error,
 )
-
-log = logging.getLogger(__name__)
 
 ROUTE = "anthropic"
 KEY_ENV = "ANTHROPIC_API_KEY"
@@ -123,11 +118,7 @@ class AnthropicProvider(StreamingProvider):
     def parse(self, payload: str, state: StreamState) -> list[StreamPart]:
         """One event's parts. The event name is repeated as ``type`` in its data, so the data suffices."""
         assert isinstance(state, _ClaudeState)
-        try:
-            event = json.loads(payload)
-        except ValueError:
-            log.debug("anthropic: skipped an event that is not JSON: %.200r", payload)
-            return []
+        event = self.load(payload, state)
         if not isinstance(event, dict):
             return []
         kind = event.get("type")
@@ -144,12 +135,8 @@ class AnthropicProvider(StreamingProvider):
             return _block_parts(event, state)
         return []  # ping, content_block_stop and types added later
 
-    async def ending(self, state: StreamState) -> AsyncIterator[StreamPart]:
-        assert isinstance(state, _ClaudeState)
-        if state.counts:
-            state.usage = claude_usage(state.counts)
-        async for part in super().ending(state):
-            yield part
+    def judge(self, state: StreamState) -> None:
+        super().judge(state)
         if state.finish_reason == "refusal":
             raise ProviderError("Claude stopped the reply: Anthropic's safety filter refused it")
         if state.finish_reason == "max_tokens" and state.reasoning_seen and not state.text_seen:
@@ -162,7 +149,7 @@ class AnthropicProvider(StreamingProvider):
         error = _claude_error(status, body)
         should = headers.get("x-should-retry", "").lower()
         retryable = should == "true" or (should != "false" and is_retryable(status))
-        return Retry(error, headers.get("retry-after")) if retryable else error
+        return Retry(error, headers.get("retry-after")) if retryable and not error.pause else error
 
     def _inband_error(self, event: dict[str, Any], state: StreamState) -> Exception:
         """An ``error`` event after the 200; the server closes the stream right after it."""
@@ -232,9 +219,11 @@ def _block_parts(event: dict[str, Any], state: StreamState) -> list[StreamPart]:
 
 
 def _merge_counts(state: _ClaudeState, usage: Any) -> None:
-    """message_delta's counts are cumulative, so a later value replaces an earlier one."""
+    """message_delta's counts are cumulative, so a later value replaces an earlier one.
+    The usage is kept current, so a stream that dies after message_start is still billed."""
     if isinstance(usage, dict):
         state.counts.update({k: v for k, v in usage.items() if v is not None})
+        state.usage = claude_usage(state.counts)
 
 
 def claude_usage(counts: dict[str, Any]) -> Usage:

@@ -25,18 +25,37 @@ class ReasoningDelta:
 StreamPart = TextDelta | ReasoningDelta | Usage
 
 
+REFUSAL_STATUSES = frozenset({400, 413, 422})
+
+
 class ProviderError(Exception):
     """A failed request, described in a sentence a moderator understands.
 
     ``pause`` marks failures that retrying cannot fix (a rejected key, no
-    credit): the room pauses instead of carrying on.
+    credit, an unknown model, a used-up daily quota): the room pauses instead
+    of carrying on. ``usage`` is what the failed request was billed for and
+    was not already handed over as a ``Usage`` part (a refusal, a safety stop
+    and a stream that died after a usage report all cost tokens); after
+    ``complete`` it is the whole turn's usage, so the room can count it.
     """
 
-    def __init__(self, reason: str, *, status: int | None = None, pause: bool = False):
+    def __init__(
+        self, reason: str, *, status: int | None = None, pause: bool = False, usage: Usage | None = None
+    ):
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.pause = pause
+        self.usage = usage
+
+    @property
+    def refused(self) -> bool:
+        """The service refused the request as written; the same request will be refused again."""
+        return self.status in REFUSAL_STATUSES
+
+    def but(self, reason: str) -> ProviderError:
+        """The same failure told differently (retries counted, a key blanked)."""
+        return ProviderError(reason, status=self.status, pause=self.pause, usage=self.usage)
 
 
 class ChatProvider(Protocol):
@@ -67,20 +86,33 @@ class Completion:
 async def complete(
     provider: ChatProvider, request: ChatRequest, on_text: Callable[[str], None] | None = None
 ) -> Completion:
-    """Run a streamed request to the end; ``on_text`` sees the text so far after each delta."""
+    """Run a streamed request to the end; ``on_text`` sees the text so far after each delta.
+
+    On failure the ProviderError leaves with every token the turn was billed
+    for: the usage parts already received plus the error's own.
+    """
     result = Completion()
     parts: list[str] = []
     thoughts: list[str] = []
-    async with contextlib.aclosing(provider.stream(request)) as stream:  # hang up if we stop early
-        async for part in stream:
-            if isinstance(part, TextDelta):
-                parts.append(part.text)
-                if on_text is not None:
-                    on_text("".join(parts))
-            elif isinstance(part, ReasoningDelta):
-                thoughts.append(part.text)
-            else:
-                result.usage.add(part)
+    billed = False
+    try:
+        async with contextlib.aclosing(provider.stream(request)) as stream:  # hang up if we stop early
+            async for part in stream:
+                if isinstance(part, TextDelta):
+                    parts.append(part.text)
+                    if on_text is not None:
+                        on_text("".join(parts))
+                elif isinstance(part, ReasoningDelta):
+                    thoughts.append(part.text)
+                else:
+                    result.usage.add(part)
+                    billed = True
+    except ProviderError as error:
+        if billed:
+            if error.usage is not None:
+                result.usage.add(error.usage)
+            error.usage = result.usage
+        raise
     result.text = "".join(parts)
     result.reasoning = "".join(thoughts)
     return result

@@ -11,9 +11,6 @@ the URL, so it cannot end up in a log line or an error message.
 from __future__ import annotations
 
 import base64
-import json
-import logging
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -36,8 +33,6 @@ from .http import (
     limits_from,
     provider_error,
 )
-
-log = logging.getLogger(__name__)
 
 ROUTE = "gemini"
 KEY_ENV = "GEMINI_API_KEY"
@@ -102,11 +97,7 @@ class GeminiProvider(StreamingProvider):
 
     def parse(self, payload: str, state: StreamState) -> list[StreamPart]:
         """One chunk's parts; a body that is a JSON array (no ``alt=sse``) is read chunk by chunk."""
-        try:
-            chunks = json.loads(payload)
-        except ValueError:
-            log.debug("gemini: skipped an event that is not JSON: %.200r", payload)
-            return []
+        chunks = self.load(payload, state)
         parts: list[StreamPart] = []
         for chunk in chunks if isinstance(chunks, list) else [chunks]:
             if isinstance(chunk, dict):
@@ -130,9 +121,8 @@ class GeminiProvider(StreamingProvider):
             state.started = True
         return parts
 
-    async def ending(self, state: StreamState) -> AsyncIterator[StreamPart]:
-        async for part in super().ending(state):
-            yield part
+    def judge(self, state: StreamState) -> None:
+        super().judge(state)
         reason = state.finish_reason or ""
         if reason not in FINE_ENDINGS:
             raise ProviderError(f"Gemini stopped the reply because of {_words(reason)}")
@@ -142,10 +132,11 @@ class GeminiProvider(StreamingProvider):
     # --- failures --------------------------------------------------------------
 
     def status_failure(self, status: int, body: Any, headers: httpx.Headers) -> Exception:
-        """A bad key is Gemini's 400 API_KEY_INVALID; a 429 says how long to wait in its body."""
+        """A bad key is Gemini's 400 API_KEY_INVALID; a 429 says how long to wait in its body,
+        unless it is a daily quota, which no short wait brings back."""
         error = _gemini_error(status, body)
         retry_after = headers.get("retry-after") or _retry_delay(body)
-        return Retry(error, retry_after) if is_retryable(status) else error
+        return Retry(error, retry_after) if is_retryable(status) and not error.pause else error
 
     def _inband_error(self, chunk: dict[str, Any], state: StreamState) -> Exception:
         code = error_object(chunk).get("code")

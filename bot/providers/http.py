@@ -90,6 +90,11 @@ def retry_delay(
 # --- error wording -------------------------------------------------------------
 
 
+def plural(count: float, word: str) -> str:
+    """"1 second", "2 seconds", "0.5 seconds": every count a moderator reads goes through here."""
+    return f"{count:g} {word}" if count == 1 else f"{count:g} {word}s"
+
+
 def error_object(body: Any) -> dict[str, Any]:
     """The ``error`` object of an OpenAI/OpenRouter/Anthropic/Gemini error body, or {}."""
     if isinstance(body, list) and body:  # Gemini sometimes wraps the envelope in a list
@@ -139,6 +144,34 @@ def is_moderation(body: Any) -> bool:
     return isinstance(metadata, dict) and ("reasons" in metadata or "flagged_input" in metadata)
 
 
+def quota_used_up(status: int | None, body: Any) -> str:
+    """Which quota a 429 says is used up for good ("daily", "account"), or "" for a passing rate limit.
+
+    Each service says it its own way (reference §1.5, §3.4): OpenRouter's free
+    models name ``free-models-per-day`` in the message; OpenAI's
+    ``insufficient_quota`` is the plan or billing limit; Gemini lists the
+    violated quotas, and one with ``PerDay`` in its id will not come back
+    before tomorrow (its per-minute quotas do, after ``retryDelay``), nor will
+    one whose limit is 0 (a model the free tier does not include).
+    """
+    if status != 429:
+        return ""
+    error = error_object(body)
+    if "free-models-per-day" in error_message(body):
+        return "daily"
+    if "insufficient_quota" in (str(error.get("code")), str(error.get("type"))):
+        return "account"
+    for detail in error.get("details") or []:
+        for violation in (detail.get("violations") or []) if isinstance(detail, dict) else []:
+            if not isinstance(violation, dict):
+                continue
+            if "PerDay" in str(violation.get("quotaId", "")) or "per_day" in str(violation.get("quotaMetric", "")):
+                return "daily"
+            if str(violation.get("quotaValue", "")) == "0":
+                return "account"
+    return ""
+
+
 def error_reason(status: int | None, body: Any, key_env_name: str | None = None) -> str:
     """A sentence a moderator understands, for an HTTP (or in-stream) error."""
     message = error_message(body)
@@ -151,7 +184,13 @@ def error_reason(status: int | None, body: Any, key_env_name: str | None = None)
     if status == 402:
         return f"out of credit{said or ': add credit with the provider'}"
     if status == 404:
-        return f"model not found{said}"
+        return f"the provider does not know this model{said}"
+    quota = quota_used_up(status, body)
+    if quota == "daily":
+        return f"the daily quota is used up{said}; resume the room once it renews"
+    if quota:
+        whose = f" of the account behind {key_env_name}" if key_env_name else ""
+        return f"the quota is used up{said}; check the plan and billing{whose}"
     if status in (400, 422):
         return f"the provider refused the request{said}"
     if status == 429:
@@ -166,8 +205,13 @@ def error_reason(status: int | None, body: Any, key_env_name: str | None = None)
 
 
 def provider_error(status: int | None, body: Any, key_env_name: str | None = None) -> ProviderError:
-    """The ProviderError for an error status; pause when only a person can fix it."""
-    pause = status == 402 or (status in (401, 403) and not is_moderation(body))
+    """The ProviderError for an error status; pause when only a person (or tomorrow) can fix it:
+    a rejected key, no credit, a model the service does not know, a used-up quota."""
+    pause = (
+        status in (402, 404)
+        or (status in (401, 403) and not is_moderation(body))
+        or bool(quota_used_up(status, body))
+    )
     return ProviderError(error_reason(status, body, key_env_name), status=status, pause=pause)
 
 
@@ -364,18 +408,31 @@ class StreamingProvider:
     def parse(self, payload: str, state: StreamState) -> list[StreamPart]:
         raise NotImplementedError
 
-    async def ending(self, state: StreamState) -> AsyncIterator[StreamPart]:
-        """Judge how the stream ended; hand over the usage even when the reply is unusable."""
+    def judge(self, state: StreamState) -> None:
+        """Raise if the way the stream ended makes the reply unusable (cut short, refused, filtered).
+
+        Subclasses add their service's endings; the usage seen so far travels
+        on the error (see ``_attempt``), so a refused turn is still counted.
+        """
         if not state.finished:
             raise self.failure(state, f"{self.name} closed the connection before replying")
-        if state.usage is not None:
-            yield state.usage
+
+    def load(self, payload: str, state: StreamState) -> Any:
+        """One event's data as JSON. Data that is not JSON is a broken stream, never skipped:
+        skipping it would silently drop the words it carried from the reply."""
+        try:
+            return json.loads(payload)
+        except ValueError:
+            log.warning("%s: an event that is not JSON: %.200r", self.name, payload)
+            raise self.failure(
+                state, f"{self.name} sent a garbled chunk", mid_reply=f"{self.name} sent a garbled chunk mid-reply"
+            ) from None
 
     def status_failure(self, status: int, body: Any, headers: httpx.Headers) -> Exception:
         """The exception for an HTTP error status: a Retry when asking again may help."""
         error = provider_error(status, body, self.key_env)
         retry_after = headers.get("retry-after")
-        if is_retryable(status, retry_after):
+        if is_retryable(status, retry_after) and not error.pause:
             return Retry(error, retry_after)
         return error
 
@@ -403,6 +460,9 @@ class StreamingProvider:
                         yield part
                 return
             except Retry as retry:
+                if retry.error.usage is not None:  # a failed attempt that was billed all the same
+                    usage, retry.error.usage = retry.error.usage, None
+                    yield usage
                 if attempt >= self.max_attempts:
                     raise after_attempts(retry.error, attempt) from retry.__cause__
                 delay = retry_delay(attempt, retry.retry_after, self.backoff_base, self.backoff_cap)
@@ -426,31 +486,41 @@ class StreamingProvider:
         abandoned stream."""
         state = self.new_state()
         try:
-            async with AsyncExitStack() as stack:
-                async with asyncio.timeout_at(deadline):
-                    response = await self._client.send(http_request, stream=True)
-                    stack.push_async_callback(response.aclose)
-                    await self._check_status(response)
-                payloads = await stack.enter_async_context(aclosing(event_payloads(response)))
-                while not state.done:
+            try:
+                async with AsyncExitStack() as stack:
                     async with asyncio.timeout_at(deadline):
-                        payload = await anext(payloads, None)
-                    if payload is None:
-                        break
-                    for part in self.parse(payload, state):
-                        yield part
-        except httpx.TimeoutException as error:
-            if not state.finished:
-                reason = f"no answer within {self._seconds(error):g} seconds"
-                raise self.failure(state, reason, mid_reply=reason) from error
-        except httpx.TransportError as error:
-            if not state.finished:
-                raise self.failure(state, self._connection_trouble(error)) from error
-        except TimeoutError as error:
-            if not state.finished:  # the deadline has passed: no time left to retry
-                raise ProviderError(f"no answer within {self.total_timeout:g} seconds") from error
-        async for part in self.ending(state):
-            yield part
+                        response = await self._client.send(http_request, stream=True)
+                        stack.push_async_callback(response.aclose)
+                        await self._check_status(response)
+                    payloads = await stack.enter_async_context(aclosing(event_payloads(response)))
+                    while not state.done:
+                        async with asyncio.timeout_at(deadline):
+                            payload = await anext(payloads, None)
+                        if payload is None:
+                            break
+                        if not payload.strip():
+                            continue  # an empty data line says nothing (a keep-alive)
+                        for part in self.parse(payload, state):
+                            yield part
+            except httpx.TimeoutException as error:
+                if not state.finished:
+                    raise self._stalled(state, error) from error
+            except httpx.TransportError as error:
+                if not state.finished:
+                    raise self.failure(state, self._connection_trouble(error)) from error
+            except TimeoutError as error:
+                if not state.finished:  # the deadline has passed: no time left to retry
+                    reason = f"the reply was not finished within {plural(self.total_timeout, 'second')}"
+                    raise ProviderError(reason) from error
+            self.judge(state)
+        except Retry as retry:
+            _bill(retry.error, state)
+            raise
+        except ProviderError as error:
+            _bill(error, state)
+            raise
+        if state.usage is not None:  # handed over only with a usable reply; else it rode on the error
+            yield state.usage
 
     async def _check_status(self, response: httpx.Response) -> None:
         if not response.is_success:
@@ -468,8 +538,9 @@ class StreamingProvider:
         return ProviderError(mid_reply)
 
     def inband_failure(self, error: ProviderError, state: StreamState, retryable: bool) -> Exception:
-        """An error event inside a 200 stream: retried only when nothing was shown yet."""
-        if retryable and not state.started:
+        """An error event inside a 200 stream: retried only when nothing was shown yet
+        and waiting can help (not a used-up quota)."""
+        if retryable and not state.started and not error.pause:
             return Retry(error)
         return error
 
@@ -478,21 +549,34 @@ class StreamingProvider:
             return f"could not connect to {self.name}"
         return f"the connection to {self.name} failed ({type(error).__name__})"
 
-    def _seconds(self, error: httpx.TimeoutException) -> float:
-        return self.connect_timeout if isinstance(error, httpx.ConnectTimeout) else self.read_timeout
+    def _stalled(self, state: StreamState, error: httpx.TimeoutException) -> Exception:
+        """Say which silence it was: no connection, no first word, or a reply that stopped."""
+        if isinstance(error, httpx.ConnectTimeout):
+            return self.failure(state, f"could not connect to {self.name} within {plural(self.connect_timeout, 'second')}")
+        silence = plural(self.read_timeout, "second")
+        return self.failure(
+            state,
+            f"{self.name} did not answer for {silence}",
+            mid_reply=f"{self.name} stopped answering for {silence} mid-reply",
+        )
 
     def scrubbed(self, error: ProviderError) -> ProviderError:
         """The same error with the API key blanked, in case a server echoed it back."""
         if not self._api_key or self._api_key not in error.reason:
             return error
-        reason = error.reason.replace(self._api_key, "[the key]")
-        return ProviderError(reason, status=error.status, pause=error.pause)
+        return error.but(error.reason.replace(self._api_key, "[the key]"))
+
+
+def _bill(error: ProviderError, state: StreamState) -> None:
+    """Put the usage this attempt reported on its failure, so the turn is still counted."""
+    if state.usage is not None and error.usage is None:
+        error.usage, state.usage = state.usage, None
 
 
 def after_attempts(error: ProviderError, attempts: int) -> ProviderError:
     if attempts <= 1:
         return error
-    return ProviderError(f"{error.reason} (tried {attempts} times)", status=error.status, pause=error.pause)
+    return error.but(f"{error.reason} (tried {plural(attempts, 'time')})")
 
 
 def count(value: Any) -> int:

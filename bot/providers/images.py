@@ -34,6 +34,7 @@ from .http import (
     error_message,
     error_object,
     is_retryable,
+    plural,
     provider_error,
     retry_delay,
 )
@@ -155,7 +156,7 @@ class _ImageAPI:
                 response = await client.post(self._url, json=body, headers=self._headers)
         except (httpx.TimeoutException, TimeoutError) as exc:
             # Not retried: the picture may have been made (and paid for) after all.
-            raise ProviderError(f"no picture within {self.timeout:g} seconds") from exc
+            raise ProviderError(f"no picture within {plural(self.timeout, 'second')}") from exc
         except httpx.ConnectError:
             return _Retry(ProviderError(f"could not connect to {self.name}"))
         except httpx.TransportError as exc:
@@ -164,7 +165,7 @@ class _ImageAPI:
             return _json(response)
         error = self._error(response.status_code, decode_body(response.content))
         retry_after = response.headers.get("retry-after")
-        if not is_retryable(response.status_code, retry_after):
+        if not is_retryable(response.status_code, retry_after) or error.pause:
             raise error
         return _Retry(error, retry_after)
 
@@ -190,8 +191,7 @@ class _ImageAPI:
         """The same error with the API key blanked, in case a server echoed it back."""
         if not self._api_key or self._api_key not in error.reason:
             return error
-        reason = error.reason.replace(self._api_key, "[the key]")
-        return ProviderError(reason, status=error.status, pause=error.pause)
+        return error.but(error.reason.replace(self._api_key, "[the key]"))
 
 
 class OpenRouterImages(_ImageAPI):

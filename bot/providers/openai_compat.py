@@ -10,10 +10,9 @@ bare JSON line). This adapter accepts all of them.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import unicodedata
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -119,15 +118,14 @@ class OpenAICompatProvider(StreamingProvider):
         if payload.strip() == "[DONE]":
             state.done = True
             return []
-        try:
-            chunk = json.loads(payload)
-        except ValueError:
-            log.debug("%s: skipped an event that is not JSON: %.200r", self.name, payload)
-            return []
+        chunk = self.load(payload, state)
         if not isinstance(chunk, dict):
             return []
         if chunk.get("error") is not None:
             raise self._inband_error(chunk, state)
+        if isinstance(chunk.get("provider"), str):
+            assert isinstance(state, _OpenAIState)
+            state.upstream = chunk["provider"]  # OpenRouter names the service that answered
         if isinstance(chunk.get("usage"), dict):
             state.usage = parse_usage(chunk["usage"])  # the last report wins: some repeat it
         parts: list[StreamPart] = []
@@ -138,9 +136,17 @@ class OpenAICompatProvider(StreamingProvider):
             state.started = True
         return parts
 
-    async def ending(self, state: StreamState) -> AsyncIterator[StreamPart]:
-        async for part in super().ending(state):
-            yield part
+    def new_state(self) -> StreamState:
+        return _OpenAIState()
+
+    def judge(self, state: StreamState) -> None:
+        """Besides a cut-off stream: a content filter's stop is a failed turn, even after some
+        text (the words so far are a fragment, not a reply), and so is thinking cut off by max_tokens."""
+        assert isinstance(state, _OpenAIState)
+        super().judge(state)
+        if state.finish_reason == "content_filter":
+            who = state.upstream or self.name
+            raise ProviderError(f"{who}'s content filter stopped the reply")
         if state.finish_reason == "length" and state.reasoning_seen and not state.text_seen:
             raise ProviderError(CUT_OFF_THINKING)
 
@@ -151,6 +157,11 @@ class OpenAICompatProvider(StreamingProvider):
         envelope = chunk if isinstance(chunk["error"], dict) else {"error": {"message": str(chunk["error"])}}
         error = provider_error(status, envelope, self.key_env)
         return self.inband_failure(error, state, status is not None and is_retryable(status))
+
+
+@dataclass
+class _OpenAIState(StreamState):
+    upstream: str = ""  # the service behind OpenRouter ("Azure"), for plain-words failures
 
 
 # --- wire helpers ----------------------------------------------------------------
