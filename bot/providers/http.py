@@ -189,8 +189,8 @@ def error_reason(status: int | None, body: Any, key_env_name: str | None = None)
     if quota == "daily":
         return f"the daily quota is used up{said}; resume the room once it renews"
     if quota:
-        whose = f" of the account behind {key_env_name}" if key_env_name else ""
-        return f"the quota is used up{said}; check the plan and billing{whose}"
+        whose = f"the quota of the account behind {key_env_name}" if key_env_name else "the account's quota"
+        return f"{whose} is used up{said}"
     if status in (400, 422):
         return f"the provider refused the request{said}"
     if status == 429:

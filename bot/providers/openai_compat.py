@@ -121,13 +121,13 @@ class OpenAICompatProvider(StreamingProvider):
         chunk = self.load(payload, state)
         if not isinstance(chunk, dict):
             return []
+        if isinstance(chunk.get("usage"), dict):  # first: an error frame may carry the bill too
+            state.usage = parse_usage(chunk["usage"])  # the last report wins: some repeat it
         if chunk.get("error") is not None:
             raise self._inband_error(chunk, state)
         if isinstance(chunk.get("provider"), str):
             assert isinstance(state, _OpenAIState)
             state.upstream = chunk["provider"]  # OpenRouter names the service that answered
-        if isinstance(chunk.get("usage"), dict):
-            state.usage = parse_usage(chunk["usage"])  # the last report wins: some repeat it
         parts: list[StreamPart] = []
         for choice in chunk.get("choices") or []:
             if isinstance(choice, dict) and choice.get("index", 0) == 0:

@@ -142,6 +142,19 @@ class AnthropicReply:
         return Reply(headers=_stream_headers(), pieces=pieces)
 
     @staticmethod
+    def corrupted(text_before: str = "", text_after: str = " and the rest.") -> Reply:
+        """A whole message with one ``data:`` line that is not JSON between the two texts."""
+        pieces = [_message_start("claude-fake-4-5", {"input_tokens": 10}), _block_start(0, {"type": "text", "text": ""})]
+        pieces += [_text_delta(0, text_before)] if text_before else []
+        pieces.append('event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_de\n\n')
+        pieces += [_text_delta(0, text_after)] if text_after else []
+        pieces.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
+        pieces.append(_event("message_delta", delta | {"usage": {"output_tokens": 5}}))
+        pieces.append(_event("message_stop", {"type": "message_stop"}))
+        return Reply(headers=_stream_headers(), pieces=pieces)
+
+    @staticmethod
     def drop(text_before: str = "", *, graceful: bool = False) -> Reply:
         pieces = [_message_start("claude-fake-4-5", {"input_tokens": 10})] + _blocks(text_before, "", 2, False)[:-1]
         return Reply(headers=_stream_headers(), pieces=pieces, ending="end" if graceful else "drop")
@@ -176,6 +189,10 @@ def _message_start(model: str, counts: dict[str, int]) -> str:
 
 def _block_start(index: int, block: dict[str, Any]) -> str:
     return _event("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+
+
+def _text_delta(index: int, text: str) -> str:
+    return _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}})
 
 
 def _blocks(text: str, thinking: str, chunks: int, padded: bool) -> list[str]:

@@ -92,9 +92,18 @@ class GeminiReply:
         return Reply(headers=_sse_headers(), pieces=pieces)
 
     @staticmethod
-    def error(status: int, message: str | None = None, *, reason: str | None = None, retry_delay: str | None = None) -> Reply:
+    def error(
+        status: int,
+        message: str | None = None,
+        *,
+        reason: str | None = None,
+        retry_delay: str | None = None,
+        violations: list[dict[str, Any]] | None = None,
+    ) -> Reply:
         """A google.rpc.Status body, pretty-printed as the real ones are."""
         details: list[dict[str, Any]] = []
+        if violations:
+            details.append({"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": violations})
         if reason:
             details.append({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "googleapis.com"})
         if retry_delay:
@@ -112,8 +121,23 @@ class GeminiReply:
         return GeminiReply.error(400, BAD_KEY, reason="API_KEY_INVALID")
 
     @staticmethod
-    def quota(retry_delay: str = "26s") -> Reply:
-        return GeminiReply.error(429, QUOTA, retry_delay=retry_delay)
+    def quota(retry_delay: str = "26s", *, daily: bool = False) -> Reply:
+        """RESOURCE_EXHAUSTED with the violated quotas listed (reference §3.4): a per-minute
+        one passes after ``retryDelay``; with ``daily`` the per-day one is used up too, and
+        Google still says to retry in seconds."""
+        violations = [_violation("PerMinute", "250000")]
+        if daily:
+            violations.append(_violation("PerDay", "250"))
+        return GeminiReply.error(429, QUOTA, retry_delay=retry_delay, violations=violations)
+
+    @staticmethod
+    def corrupted(text_before: str = "", text_after: str = " and the rest.") -> Reply:
+        """A whole reply with one ``data:`` line that is not JSON between the two texts."""
+        wire = _Wire("gemini-fake", True, (12, 0), 0)
+        pieces = wire.text_chunks(text_before, 1, None) if text_before else []
+        pieces.append('data: {"candidates": [{"content": {"parts": [{"text": "lost wo\r\n\r\n')
+        pieces += wire.text_chunks(text_after, 1, "STOP")
+        return Reply(headers=_sse_headers(), pieces=pieces)
 
     @staticmethod
     def drop(text_before: str = "", *, graceful: bool = False) -> Reply:
@@ -134,6 +158,16 @@ class GeminiReply:
         error = {"error": {"code": code, "message": message, "status": STATUS_NAMES.get(code, "UNKNOWN")}}
         pieces.append(f"data: {_json(error)}\r\n\r\n")
         return Reply(headers=_sse_headers(), pieces=pieces)
+
+
+def _violation(period: str, limit: str) -> dict[str, Any]:
+    """One QuotaFailure violation, shaped as in captured free-tier 429s."""
+    return {
+        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+        "quotaId": f"GenerateRequests{period}PerProjectPerModel-FreeTier",
+        "quotaDimensions": {"location": "global", "model": "gemini-fake"},
+        "quotaValue": limit,
+    }
 
 
 def _default_message(status: int) -> str:

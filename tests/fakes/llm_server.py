@@ -117,17 +117,56 @@ class Reply:
         shape: str = "finish",
         done: bool = True,
         style: str = "openrouter",
+        usage: tuple[int, int] | None = None,
     ) -> Reply:
         """OpenRouter's in-band error after a 200: ``shape`` "finish" carries
-        ``finish_reason: "error"``, "empty" carries ``choices: []`` as seen in the wild."""
+        ``finish_reason: "error"``, "empty" carries ``choices: []`` as seen in the wild.
+        ``usage`` (prompt, completion) rides on the error frame, as some do."""
         wire = _Wire(style)
         error = {"code": code, "message": message, "metadata": {"error_type": "provider_unavailable"}}
         choices = [] if shape == "empty" else [wire.choice({"content": ""}, "error")]
         pieces = wire.opening() + wire.body(text_before, "", 2)
-        pieces.append(wire.data(wire.chunk(choices, error=error)))
+        extra: dict[str, Any] = {"error": error}
+        if usage is not None:
+            extra["usage"] = wire.usage(usage[0], usage[1], 0, 0, 0, None)
+        pieces.append(wire.data(wire.chunk(choices, **extra)))
         if done:
             pieces.append(wire.data("[DONE]"))
         return cls(headers=wire.headers(), pieces=pieces)
+
+    @classmethod
+    def corrupted(cls, text_before: str = "", text_after: str = " and the rest.", *, style: str = "openrouter") -> Reply:
+        """A whole reply with one data event that is not JSON (a chunk cut in half by a proxy)
+        between ``text_before`` and ``text_after``; the words it carried are lost with it."""
+        wire = _Wire(style)
+        pieces = wire.opening() + wire.body(text_before, "", 2)
+        pieces.append(f'{wire.prefix}{{"id":"{wire.id}","choices":[{{"index":0,"delta":{{"content":"lost wo{wire.end}{wire.end}')
+        pieces += wire.body(text_after, "", 2) + wire.finish("stop", wire.usage(10, 5, 0, 0, 0, None))
+        pieces.append(wire.data("[DONE]"))
+        return cls(headers=wire.headers(), pieces=pieces)
+
+    @classmethod
+    def quota(cls, *, daily: bool = True) -> Reply:
+        """A 429 that waiting a minute does not fix: OpenRouter's free-model daily limit,
+        or (``daily=False``) OpenAI's ``insufficient_quota``, its plan or billing limit."""
+        if daily:
+            body = {
+                "error": {
+                    "message": "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day",
+                    "code": 429,
+                    "metadata": {"headers": {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0"}},
+                }
+            }
+        else:
+            body = {
+                "error": {
+                    "message": "You exceeded your current quota, please check your plan and billing details.",
+                    "type": "insufficient_quota",
+                    "param": None,
+                    "code": "insufficient_quota",
+                }
+            }
+        return cls.error(429, body)
 
     @classmethod
     def drop(cls, text_before: str = "", *, graceful: bool = False, style: str = "openrouter") -> Reply:

@@ -226,6 +226,15 @@ async def test_quota_waits_for_the_retry_delay_in_the_body(fake_gemini, gemini, 
     assert sleeps.delays == [3.0] and len(fake_gemini.requests) == 2
 
 
+async def test_a_used_up_daily_quota_pauses_without_waiting(fake_gemini, gemini, sleeps):
+    """Google says "retry in 26s" on a daily quota too; only the violated quota's id tells them apart."""
+    fake_gemini.script(GeminiReply.quota("26s", daily=True), GeminiReply.text("must not be asked for"))
+    error = await failure(gemini)
+    assert error.pause and error.status == 429
+    assert error.reason.startswith("the daily quota is used up: You exceeded your current quota")
+    assert len(fake_gemini.requests) == 1 and sleeps.delays == []
+
+
 async def test_overloaded_three_times_fails(fake_gemini, gemini, sleeps):
     fake_gemini.script(*[GeminiReply.error(503)] * 3, GeminiReply.text("never"))
     error = await failure(gemini)

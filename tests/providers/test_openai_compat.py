@@ -241,6 +241,26 @@ async def test_refused_request_reason(fake_llm, provider):
     error = await failure(provider)
     assert error.reason == "the provider refused the request: bogus/model is not a valid model ID"
     assert not error.pause and len(fake_llm.requests) == 1
+    assert error.refused  # the room counts refusals in a row and pauses on the third alike
+
+
+async def test_free_models_daily_limit_pauses_without_retrying(fake_llm, provider, sleeps):
+    fake_llm.script(Reply.quota(daily=True), Reply.text("must not be asked for"))
+    error = await failure(provider)
+    assert error.pause and not error.refused
+    assert error.reason.startswith("the daily quota is used up: Rate limit exceeded: free-models-per-day.")
+    assert len(fake_llm.requests) == 1 and sleeps.delays == []
+
+
+async def test_insufficient_quota_pauses_without_retrying(fake_llm, provider, sleeps):
+    fake_llm.script(Reply.quota(daily=False), Reply.text("must not be asked for"))
+    error = await failure(provider)
+    assert error.pause
+    assert error.reason == (
+        "the quota of the account behind OPENROUTER_API_KEY is used up: "
+        "You exceeded your current quota, please check your plan and billing details."
+    )
+    assert len(fake_llm.requests) == 1 and sleeps.delays == []
 
 
 async def test_unknown_model(fake_llm, provider):
@@ -279,6 +299,7 @@ async def test_rate_limit_exhausted_reason(fake_llm, provider):
     fake_llm.script(*[Reply.error(429)] * 3)
     error = await failure(provider)
     assert error.reason.startswith("rate limited: Fake AI Studio: fake/model:free is temporarily rate-limited")
+    assert not error.pause  # a passing rate limit: the next turn may well get through
 
 
 # --- failures mid-stream ---------------------------------------------------------
@@ -363,6 +384,23 @@ async def test_ollama_raw_error_line(fake_llm, provider):
     fake_llm.script(Reply.ollama_raw_error("Some text"))
     error = await failure(provider)
     assert error.reason == "the provider reported an error: an error was encountered while running the model"
+
+
+@pytest.mark.parametrize("style, who", [("openrouter", "FakeProvider"), ("deepseek", "openrouter")])
+async def test_content_filter_after_text_is_a_failed_turn(fake_llm, provider, style, who):
+    """Azure and others behind OpenRouter stop a reply with ``content_filter``: the words so far
+    are a fragment, never a reply, and the tokens are billed all the same."""
+    fake_llm.script(
+        Reply.text("Here is how one would", finish_reason="content_filter", usage=(30, 6), style=style),
+        Reply.text("must not be asked for"),
+    )
+    seen: list[str] = []
+    with pytest.raises(ProviderError) as caught:
+        await complete(provider, ask(), on_text=seen.append)
+    assert seen  # the text had arrived (a streaming stage drew it) before the filter's stop
+    assert caught.value.reason == f"{who}'s content filter stopped the reply"
+    assert caught.value.usage == Usage(input_tokens=30, output_tokens=6)
+    assert not caught.value.pause and len(fake_llm.requests) == 1
 
 
 async def test_cut_off_while_thinking(fake_llm, provider):

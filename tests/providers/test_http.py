@@ -1,0 +1,163 @@
+"""What every streaming adapter shares (bot/providers/http.py), proven on all three wire formats:
+a garbled chunk breaks the stream, a failed turn keeps its usage, unfixable errors pause."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from bot.engine import ChatRequest, Message, ModelInfo, Usage
+from bot.providers import AnthropicProvider, GeminiProvider, OpenAICompatProvider, ProviderError, complete
+from bot.providers.http import StreamingProvider, after_attempts, plural
+from tests.fakes import AnthropicReply, FakeAnthropicServer, FakeGeminiServer, FakeLLMServer, GeminiReply, Reply
+
+MODEL = ModelInfo(
+    name="Edge Test",
+    routes={"openrouter": "test/edge", "anthropic": "claude-edge-4-5", "gemini": "gemini-edge"},
+)
+LIMITS: dict[str, object] = {"connect_timeout": 2.0, "read_timeout": 2.0, "total_timeout": 5.0, "backoff_base": 0.01}
+
+
+@dataclass
+class Wire:
+    """One service's fake server and adapter, and its way of sending a corrupt chunk."""
+
+    server: FakeLLMServer
+    provider: StreamingProvider
+    corrupted: Callable[[str], Reply]
+    not_found: Reply
+
+
+def _wire(name: str, sleeps: object) -> Wire:
+    options = LIMITS | {"sleep": sleeps}
+    if name == "anthropic":
+        server: FakeLLMServer = FakeAnthropicServer().start()
+        provider: StreamingProvider = AnthropicProvider(server.base_url, "sk-ant-test", **options)  # type: ignore[arg-type]
+        return Wire(server, provider, AnthropicReply.corrupted, AnthropicReply.error(404))
+    if name == "gemini":
+        server = FakeGeminiServer().start()
+        provider = GeminiProvider(server.base_url, "AIza-test", **options)  # type: ignore[arg-type]
+        return Wire(server, provider, GeminiReply.corrupted, GeminiReply.error(404))
+    server = FakeLLMServer().start()
+    provider = OpenAICompatProvider("openrouter", server.base_url, "sk-or-test", **options)  # type: ignore[arg-type]
+    return Wire(server, provider, Reply.corrupted, Reply.error(404))
+
+
+@pytest.fixture(params=["openrouter", "anthropic", "gemini"])
+async def wire(request, sleeps) -> AsyncIterator[Wire]:
+    wire = _wire(request.param, sleeps)
+    yield wire
+    await wire.provider.aclose()
+    wire.server.stop()
+
+
+def ask() -> ChatRequest:
+    return ChatRequest(
+        model=MODEL,
+        system="You are AI-1.",
+        messages=(Message("user", "[AI-2 (Other)]: Hello there."),),
+        temperature=None,
+        max_tokens=256,
+    )
+
+
+async def failure(provider: StreamingProvider) -> ProviderError:
+    with pytest.raises(ProviderError) as caught:
+        await complete(provider, ask())
+    return caught.value
+
+
+# --- a data event that is not JSON -------------------------------------------------
+
+
+async def test_a_garbled_chunk_before_any_text_is_asked_again(wire):
+    wire.server.script(wire.corrupted(""))
+    result = await complete(wire.provider, ask())
+    assert result.text.startswith("I am ")  # the service's default reply, asked for again
+    assert "and the rest" not in result.text
+    assert len(wire.server.chat_requests) == 2
+
+
+async def test_a_garbled_chunk_after_text_fails_the_turn_instead_of_dropping_words(wire):
+    wire.server.script(wire.corrupted("The river"), Reply.text("must not be asked for"))
+    error = await failure(wire.provider)
+    assert error.reason == f"{wire.provider.name} sent a garbled chunk mid-reply"
+    assert not error.pause
+    assert len(wire.server.chat_requests) == 1
+
+
+# --- errors that do not go away by themselves --------------------------------------
+
+
+async def test_an_unknown_model_pauses_without_retrying(wire):
+    wire.server.script(wire.not_found)
+    error = await failure(wire.provider)
+    assert error.pause and error.status == 404
+    assert error.reason.startswith("the provider does not know this model")
+    assert len(wire.server.chat_requests) == 1
+
+
+# --- wording ---------------------------------------------------------------------------
+
+
+def test_counts_read_right():
+    assert plural(1, "second") == "1 second"
+    assert plural(2, "second") == "2 seconds"
+    assert plural(0.5, "second") == "0.5 seconds"
+    assert plural(30.0, "second") == "30 seconds"
+    assert after_attempts(ProviderError("rate limited", status=429), 2).reason == "rate limited (tried 2 times)"
+    assert after_attempts(ProviderError("rate limited"), 1).reason == "rate limited"
+
+
+async def test_a_one_second_stall_is_told_in_the_singular(sleeps):
+    with FakeLLMServer() as server:
+        options = LIMITS | {"sleep": sleeps, "read_timeout": 1.0}
+        provider = OpenAICompatProvider("openrouter", server.base_url, "sk-or-test", **options)  # type: ignore[arg-type]
+        server.script(Reply.stall("Hel", seconds=5))
+        error = await failure(provider)
+        await provider.aclose()
+    assert error.reason == "openrouter stopped answering for 1 second mid-reply"
+
+
+async def test_a_stall_before_any_text_says_so_after_the_retries(sleeps):
+    with FakeLLMServer() as server:
+        options = LIMITS | {"sleep": sleeps, "read_timeout": 0.2, "max_attempts": 2}
+        provider = OpenAICompatProvider("openrouter", server.base_url, "sk-or-test", **options)  # type: ignore[arg-type]
+        server.script(Reply.stall("", seconds=5), Reply.stall("", seconds=5))
+        error = await failure(provider)
+        await provider.aclose()
+    assert error.reason == "openrouter did not answer for 0.2 seconds (tried 2 times)"
+
+
+# --- usage of failed turns -----------------------------------------------------------
+
+
+async def test_a_stream_that_dies_after_a_usage_report_keeps_its_usage(wire):
+    """Anthropic reports input tokens in message_start, Gemini on every chunk, OpenRouter on an error frame."""
+    if isinstance(wire.provider, OpenAICompatProvider):
+        wire.server.script(Reply.midstream_error("Half a", code=502, usage=(40, 3)))
+    elif isinstance(wire.provider, AnthropicProvider):
+        wire.server.script(AnthropicReply.drop("Half a"))
+    else:
+        wire.server.script(GeminiReply.drop("Half a"))
+    error = await failure(wire.provider)
+    assert error.usage is not None and error.usage.input_tokens > 0
+    assert len(wire.server.chat_requests) == 1
+
+
+async def test_a_billed_attempt_that_was_retried_is_counted_once_with_the_failure(sleeps):
+    """The first attempt fails before any text but reports usage (yielded as a part); the
+    second is stopped by a content filter (usage on the error). The turn counts both, once."""
+    with FakeLLMServer() as server:
+        provider = OpenAICompatProvider("openrouter", server.base_url, "sk-or-test", **(LIMITS | {"sleep": sleeps}))  # type: ignore[arg-type]
+        server.script(
+            Reply.midstream_error("", code=503, shape="empty", usage=(100, 0)),
+            Reply.text("Cut off", finish_reason="content_filter", usage=(100, 7), cost=0.002),
+        )
+        error = await failure(provider)
+        await provider.aclose()
+    assert error.reason == "FakeProvider's content filter stopped the reply"
+    assert error.usage == Usage(input_tokens=200, output_tokens=7, cost_usd=0.002)
+    assert len(server.chat_requests) == 2
