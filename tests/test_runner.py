@@ -10,8 +10,10 @@ from bot import data
 from bot.engine import ChatRequest, Event, ImageMade, Notice, Picture, Reply, Room, RoomSettings
 from bot.engine.snapshot import resumable_jobs
 from bot.providers.base import ProviderError, TextDelta
+from bot.providers.openai_compat import OpenAICompatProvider
 from bot.runner import NotShown, RoomRunner
 from bot.storage import Journal, Store
+from tests.fakes import Reply as WireReply  # a scripted answer on the wire, not the engine's Reply event
 
 
 class Scripted:
@@ -219,3 +221,33 @@ async def test_stop_drops_the_reply_in_flight_and_ends_the_run():
     runner.stop("a moderator stopped it")
     await asyncio.wait_for(task, 2)
     assert [e.text for e in stage.shown if isinstance(e, Notice)] == ["⏹️ The room has ended: a moderator stopped it"]
+
+
+# --- provider failures as the room sees them ------------------------------------------
+
+
+async def test_a_reply_stopped_by_a_content_filter_is_never_shown_nor_heard_but_is_billed(fake_llm):
+    fake_llm.script(WireReply.text("The SECRET fragment of a", finish_reason="content_filter", usage=(300, 9)))
+    provider = OpenAICompatProvider("openrouter", fake_llm.base_url, "sk-or-test", max_attempts=1)
+    stage = Recorder()
+    room = new_room(2)
+    await RoomRunner(room, lambda m: provider, SlowImages(), stage).run()
+    await provider.aclose()
+    shown = [e.text for e in stage.shown if isinstance(e, (Notice, Reply))]
+    assert "⚠️ AI-1 (Gemini 3 Flash) could not reply: FakeProvider's content filter stopped the reply" in shown
+    assert not any("SECRET" in text for text in shown)
+    heard = str(fake_llm.chat_requests[1].body["messages"])  # what AI-2 was sent next
+    assert "SECRET" not in heard
+    assert room.participants[1].usage.input_tokens == 300 and room.participants[1].usage.output_tokens == 9
+    assert room.cost_usd > 0
+
+
+async def test_the_same_refusal_three_turns_in_a_row_pauses_the_room(fake_llm):
+    refusal = WireReply.error(400, {"error": {"message": "prompt is too long: 1284668 tokens", "code": 400}})
+    fake_llm.script(refusal, WireReply.text("fine"), refusal, WireReply.text("fine"), refusal)
+    provider = OpenAICompatProvider("openrouter", fake_llm.base_url, "sk-or-test")
+    room = new_room(20)
+    await RoomRunner(room, lambda m: provider, SlowImages(), Recorder()).run(return_on_pause=True)
+    await provider.aclose()
+    assert room.state == "paused" and room.turns_taken == 5
+    assert len(fake_llm.chat_requests) == 5  # refusals are not retried, and nothing after the pause

@@ -430,6 +430,64 @@ def test_failed_turn_notice_and_pause_on_fatal():
     assert not any(isinstance(e, Reply) for e in room.take_events())
 
 
+def fail(room: Room, reason: str, **options) -> tuple[int, list]:
+    """Take the next turn as a failure; return whose it was and the events."""
+    turn = room.next_turn()
+    assert turn is not None
+    room.take_events()
+    room.fail_turn(turn, reason, **options)
+    return turn.number, room.take_events()
+
+
+def test_a_failed_turn_counts_the_tokens_it_was_billed_for():
+    room = make_room("Claude Haiku 4.5", "DeepSeek R1")
+    usage = Usage(input_tokens=1000, output_tokens=1000)  # catalog prices: $1 + $5 per Mtok
+    fail(room, "Claude stopped the reply: Anthropic's safety filter refused it", usage=usage)
+    assert room.participants[1].usage == usage and room.usage == usage
+    assert room.participants[1].cost_usd == pytest.approx(0.006) and room.cost_usd == pytest.approx(0.006)
+    assert room.participants[1].turns == 1 and room.turns_taken == 1
+    fail(room, "the connection dropped mid-reply")  # nothing reported: nothing counted
+    assert room.usage == usage
+
+
+def test_a_failed_turn_that_spends_the_budget_pauses():
+    room = make_room("Claude Haiku 4.5", "DeepSeek R1", budget_usd=0.01)
+    _, events = fail(room, "cut off", usage=Usage(input_tokens=10, output_tokens=10, cost_usd=0.012))
+    assert room.state == "paused"
+    assert "⏸️ The room is paused: the budget of $0.01 is spent ($0.0120 so far)" in texts(events)
+
+
+def test_the_same_refusal_three_turns_in_a_row_pauses_the_room():
+    room = make_room()
+    refusal = "the provider refused the request: prompt is too long: {} tokens"
+    for turn, tokens in enumerate((1_284_668, 1_290_001)):
+        number, _ = fail(room, refusal.format(tokens), refused=True)  # AI-1 (growing counts: the same refusal)
+        assert number == 1 and room.state == "running"
+        speak(room, "I am fine.")  # AI-2's turns in between do not break AI-1's row
+    _, events = fail(room, refusal.format(1_301_777), refused=True)
+    assert room.state == "paused"
+    assert texts(events)[-1] == (
+        "⏸️ The room is paused: AI-1 (Gemini 3 Flash)'s provider needs attention (the same refusal 3 turns in a row: "
+        "the provider refused the request: prompt is too long: 1301777 tokens)"
+    )
+
+
+def test_a_reply_or_another_failure_breaks_the_row_of_refusals():
+    room = make_room("Gemini 3 Flash")
+    for _ in range(2):
+        fail(room, "the provider refused the request: bad role", refused=True)
+    speak(room, "A reply.")  # success resets
+    for _ in range(2):
+        fail(room, "the provider refused the request: bad role", refused=True)
+    fail(room, "the connection dropped mid-reply")  # a different failure resets too
+    fail(room, "the provider refused the request: bad role", refused=True)
+    fail(room, "the provider refused the request: another problem", refused=True)  # a different refusal starts over
+    fail(room, "the provider refused the request: another problem", refused=True)
+    assert room.state == "running"
+    fail(room, "the provider refused the request: another problem", refused=True)
+    assert room.state == "paused"
+
+
 def test_usage_and_cost_totals_and_budget_pause():
     room = make_room("Claude Haiku 4.5", "DeepSeek R1", budget_usd=0.01)
     speak(room, "hi", Usage(input_tokens=1000, output_tokens=1000))  # catalog prices: $1 + $5 per Mtok
