@@ -294,7 +294,7 @@ class Room:
         if self.state != "running":
             return None
         if self.settings.max_turns is not None and self.turns_taken >= self.settings.max_turns:
-            self.stop(f"reached the limit of {self.settings.max_turns} turns")
+            self.stop(f"reached the limit of {_count(self.settings.max_turns, 'turn')}")
             return None
         number, votes = self._pick()
         if number is None:
