@@ -117,7 +117,7 @@ async def test_a_room_can_open_its_own_thread(world: World) -> None:
     [thread] = world.channel.threads
     assert thread.mention in answer(result)
     assert world.session(thread) is None and world.session() is None  # ended, and never bound to the parent
-    assert notices(thread) == ["⏹️ The room has ended: reached the limit of 1 turns"]
+    assert notices(thread) == ["⏹️ The room has ended: reached the limit of 1 turn"]
     # The persona posts through the parent's webhook with thread_id (simcord files such a
     # message under the parent channel: it does not model thread_id on webhook execution).
     [send] = persona_sends(world.env)

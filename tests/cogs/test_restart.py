@@ -73,7 +73,7 @@ async def test_events_are_marked_posted_with_the_messages_they_became(world: Wor
     [post] = by_persona(world.channel)
     assert reply.message_ids == [post.id]
     ended = world.channel.history()[-1]
-    assert ended.content == "-# ⏹️ The room has ended: reached the limit of 1 turns"
+    assert ended.content == "-# ⏹️ The room has ended: reached the limit of 1 turn"
     assert any(e.message_ids == [ended.id] for e in events)
     assert await world.bot.store.ai_for_message(post.id) == (reply.room_id, 1)
 
