@@ -221,7 +221,7 @@ async def test_resuming_an_ended_room_prints_what_it_had_not_shown(fake_llm):
     store = await Store.open(settings.database_path)
     room = build_test_room()
     room_id = await store.create_room(room, "console")
-    room.stop("reached the limit of 1 turns")
+    room.stop("reached the limit of 1 turn")
     await store.save(room_id, room, room.take_events())  # stored, never printed
     await store.close()
 
@@ -229,7 +229,7 @@ async def test_resuming_an_ended_room_prints_what_it_had_not_shown(fake_llm):
     assert await run_console(console_args("--resume", str(room_id)), settings, out) == 0
     printed = out.getvalue()
     assert printed.startswith(f"Séance room {room_id} has ended; printing what it had not shown")
-    assert printed.count("⏹️ The room has ended: reached the limit of 1 turns") == 1
+    assert printed.count("⏹️ The room has ended: reached the limit of 1 turn") == 1
     assert fake_llm.chat_requests == []
     assert await run_console(console_args("--resume", str(room_id)), settings, io.StringIO()) == 2  # now nothing is left
 

@@ -273,7 +273,7 @@ async def test_an_ended_rooms_last_picture_is_posted_after_a_restart(world: Worl
     fake_llm.script(Scripted.text('The last word.\n!image "a lamp left burning"'))
     world.bot.images = FirstPictureHangs(world)
     await world.start(models="Gemini 3 Flash", turns=1, delay=0)
-    assert notices(world.channel)[-1] == "⏹️ The room has ended: reached the limit of 1 turns"
+    assert notices(world.channel)[-1] == "⏹️ The room has ended: reached the limit of 1 turn"
     assert not [m for m in world.channel.history() if m.attachments]
 
     await world.restart()
