@@ -2,11 +2,20 @@
 
 Every room runs its real runner, stage and webhook persona sends against
 simcord's in-memory Discord; the model server (another process, so its threads
-do not share our GIL) streams each reply in pieces over 50-300 ms. Reported:
-rooms held, turns and Discord messages per second, event loop lag (a 20 ms
-timer's lateness) and memory (RSS growth of a fresh process per size, which
-includes simcord's own record of every message and request). Run with ``python bench/rooms.py``; it prints a
-table and asserts nothing.
+do not share our GIL) streams each reply in pieces spread over the chosen reply
+time. Each size runs in a fresh process: a warm-up of one full turn cycle (the
+rooms start in step, so their first turns are not steady state), then a
+measuring window. Everything rated per second is counted in that window only:
+turns finished, failed turns, Discord requests, event loop lag (a 20 ms
+timer's lateness). ``ideal`` is what the rooms could do if the process added
+nothing: rooms / (delay + mean reply time) turns per second. RSS is the
+process's growth since before the rooms were made (it includes simcord's own
+record of every message and request).
+
+    python bench/rooms.py                                    # quick: 10/50 rooms, fast replies
+    python bench/rooms.py --rooms 100 --reply 4-8 --delay 2  # the issue's goal table, one row
+
+It prints a table and asserts nothing. It talks to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -17,11 +26,12 @@ import contextlib
 import logging
 import multiprocessing
 import random
-import statistics
 import shutil
+import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,23 +41,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import simcord  # noqa: E402
 
 from bot import create_bot  # noqa: E402
+from bot.engine import Room  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from tests.fakes import FakeLLMServer, Reply  # noqa: E402
 
-MODELS = ["Gemini 3 Flash", "DeepSeek R1", "Claude Haiku 4.5"]
+MODELS = ["Gemini 3 Flash", "DeepSeek R1", "Claude Haiku 4.5", "GPT 5.2", "Kimi K2", "Grok 4 Fast"]
 PIECES = 12  # what Reply.text(chunks=6) sends: opening, six text chunks, finish, usage, [DONE]
 TICK = 0.02
+MAX_ROOMS = 2000  # bounds, so a typo cannot take the machine
+MAX_SECONDS = 600.0
 
 
-def realistic_reply(body: dict[str, Any]) -> Reply:
-    """A reply of a few sentences whose pieces together take 50-300 ms."""
-    total = random.uniform(0.05, 0.3)
-    text = "The corridor hums; " * random.randint(4, 30) + "and we listen."
-    return Reply.text(text, chunks=6, delay=total / PIECES, model=str(body.get("model", "fake")))
+def parse_range(text: str) -> tuple[float, float]:
+    """``"4-8"`` -> (4.0, 8.0); ``"0.05-0.3"`` too; one number is a fixed time."""
+    low, _, high = text.partition("-")
+    pair = (float(low), float(high or low))
+    if not 0 <= pair[0] <= pair[1] <= 120:
+        raise argparse.ArgumentTypeError(f"a reply time range is LOW-HIGH seconds within 0-120, not {text!r}")
+    return pair
 
 
-def serve(port_out: Any, stop: Any) -> None:
-    """The model server's own process: serve until told to stop."""
+def serve(port_out: Any, stop: Any, reply_time: tuple[float, float]) -> None:
+    """The model server's own process: a few sentences per reply, spread over ``reply_time``."""
+
+    def realistic_reply(body: dict[str, Any]) -> Reply:
+        total = random.uniform(*reply_time)
+        text = "The corridor hums; " * random.randint(4, 30) + "and we listen."
+        return Reply.text(text, chunks=6, delay=total / PIECES, model=str(body.get("model", "fake")))
+
     with FakeLLMServer() as server:
         server.default = realistic_reply
         port_out.send(server.base_url)
@@ -60,12 +81,57 @@ class Row:
     held: int
     seconds: float
     turns: int
+    failed: int
+    ideal: float
+    turn_p50: float
     messages: int
+    bot_requests: int
+    webhook_requests: int
+    webhook_busiest: int
     lag_p50: float
     lag_p99: float
     lag_max: float
     rss_mb: float
-    rss_per_room_kb: float
+
+
+class TurnClock:
+    """Wraps the engine's turn calls to time each turn and count those finished in the window."""
+
+    def __init__(self) -> None:
+        self.started: dict[int, float] = {}
+        self.window_open = False
+        self.finished = 0
+        self.failed = 0
+        self.durations: list[float] = []
+
+    def install(self) -> None:
+        clock = self
+        next_turn, complete, fail = Room.next_turn, Room.complete_turn, Room.fail_turn
+
+        def timed_next(room: Room) -> Any:
+            turn = next_turn(room)
+            if turn is not None:
+                clock.started[id(room)] = time.perf_counter()
+            return turn
+
+        def timed_complete(room: Room, *args: Any, **kwargs: Any) -> None:
+            clock.done(room, failed=False)
+            complete(room, *args, **kwargs)
+
+        def timed_fail(room: Room, *args: Any, **kwargs: Any) -> None:
+            clock.done(room, failed=True)
+            fail(room, *args, **kwargs)
+
+        Room.next_turn, Room.complete_turn, Room.fail_turn = timed_next, timed_complete, timed_fail  # type: ignore[method-assign]
+
+    def done(self, room: Room, failed: bool) -> None:
+        started = self.started.pop(id(room), None)
+        if not self.window_open:
+            return
+        self.finished += 1
+        self.failed += failed
+        if started is not None:
+            self.durations.append(time.perf_counter() - started)
 
 
 def rss_kb() -> int:
@@ -83,9 +149,24 @@ async def watch_lag(samples: list[float], stop: asyncio.Event) -> None:
         samples.append(max(0.0, loop.time() - start - TICK))
 
 
-async def run_rooms(count: int, seconds: float, base_url: str, delay: float = 0.0) -> Row:
+def count_requests(log: list[Any], since: int) -> tuple[int, int, int]:
+    """Bot-token requests, webhook requests and the busiest webhook's requests among ``log[since:]``."""
+    hooks: Counter[str] = Counter()
+    bot = 0
+    for entry in log[since:]:
+        parts = entry.path.strip("/").split("/")
+        if parts[0] == "webhooks" and len(parts) >= 3:  # /webhooks/{id}/{token}/...: the webhook's own limits
+            hooks[parts[1]] += 1
+        else:
+            bot += 1
+    return bot, sum(hooks.values()), max(hooks.values(), default=0)
+
+
+async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
     from cogs.coordinator import RoomOptions
 
+    clock = TurnClock()
+    clock.install()
     folder = tempfile.mkdtemp(prefix="seance-bench-")
     settings = Settings(
         _env_file=None,
@@ -95,6 +176,7 @@ async def run_rooms(count: int, seconds: float, base_url: str, delay: float = 0.
         image_provider="offline",
         idle_pause_minutes=0,
         send_timeout=30,
+        max_ais=max(5, args.ais),
     )
     bot = create_bot(settings)
     before = rss_kb()
@@ -106,63 +188,78 @@ async def run_rooms(count: int, seconds: float, base_url: str, delay: float = 0.
         sessions = []
         for i in range(count):
             channel = bot.get_channel(guild.create_text_channel(f"room-{i}").id)
-            options = RoomOptions(models=random.sample(MODELS, 2), scenario="open-room", turns=100_000, delay=delay)
+            models = random.sample(MODELS, args.ais)
+            options = RoomOptions(models=models, scenario="open-room", turns=100_000, delay=args.delay)
             session = coordinator.open(channel, coordinator.build_room(options), moderator, options)
             await coordinator.persist(session, options)
             coordinator.launch(session)
             sessions.append(session)
+        await asyncio.sleep(args.warmup)
         samples: list[float] = []
         stop = asyncio.Event()
         watcher = asyncio.create_task(watch_lag(samples, stop))
+        requests_before = len(env.http_requests)
+        messages_before = sum(len(env.backend.messages.get(s.channel.id, {})) for s in sessions)
+        clock.window_open = True
         started = time.perf_counter()
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(args.seconds)
+        clock.window_open = False
         elapsed = time.perf_counter() - started
-        turns = sum(s.room.turns_taken for s in sessions)
-        held = sum(1 for s in sessions if s.room.state == "running" and s.task is not None and not s.task.done())
-        messages = sum(len(env.backend.messages.get(s.channel.id, {})) for s in sessions)
-        growth = rss_kb() - before
         stop.set()
         await watcher
+        bot_requests, hook_requests, busiest = count_requests(env.http_requests, requests_before)
+        messages = sum(len(env.backend.messages.get(s.channel.id, {})) for s in sessions) - messages_before
+        held = sum(1 for s in sessions if s.room.state == "running" and s.task is not None and not s.task.done())
+        growth = rss_kb() - before
         await coordinator.stop_all("the benchmark is over", timeout=10)
         await bot.close()
     shutil.rmtree(folder, ignore_errors=True)
     samples.sort()
+    low, high = args.reply
     return Row(
         rooms=count,
         held=held,
         seconds=elapsed,
-        turns=turns,
+        turns=clock.finished,
+        failed=clock.failed,
+        ideal=count / (args.delay + (low + high) / 2),
+        turn_p50=statistics.median(clock.durations) if clock.durations else 0.0,
         messages=messages,
+        bot_requests=bot_requests,
+        webhook_requests=hook_requests,
+        webhook_busiest=busiest,
         lag_p50=statistics.median(samples) * 1000 if samples else 0.0,
-        lag_p99=samples[int(len(samples) * 0.99) - 1] * 1000 if samples else 0.0,
+        lag_p99=samples[max(0, int(len(samples) * 0.99) - 1)] * 1000 if samples else 0.0,
         lag_max=samples[-1] * 1000 if samples else 0.0,
         rss_mb=growth / 1024,
-        rss_per_room_kb=growth / count,
     )
 
 
 def print_table(rows: list[Row]) -> None:
     header = (
-        f"{'rooms':>6} {'held':>5} {'turns/s':>8} {'msgs/s':>7} {'turns/room/s':>12} "
-        f"{'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'RSS +MB':>8} {'KB/room':>8}"
+        f"{'rooms':>6} {'held':>5} {'turns/s':>8} {'ideal':>7} {'ratio':>6} {'failed':>7} {'turn p50':>9} "
+        f"{'msgs/s':>7} {'bot req/s':>9} {'hook req/s':>10} {'busiest/2s':>10} "
+        f"{'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'RSS +MB':>8}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
+        rate = r.turns / r.seconds
         print(
-            f"{r.rooms:>6} {r.held:>5} {r.turns / r.seconds:>8.1f} {r.messages / r.seconds:>7.1f} "
-            f"{r.turns / r.seconds / r.rooms:>12.2f} {r.lag_p50:>6.1f}ms {r.lag_p99:>6.1f}ms {r.lag_max:>6.1f}ms "
-            f"{r.rss_mb:>8.1f} {r.rss_per_room_kb:>8.0f}"
+            f"{r.rooms:>6} {r.held:>5} {rate:>8.2f} {r.ideal:>7.2f} {rate / r.ideal:>6.2f} {r.failed:>7} "
+            f"{r.turn_p50:>8.2f}s {r.messages / r.seconds:>7.1f} {r.bot_requests / r.seconds:>9.1f} "
+            f"{r.webhook_requests / r.seconds:>10.1f} {r.webhook_busiest / r.seconds * 2:>10.2f} "
+            f"{r.lag_p50:>6.1f}ms {r.lag_p99:>6.1f}ms {r.lag_max:>6.1f}ms {r.rss_mb:>8.1f}"
         )
 
 
-def in_fresh_process(count: int, seconds: float, base_url: str, delay: float) -> Row:
-    """One size in its own process, so memory growth is this size's alone."""
+def in_fresh_process(count: int, args: argparse.Namespace, base_url: str) -> Row:
+    """One size in its own process, so memory growth and patched engine calls are this size's alone."""
     rows_in, rows_out = multiprocessing.Pipe(duplex=False)
 
     def measure() -> None:
         random.seed(count)
-        rows_out.send(asyncio.run(run_rooms(count, seconds, base_url, delay)))
+        rows_out.send(asyncio.run(run_rooms(count, args, base_url)))
 
     worker = multiprocessing.Process(target=measure)
     worker.start()
@@ -171,28 +268,47 @@ def in_fresh_process(count: int, seconds: float, base_url: str, delay: float) ->
     return row
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rooms", type=int, nargs="+", default=[10, 50, 150])
-    parser.add_argument("--seconds", type=float, default=6.0, help="how long each size runs")
-    parser.add_argument("--delay", type=float, default=0.0, help="seconds between turns (TURN_DELAY; default 0)")
+    parser.add_argument("--rooms", type=int, nargs="+", default=[10, 50], help="room counts, one run each")
+    parser.add_argument("--ais", type=int, default=2, help="AIs per room (the issue's goal: 5)")
+    parser.add_argument("--reply", type=parse_range, default=(0.05, 0.3), help="fake model reply time, LOW-HIGH s")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds between turns (TURN_DELAY)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="the measuring window of each size")
+    parser.add_argument("--warmup", type=float, help="seconds before the window (default: one turn cycle)")
     args = parser.parse_args()
+    if not all(1 <= n <= MAX_ROOMS for n in args.rooms):
+        parser.error(f"--rooms takes counts from 1 to {MAX_ROOMS}")
+    if not 1 <= args.ais <= len(MODELS):
+        parser.error(f"--ais takes 1 to {len(MODELS)}")
+    if args.warmup is None:
+        args.warmup = args.delay + args.reply[1] + 1.0
+    if not (0 < args.seconds <= MAX_SECONDS and 0 <= args.warmup <= MAX_SECONDS and 0 <= args.delay <= 60):
+        parser.error(f"--seconds and --warmup must be within {MAX_SECONDS:g} s, --delay within 60 s")
+    return args
+
+
+def main() -> None:
+    args = arguments()
     logging.basicConfig(level=logging.ERROR)
     random.seed(7)
     port_in, port_out = multiprocessing.Pipe(duplex=False)
     stop = multiprocessing.Event()
-    server = multiprocessing.Process(target=serve, args=(port_out, stop), daemon=True)
+    server = multiprocessing.Process(target=serve, args=(port_out, stop, args.reply), daemon=True)
     server.start()
     try:
         base_url = port_in.recv()
-        rows = [in_fresh_process(count, args.seconds, base_url, args.delay) for count in args.rooms]
+        rows = [in_fresh_process(count, args, base_url) for count in args.rooms]
     finally:
         stop.set()
         server.join(timeout=5)
         with contextlib.suppress(Exception):
             server.kill()
-    pace = f"{args.delay:g} s between turns" if args.delay else "no delay between turns"
-    print(f"Each room: 2 AIs, {pace}; replies stream over 50-300 ms; {args.seconds:g} s per size.")
+    low, high = args.reply
+    print(
+        f"Each room: {args.ais} AIs, {args.delay:g} s between turns, replies stream over {low:g}-{high:g} s; "
+        f"{args.warmup:g} s warm-up, then {args.seconds:g} s measured (every rate is from that window)."
+    )
     print_table(rows)
 
 
