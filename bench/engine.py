@@ -1,6 +1,7 @@
 """Engine benchmarks: parsing, time per turn, context building, memory per room.
 
-Run with ``make bench`` (or ``python bench/engine.py``). Figures are printed as
+Run with ``make bench`` (or ``python bench/engine.py [section ...]``, sections: parse,
+turns, turn-cost, context, memory, rss). Figures are printed as
 a table; nothing here asserts, so machine speed never fails a build.
 """
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -19,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot import data  # noqa: E402
 from bot.engine import ChatRequest, Picture, Room, RoomSettings, Usage, parse_commands  # noqa: E402
+from bot.engine.context import Entry  # noqa: E402
 from bot.providers.base import TextDelta  # noqa: E402
 from bot.runner import QuietStage, RoomRunner  # noqa: E402
 
@@ -102,6 +106,84 @@ def bench_context() -> list[tuple[str, str]]:
     return rows
 
 
+SPOKEN = "a reply of ordinary length, about forty words long, with a thought or two in it. " * 3
+
+
+def prefill(room: Room, turns: int) -> None:
+    """The history ``turns`` turns leave behind (a reply each, the outcome of commands every
+    10th, a picture every 25th), appended directly: fast even where building requests is slow."""
+    seats = [p.number for p in room.present]
+    for i in range(turns):
+        speaker = room.participants[seats[i % len(seats)]]
+        room.history.append(Entry("reply", f"{i}: {SPOKEN}", speaker=speaker.number, name=speaker.label))
+        if i % 10 == 0:
+            room.history.append(Entry("private", "How your commands went:\n- !temperature 1.2: done.", audience=speaker.number))
+        if i % 25 == 0:
+            caption = f'[{speaker.label}]: !image "picture {i}"'
+            room.history.append(Entry("image", caption, speaker=speaker.number, name=speaker.label, picture=Picture(bytes(2048))))
+
+
+def play_turn(room: Room) -> None:
+    """One turn through the engine as a runner takes it, with an instant reply and picture."""
+    turn = room.next_turn()
+    room.complete_turn(turn, REPLY, Usage(input_tokens=1200, output_tokens=80))
+    for event in room.take_events():
+        if type(event).__name__ == "ImageJob":
+            room.image_done(event.job_id, Picture(bytes(2048)))
+    room.take_events()
+
+
+def bench_turn_cost(lengths: tuple[int, ...] = (200, 2_000, 10_000), ais: int = 5) -> list[tuple[str, str]]:
+    """Engine time of one turn (request, reply, commands, picture) after a history of each length."""
+    rows = []
+    for length in lengths:
+        room = new_room(ais=ais)
+        prefill(room, length)
+        for _ in range(5):  # warm up: the first request after the prefill reads all of it once
+            play_turn(room)
+        timings = []
+        for _ in range(50):
+            start = time.process_time()  # CPU time: other processes on a busy machine do not count
+            play_turn(room)
+            timings.append(time.process_time() - start)
+        rows.append((f"engine CPU time per turn after {length} turns ({ais} AIs)", f"{statistics.median(timings) * 1e3:.2f} ms"))
+    return rows
+
+
+def rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def room_memory(turns: int, picture_bytes: int = 100_000) -> int:
+    """RSS growth in KiB of one room after ``turns`` turns (5 AIs; a picture every 10th turn)."""
+    gc.collect()
+    before = rss_kb()
+    room = new_room(ais=5)
+    for i in range(turns):
+        turn = room.next_turn()
+        text = f"turn {i}: {SPOKEN}" + (f'\n!image "a picture for turn {i}"' if i % 10 == 0 else "")
+        room.complete_turn(turn, text, Usage(input_tokens=1200, output_tokens=80))
+        for event in room.take_events():
+            if type(event).__name__ == "ImageJob":
+                room.image_done(event.job_id, Picture(os.urandom(picture_bytes)))
+        room.take_events()
+    gc.collect()
+    return rss_kb() - before
+
+
+def bench_room_rss(counts: tuple[int, ...] = (500, 2_000, 10_000)) -> list[tuple[str, str]]:
+    """Each count in a fresh process, so one size's freed memory does not hide the next one's."""
+    rows = []
+    for turns in counts:
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            growth = pool.apply(room_memory, (turns,))
+        rows.append((f"RSS of one room after {turns} turns (5 AIs, a 100 KB picture every 10th)", f"{growth / 1024:.1f} MiB"))
+    return rows
+
+
 def bench_memory(turns: int = 500) -> list[tuple[str, str]]:
     gc.collect()
     tracemalloc.start()
@@ -117,8 +199,22 @@ def bench_memory(turns: int = 500) -> list[tuple[str, str]]:
     return [(f"memory per room after {turns} turns (no pictures)", f"{per_room / 1024:.0f} KiB ({per_room / turns:.0f} B/turn)")]
 
 
+SECTIONS = {
+    "parse": bench_parse,
+    "turns": bench_turns,
+    "turn-cost": bench_turn_cost,
+    "context": bench_context,
+    "memory": bench_memory,
+    "rss": bench_room_rss,
+}
+
+
 def main() -> None:
-    rows = bench_parse() + bench_turns() + bench_context() + bench_memory()
+    chosen = sys.argv[1:] or list(SECTIONS)
+    unknown = [name for name in chosen if name not in SECTIONS]
+    if unknown:
+        sys.exit(f"unknown section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    rows = [row for name in chosen for row in SECTIONS[name]()]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
