@@ -9,6 +9,7 @@ model writes before anyone sees it.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -91,15 +92,9 @@ class Entry:
         """(role, text) of this entry for the AI in ``seat``, or None if it does not see it."""
         if not self.visible_to(seat):
             return None
-        if self.kind == "reply":
-            if self.speaker == seat:
-                return ("assistant", self.own_text or self.text)
-            return ("user", f"[{self.name}]: {self.text}")
-        if self.kind == "human":
-            return ("user", f"[{self.name}]: {self.text}")
-        if self.kind == "private":
-            return ("user", f"[{SYSTEM_NAME}]: {self.text}")
-        return ("user", self.text)
+        if self.kind == "reply" and self.speaker == seat:
+            return ("assistant", self.own_text or self.text)
+        return ("user", _user_text(self))
 
     def tokens(self) -> int:
         return len(self.text) // CHARS_PER_TOKEN + 4
@@ -146,6 +141,148 @@ def build_messages(
     return _merge(items)
 
 
+class SeatView:
+    """One seat's view of a room's history, kept as the history grows; gives what
+    ``build_messages`` gives for the whole history, without reading all of it each turn.
+
+    It holds the entries the seat sees with running totals of their tokens and
+    the places of their pictures, so trimming is a binary search and a request
+    costs only the entries it sends. Indices are absolute: the place of an entry
+    in the room's whole history, even after old entries left memory (``forget``).
+    ``seat`` None is the public view (what a newcomer will have seen).
+    """
+
+    def __init__(self, seat: int | None):
+        self.seat = seat
+        self.synced = 0  # the absolute index of the next history entry to read
+        self.pinned: list[tuple[int, Entry]] = []
+        self.loose: list[Entry] = []
+        self.where: list[int] = []  # the absolute index of each loose entry
+        self.base = 0  # loose entries before this count were forgotten
+        self.tokens = [0]  # tokens[i]: tokens of all loose entries before loose number base + i
+        self.pictures: list[int] = []  # loose numbers of the remembered entries with a picture
+        self.pictures_forgotten = 0
+
+    def sees(self, entry: Entry) -> bool:
+        return entry.audience is None if self.seat is None else entry.visible_to(self.seat)
+
+    def copy_for(self, seat: int) -> SeatView:
+        """A newcomer's view: everything public so far (nothing earlier was addressed to it)."""
+        view = SeatView(seat)
+        view.synced, view.base, view.pictures_forgotten = self.synced, self.base, self.pictures_forgotten
+        view.pinned, view.loose, view.where = list(self.pinned), list(self.loose), list(self.where)
+        view.tokens, view.pictures = list(self.tokens), list(self.pictures)
+        return view
+
+    def read(self, history: list[Entry], offset: int) -> None:
+        """Take in the entries appended since the last read; ``history[0]`` is entry ``offset``."""
+        if self.synced < offset:
+            raise RuntimeError("entries left memory before this view read them")
+        for index in range(self.synced, offset + len(history)):
+            entry = history[index - offset]
+            if not self.sees(entry):
+                continue
+            if entry.pinned:
+                self.pinned.append((index, entry))
+                continue
+            if entry.picture is not None:
+                self.pictures.append(self.base + len(self.loose))
+            self.loose.append(entry)
+            self.where.append(index)
+            self.tokens.append(self.tokens[-1] + entry.tokens())
+        self.synced = offset + len(history)
+
+    def messages(self, budget: int, vision: bool, max_pictures: int) -> tuple[Message, ...]:
+        """Exactly ``build_messages(whole history, seat, ...)``, at the cost of what is sent."""
+        assert self.seat is not None, "the public view is a template, not a seat"
+        first = self._first_kept(budget, vision, max_pictures)
+        shown = set(self._newest_pictures(first, max_pictures)) if vision else set()
+        merged: list[tuple[str, list[str], list[Picture]]] = []
+        at = first - self.base
+        for index, pin in self.pinned:  # in practice only the opening, before everything
+            stop = bisect_left(self.where, index, at)
+            self._render(merged, at, stop, shown)
+            _append(merged, "user", _user_text(pin), None)
+            at = stop
+        self._render(merged, at, len(self.loose), shown)
+        return _messages(merged)
+
+    def _render(self, merged: list[tuple[str, list[str], list[Picture]]], start: int, stop: int, shown: set[int]) -> None:
+        """Loose entries ``start:stop`` (list places) onto ``merged``: ``Entry.view`` and ``_merge``
+        written out, because this loop is most of a turn's engine time."""
+        seat = self.seat
+        number = self.base + start
+        for entry in self.loose[start:stop]:
+            if entry.kind == "reply" and entry.speaker == seat:
+                role, text = "assistant", entry.own_text or entry.text
+            else:
+                role, text = "user", _user_text(entry)
+            if merged and merged[-1][0] == role:
+                merged[-1][1].append(text)
+            else:
+                merged.append((role, [text], []))
+            if number in shown:
+                merged[-1][2].append(entry.picture)  # type: ignore[arg-type]
+            number += 1
+
+    def _first_kept(self, budget: int, vision: bool, max_pictures: int) -> int:
+        """The loose number of the oldest entry sent: oldest entries go in quarter-budget steps."""
+        pictures_in = self.pictures_forgotten + len(self.pictures) if vision else 0
+        excess = self.tokens[-1] + IMAGE_TOKENS * min(pictures_in, max_pictures) - budget
+        if excess <= 0:
+            return self.base  # everything remembered (nothing was forgotten unless this holds)
+        step = max(1, budget // 4)
+        excess = -(-excess // step) * step
+        # the fewest oldest entries whose tokens reach the excess; those before base can never be fewer
+        return self.base + min(bisect_left(self.tokens, excess), len(self.loose))
+
+    def _newest_pictures(self, first: int, limit: int) -> list[int]:
+        start = bisect_left(self.pictures, first)
+        return self.pictures[max(start, len(self.pictures) - limit) :] if limit > 0 else []
+
+    def needed_from(self, most_tokens: int) -> int:
+        """The absolute index of the oldest entry a request within ``most_tokens`` could still send.
+
+        A request sends a newest run of loose entries of at most its budget in
+        tokens, so an entry followed by ``most_tokens`` or more is never sent again.
+        """
+        after = bisect_right(self.tokens, self.tokens[-1] - most_tokens)
+        at = max(0, after - 1)
+        return self.where[at] if at < len(self.loose) else self.synced
+
+    def wanted_pictures(self, limit: int) -> list[Entry]:
+        """The entries whose pictures a request could still attach (its newest ``limit``)."""
+        return [self.loose[n - self.base] for n in self._newest_pictures(self.base, limit)]
+
+    def forget(self, before: int) -> None:
+        """Let go of loose entries before absolute index ``before`` (pinned ones always stay)."""
+        drop = bisect_left(self.where, before)
+        if drop == 0:
+            return
+        gone = bisect_left(self.pictures, self.base + drop)
+        self.pictures_forgotten += gone
+        del self.pictures[:gone], self.loose[:drop], self.where[:drop], self.tokens[:drop]
+        self.base += drop
+
+
+def _user_text(entry: Entry) -> str:
+    """How an entry reads to everyone but its own speaker: labelled with who said it."""
+    if entry.kind in ("reply", "human"):
+        return f"[{entry.name}]: {entry.text}"
+    if entry.kind == "private":
+        return f"[{SYSTEM_NAME}]: {entry.text}"
+    return entry.text
+
+
+def _append(merged: list[tuple[str, list[str], list[Picture]]], role: str, text: str, picture: Picture | None) -> None:
+    if merged and merged[-1][0] == role:
+        merged[-1][1].append(text)
+    else:
+        merged.append((role, [text], []))
+    if picture is not None:
+        merged[-1][2].append(picture)
+
+
 def _newest_pictures(entries: list[Entry], limit: int) -> set[int]:
     chosen: set[int] = set()
     for entry in reversed(entries):
@@ -160,12 +297,11 @@ def _merge(items: list[tuple[str, str, Picture | None]]) -> tuple[Message, ...]:
     """Join neighbours of the same role so user and assistant alternate."""
     merged: list[tuple[str, list[str], list[Picture]]] = []
     for role, text, picture in items:
-        if merged and merged[-1][0] == role:
-            merged[-1][1].append(text)
-        else:
-            merged.append((role, [text], []))
-        if picture is not None:
-            merged[-1][2].append(picture)
+        _append(merged, role, text, picture)
+    return _messages(merged)
+
+
+def _messages(merged: list[tuple[str, list[str], list[Picture]]]) -> tuple[Message, ...]:
     messages = [Message(role, "\n\n".join(texts), tuple(pics)) for role, texts, pics in merged]
     if not messages or messages[-1].role == "assistant":
         # Most APIs treat a trailing assistant turn as text to continue; ask for a new one.

@@ -19,8 +19,8 @@ from .commands import COMMAND_NAMES, Command, parse_commands, visible_text
 from .context import (
     ChatRequest,
     Entry,
+    SeatView,
     Usage,
-    build_messages,
     clean_reply,
     command_docs,
     stop_sequences,
@@ -31,6 +31,7 @@ from .scenarios import Scenario
 
 MIN_IMAGE_PROMPT = 3
 REFUSALS_BEFORE_PAUSE = 3  # the same refusal this many turns in a row will not go away by itself
+TIDY_EVERY = 256  # entries appended between two looks for what memory can let go of
 MAX_ADDITION = 1000
 KEPT_ADDITIONS = 5
 
@@ -96,7 +97,9 @@ class Room:
         self.topic = topic
         self.state = "running"
         self.participants: dict[int, Participant] = {}
-        self.history: list[Entry] = [Entry("opening", scenario.opening_for(topic))]
+        self.history = [Entry("opening", scenario.opening_for(topic))]
+        # Set by a store: how much of the history it holds; None when nothing stores the room.
+        self.stored_upto: int | None = None
         self.humans: list[str] = []
         self.turns_taken = 0
         self.usage = Usage()
@@ -111,6 +114,89 @@ class Room:
         self._outbox: list[ev.Event] = []
         # Per AI: the refusal its last turns ended with, and how many turns in a row.
         self._refusals: dict[int, tuple[str, int]] = {}
+
+    # --- history -----------------------------------------------------------
+
+    @property
+    def history(self) -> list[Entry]:
+        """The remembered tail of the history: ``history[0]`` is entry ``history_offset``.
+
+        Append-only. Entries no AI can be sent any more leave memory (see ``_tidy``);
+        a store keeps them all, so transcripts are read from storage.
+        """
+        return self._history
+
+    @history.setter
+    def history(self, entries: list[Entry]) -> None:
+        self._history = entries
+        self.history_offset = 0
+        self._views: dict[int | None, SeatView] = {}
+        self._tidy_at = TIDY_EVERY  # a long restored history is looked at on the next turn
+        self._holding: list[Entry] | None = None  # entries whose picture bytes are in memory
+
+    @property
+    def history_length(self) -> int:
+        """Entries in the whole history, including those that left memory."""
+        return self.history_offset + len(self._history)
+
+    def history_since(self, index: int) -> list[tuple[int, Entry]]:
+        """(absolute index, entry) from ``index`` on, for a store saving what is new."""
+        if index < self.history_offset:
+            raise IndexError(f"entry {index} left memory; it should have been stored before")
+        return [(i, self._history[i - self.history_offset]) for i in range(index, self.history_length)]
+
+    def _view(self, seat: int | None) -> SeatView:
+        view = self._views.get(seat)
+        if view is None:
+            if self.history_offset == 0 or seat is None:
+                view = SeatView(seat)  # reads the whole history below
+            else:  # a seat without a view since memory was tidied: its public part is what is left
+                view = self._view(None).copy_for(seat)
+            self._views[seat] = view
+        view.read(self._history, self.history_offset)
+        return view
+
+    def _viewers(self) -> list[SeatView]:
+        """The views that decide what must stay: every present AI's, and the public one for newcomers."""
+        return [self._view(None)] + [self._view(p.number) for p in self.present]
+
+    def _tidy(self) -> None:
+        """Let go of entries no present or future AI can be sent again, and of picture bytes
+        no request can attach, but never of anything the store does not hold yet."""
+        viewers = self._viewers()
+        most = max(1024, self.settings.context_tokens)  # no budget is larger (see token_budget)
+        cut = min(view.needed_from(most) for view in viewers)
+        if self.stored_upto is not None:
+            cut = min(cut, self.stored_upto)
+        for view in self._views.values():
+            view.forget(cut)
+        if cut > self.history_offset:
+            del self._history[: cut - self.history_offset]
+            self.history_offset = cut
+        self._release_pictures(viewers)
+        self._tidy_at = len(self._history) + max(TIDY_EVERY, len(self._history) // 2)
+
+    def _release_pictures(self, viewers: list[SeatView]) -> None:
+        """Drop the bytes of pictures no request can attach any more; the store has them."""
+        if self._holding is None:  # a new or restored history: look at all of it once
+            self._holding = [e for e in self._history if e.picture is not None and e.picture.data]
+        wanted = {id(e) for view in viewers for e in view.wanted_pictures(self.settings.vision_pictures)}
+        stored = self.history_length if self.stored_upto is None else self.stored_upto
+        unstored = {id(e) for _, e in self.history_since(max(stored, self.history_offset))}
+        holding = []
+        for entry in self._holding:
+            picture = entry.picture
+            if picture is None or id(entry) in wanted or id(entry) in unstored:
+                holding.append(entry)
+            else:
+                entry.picture = ev.Picture(b"", picture.mime, picture.offline)
+        self._holding = holding
+
+    def _tidy_if_due(self) -> None:
+        if len(self._history) >= self._tidy_at:
+            self._tidy()
+        elif self._holding is not None and len(self._holding) > self.settings.vision_pictures:
+            self._release_pictures(self._viewers())
 
     # --- reading -----------------------------------------------------------
 
@@ -171,6 +257,7 @@ class Room:
             temperature=self.settings.default_temperature,
         )
         self.participants[number] = participant
+        self._views[number] = self._view(None).copy_for(number)  # before anything is addressed to it
         if invitation or inviter:
             who = inviter or "The room"
             note = f"{who} invited you into this conversation"
@@ -183,6 +270,7 @@ class Room:
     def remove(self, ref: int | str, by: str = "a moderator") -> Participant:
         participant = self.participant(ref)
         participant.present = False
+        self._views.pop(participant.number, None)
         self._drop_from_queue(participant.number)
         self._context_notice(f"[{participant.label} has left the room]")
         self._notice(f"👋 {participant.label} was removed by {by}")
@@ -293,6 +381,7 @@ class Room:
         """The next AI's turn with its request, or None if the room is not running."""
         if self.state != "running":
             return None
+        self._tidy_if_due()
         if self.settings.max_turns is not None and self.turns_taken >= self.settings.max_turns:
             self.stop(f"reached the limit of {_count(self.settings.max_turns, 'turn')}")
             return None
@@ -358,9 +447,7 @@ class Room:
         system = system_prompt(self.scenario.system, participant, others, self.humans, docs)
         model = participant.model
         budget = token_budget(model, self.settings.context_tokens) - len(system) // 4
-        messages = build_messages(
-            self.history, participant.number, budget, model.vision, self.settings.vision_pictures
-        )
+        messages = self._view(participant.number).messages(budget, model.vision, self.settings.vision_pictures)
         return ChatRequest(
             model=model,
             system=system,
@@ -462,7 +549,12 @@ class Room:
         participant = self.participants[number]
         caption = ev.image_caption(participant.label, prompt)
         self._notice(ev.image_created(participant.label, picture.offline))
-        self.history.append(Entry("image", caption, speaker=number, name=participant.label, picture=picture))
+        entry = Entry("image", caption, speaker=number, name=participant.label, picture=picture)
+        self.history.append(entry)
+        if self._holding is None:
+            self._holding = [e for e in self._history if e.picture is not None and e.picture.data]
+        else:
+            self._holding.append(entry)
         self._outbox.append(ev.ImageMade(number, participant.label, caption, prompt, picture))
 
     def image_failed(self, job_id: int, reason: str) -> None:

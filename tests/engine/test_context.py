@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import random
+
 import pytest
 
 from bot import data
-from bot.engine import Room, RoomSettings
+from bot.engine import Picture, Room, RoomSettings
 from bot.engine.context import Entry, build_messages, clean_reply, token_budget
 from bot.engine.scenarios import Scenario
 
@@ -160,3 +163,107 @@ def test_clean_reply(raw, expected):
 
 def test_clean_reply_keeps_own_later_mentions():
     assert clean_reply("first\n[AI-1 (Gemini 3 Flash)]: still me", seat=1) == "first\n[AI-1 (Gemini 3 Flash)]: still me"
+
+
+# --- the incremental view against the full rebuild -------------------------------
+
+VISION = ["Gemini 3 Flash", "Claude Haiku 4.5", "GPT 5.2"]
+BLIND = ["DeepSeek R1", "Kimi K2", "SmolLM2 135M"]
+
+
+def random_reply(rng: random.Random, turn: int) -> str:
+    text = " ".join(rng.choice(["glass", "tide", "a long thought about the harbour", "sand"]) for _ in range(rng.randint(1, 120)))
+    commands = [
+        f'!image "a picture for turn {turn}"',
+        f'!prompt "note {turn}"',
+        f"!temperature {rng.choice([0.3, 1.1, 1.9])}",
+        f'!add_ai "{rng.choice(VISION + BLIND)}" "join us"',
+        "!mute_self",
+    ]
+    lines = [text] + [c for c in commands if rng.random() < 0.12]
+    return "\n".join(lines) if rng.random() > 0.03 else ""  # now and then an empty reply
+
+
+def expected(room: Room, full: list[Entry], number: int) -> tuple:
+    """What ``build_messages`` makes of the whole history, with the budget request_for used."""
+    participant = room.participants[number]
+    request = room.request_for(participant)
+    budget = token_budget(participant.model, room.settings.context_tokens) - len(request.system) // 4
+    model = participant.model
+    return request.messages, build_messages(full, number, budget, model.vision, room.settings.vision_pictures)
+
+
+def play_random_room(seed: int, steps: int = 450) -> tuple[Room, list[Entry]]:
+    rng = random.Random(seed)
+    settings = RoomSettings(context_tokens=rng.choice([1024, 2000, 5000]), vision_pictures=rng.choice([0, 1, 3]))
+    room = Room(data.catalog(), SCENARIO, settings, topic="glass")
+    for model in rng.sample(VISION, 2) + rng.sample(BLIND, 1):
+        room.add(model)
+    stored = rng.random() < 0.5  # half the rooms have a store that saves after each step, a little late
+    full: list[Entry] = []  # every entry as it was appended, pictures and all
+    jobs: list[int] = []
+    for step in range(steps):
+        roll = rng.random()
+        if roll < 0.7:
+            turn = room.next_turn()
+            if turn is None:
+                for p in room.present:
+                    room.unmute(p.number)
+                room.resume()
+                continue
+            room.complete_turn(turn, random_reply(rng, step))
+        elif roll < 0.78:
+            room.inject(rng.choice(["Ada", "Grace"]), "a person says " + "so " * rng.randint(1, 60))
+        elif roll < 0.86 and jobs:
+            job = jobs.pop(rng.randrange(len(jobs)))
+            if rng.random() < 0.8:
+                room.image_done(job, Picture(rng.randbytes(rng.randint(1, 64)), "image/png"))
+            else:
+                room.image_failed(job, "the image model said no")
+        elif roll < 0.89 and len(room.present) > 1:
+            room.remove(rng.choice(room.present).number)
+        elif roll < 0.92 and len(room.present) < room.settings.max_ais:
+            room.add(rng.choice(VISION + BLIND), by="Ada")
+        elif roll < 0.95:
+            room.set_prompt(rng.choice(room.present).number, f"be brief, step {step}", by="Ada")
+        elif roll < 0.98:
+            room.mute(rng.choice(room.present).number)
+        jobs += [e.job_id for e in room.take_events() if type(e).__name__ == "ImageJob"]
+        full += [copy.copy(entry) for _, entry in room.history_since(len(full))]
+        if stored and rng.random() < 0.7:
+            room.stored_upto = room.history_length - rng.randint(0, 2)  # what a store already holds
+        if room.state == "stopped":
+            break
+        if step % 4 == 0:
+            for participant in room.present:
+                got, want = expected(room, full, participant.number)
+                assert got == want, f"seed {seed}, step {step}, seat {participant.number}"
+    return room, full
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_incremental_view_sends_exactly_what_a_full_rebuild_sends(seed):
+    room, full = play_random_room(seed)
+    assert room.history_offset > 0  # old entries did leave memory, and nothing changed for it
+    assert len(full) == room.history_length
+
+
+def test_old_picture_bytes_leave_memory_but_the_newest_stay():
+    room, full = play_random_room(5, steps=600)
+    held = [e for e in room.history if e.picture is not None and e.picture.data]
+    made = [e for e in full if e.picture is not None]
+    assert len(made) > room.settings.vision_pictures + 3
+    assert len(held) <= room.settings.vision_pictures + 3  # the newest, and any the store does not hold yet
+    newest = [e for e in room.history if e.picture is not None][-room.settings.vision_pictures :]
+    assert all(e.picture.data for e in newest)
+
+
+def test_nothing_the_store_lacks_leaves_memory():
+    room = room_of("Gemini 3 Flash", "DeepSeek R1", context_tokens=1024)
+    room.stored_upto = 1  # a store that saved the opening and then nothing more
+    play(room, *[f"reply {i} " + "words " * 80 for i in range(400)])
+    assert room.history_offset == 1
+    assert room.history_length == len(room.history) + 1
+    room.stored_upto = room.history_length
+    play(room, *[f"more {i}" for i in range(260)])  # until memory is next tidied
+    assert room.history_offset > 300
