@@ -175,10 +175,10 @@ def room_memory(turns: int, picture_bytes: int = 100_000) -> int:
 
 
 def bench_room_rss(counts: tuple[int, ...] = (500, 2_000, 10_000)) -> list[tuple[str, str]]:
-    """Each count in a fresh process, so one size's freed memory does not hide the next one's."""
+    """Each count in a fresh interpreter, so memory freed by earlier benchmarks does not hide its growth."""
     rows = []
     for turns in counts:
-        with multiprocessing.get_context("fork").Pool(1) as pool:
+        with multiprocessing.get_context("spawn").Pool(1) as pool:  # a clean heap, whatever ran before
             growth = pool.apply(room_memory, (turns,))
         rows.append((f"RSS of one room after {turns} turns (5 AIs, a 100 KB picture every 10th)", f"{growth / 1024:.1f} MiB"))
     return rows

@@ -223,8 +223,9 @@ class Store:
                 ),
             )
             room_id = cursor.lastrowid
-            await self._save_history(room_id, room, 0)
-            return room_id
+            stored = await self._save_history(room_id, room, 0)
+        room.stored_upto = stored  # from here on the room may forget what it no longer needs
+        return room_id
 
     async def save(self, room_id: int, room: Room, events: Iterable[Event] = ()) -> list[tuple[int, Event]]:
         """Store the room's new history, its state and ``events`` in one transaction.
@@ -237,15 +238,16 @@ class Store:
                 row = await cursor.fetchone()
             if row is None:
                 raise StorageError(f"room {room_id} is not in the database")
-            await self._save_history(room_id, room, row[0])
+            length = await self._save_history(room_id, room, row[0])
             stored = [
                 (await self._add_event(room_id, event), event) for event in events if type(event).__name__ in EVENT_TYPES
             ]
             await self.db.execute(
                 "UPDATE rooms SET state = ?, snapshot = ?, history_len = ?, updated_at = ? WHERE id = ?",
-                (room.state, json.dumps(room_state(room)), len(room.history), time.time(), room_id),
+                (room.state, json.dumps(room_state(room)), length, time.time(), room_id),
             )
-            return stored
+        room.stored_upto = max(room.stored_upto or 0, length)
+        return stored
 
     async def set_options(self, room_id: int, options: dict[str, Any]) -> None:
         async with self._transaction():
@@ -261,8 +263,17 @@ class Store:
         async with self.db.execute(
             "SELECT data FROM entries WHERE room_id = ? ORDER BY seq", (room_id,)
         ) as cur:
-            history = [entry_from_dict(json.loads(data), self._read_picture) async for (data,) in cur]
-        return restore_room(catalog, scenario, settings_from_dict(json.loads(settings)), json.loads(snapshot), history)
+            rows = [json.loads(data) async for (data,) in cur]
+        room_settings = settings_from_dict(json.loads(settings))
+        # Only the newest pictures can still be sent to a model; older ones stay on disk.
+        with_pictures = [i for i, data in enumerate(rows) if data.get("picture")]
+        wanted = set(with_pictures[len(with_pictures) - room_settings.vision_pictures :]) if room_settings.vision_pictures else set()
+        history = [
+            entry_from_dict(data, self._read_picture if i in wanted else _no_bytes) for i, data in enumerate(rows)
+        ]
+        room = restore_room(catalog, scenario, room_settings, json.loads(snapshot), history)
+        room.stored_upto = room.history_length
+        return room
 
     async def rooms(
         self,
@@ -426,14 +437,16 @@ class Store:
                 "INSERT OR REPLACE INTO messages (message_id, room_id, ai_number) VALUES (?, ?, ?)", authored
             )
 
-    async def _save_history(self, room_id: int, room: Room, saved: int) -> None:
+    async def _save_history(self, room_id: int, room: Room, saved: int) -> int:
+        """Store entries from ``saved`` on; returns the history length now stored."""
         rows = []
-        for seq in range(saved, len(room.history)):
-            entry = room.history[seq]
+        new = room.history_since(saved)  # taken at once: entries appended while we write wait for the next save
+        for seq, entry in new:
             key = await self._write_picture(room_id, entry.picture) if entry.picture else None
             rows.append((room_id, seq, json.dumps(entry_to_dict(entry, key))))
         if rows:
             await self.db.executemany("INSERT OR REPLACE INTO entries (room_id, seq, data) VALUES (?, ?, ?)", rows)
+        return saved + len(new)
 
     async def _add_event(self, room_id: int, event: Event) -> int:
         data = asdict(event)
@@ -510,6 +523,11 @@ def _remove_pictures(files: list[Path], emptied: list[Path], own: Path) -> None:
     for folder in emptied:
         with contextlib.suppress(OSError):  # not empty, or already gone
             folder.rmdir()
+
+
+def _no_bytes(key: str) -> bytes:
+    """A picture left on disk: known by its place, its bytes read only if someone asks."""
+    return b""
 
 
 async def migrate(db: aiosqlite.Connection) -> int:

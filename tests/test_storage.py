@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from bot import data, storage
-from bot.engine import ImageMade, Notice, Picture, Reply, Room, RoomSettings
+from bot.engine import ImageJob, ImageMade, Notice, Picture, Reply, Room, RoomSettings
 from bot.storage import Store, StorageError
 
 
@@ -238,4 +238,63 @@ async def test_deleting_a_room_leaves_a_picture_another_room_shares(tmp_path):
     assert left.read_bytes() == b"\x89PNG same"
     await store.delete_room(ids[1])
     assert folder.exists() and not list(folder.iterdir())  # a folder someone chose stays
+    await store.close()
+
+
+async def test_a_long_room_keeps_in_memory_only_what_models_can_still_be_sent(tmp_path):
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    room = Room(data.catalog(), data.scenarios()["workshop"], RoomSettings(context_tokens=1024, vision_pictures=1))
+    room.add("Gemini 3 Flash")
+    room.add("Claude Haiku 4.5")
+    room_id = await store.create_room(room, "console")
+    whole = list(room.history)  # every entry as appended, to compare with what was stored
+    for i in range(300):
+        turn = room.next_turn()
+        room.complete_turn(turn, f"reply {i}: " + "the tide " * 30 + ('\n!image "a harbour of glass"' if i % 25 == 0 else ""))
+        for event in room.take_events():
+            if isinstance(event, ImageJob):
+                room.image_done(event.job_id, Picture(f"picture {i}".encode()))
+        whole += [entry for _, entry in room.history_since(len(whole))]
+        await store.save(room_id, room, room.take_events())
+    assert room.history_offset > 200  # entries left memory once stored...
+    async with store.db.execute("SELECT seq FROM entries WHERE room_id = ? ORDER BY seq", (room_id,)) as cursor:
+        assert [seq async for (seq,) in cursor] == list(range(room.history_length))  # ...under their own indices
+    held = [e for e in room.history if e.picture is not None and e.picture.data]
+    assert len(held) == 1  # only the newest picture's bytes stay; the others are on disk
+    await store.close()
+
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    again = await store.load_room(room_id, data.catalog(), data.scenarios())
+    assert [e.text for e in again.history] == [e.text for e in whole]  # storage has all of it
+    loaded = [e.picture.data for e in again.history if e.picture is not None]
+    assert loaded[:-1] == [b""] * (len(loaded) - 1) and loaded[-1] == b"picture 275"  # only the newest read
+    assert again.next_turn().request == room.next_turn().request
+    assert again.history_offset > 200  # and a restored room forgets as soon as it runs
+    await store.close()
+
+
+async def test_entries_a_failed_save_did_not_store_stay_in_memory_until_stored(tmp_path, monkeypatch):
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    room = Room(data.catalog(), data.scenarios()["workshop"], RoomSettings(context_tokens=1024))
+    room.add("Gemini 3 Flash")
+    room_id = await store.create_room(room, "console")
+    await play(store, room_id, room, *[f"stored {i} " + "sand " * 40 for i in range(20)])
+    stored = room.stored_upto
+
+    async def broken(*args):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "_add_event", broken)
+    for i in range(300):
+        turn = room.next_turn()
+        room.complete_turn(turn, f"unstored {i} " + "sand " * 40)
+        with pytest.raises(sqlite3.OperationalError):
+            await store.save(room_id, room, room.take_events())
+    assert room.stored_upto == stored and room.history_offset <= stored  # nothing unsaved was let go
+    monkeypatch.undo()
+    await store.save(room_id, room, room.take_events())
+    async with store.db.execute("SELECT seq, data FROM entries WHERE room_id = ? ORDER BY seq", (room_id,)) as cursor:
+        rows = await cursor.fetchall()
+    assert [seq for seq, _ in rows] == list(range(room.history_length))
+    assert "unstored 299" in rows[-1][1]
     await store.close()
