@@ -92,6 +92,8 @@ class RoomRunner:
         self._show_lock = asyncio.Lock()
         self._image_tasks: set[asyncio.Task[None]] = set()
         self._turn_task: asyncio.Task[None] | None = None
+        self._relay: asyncio.Task[None] | None = None  # hands the reply so far to the stage
+        self._fresh = asyncio.Event()  # the reply grew since the relay last looked
 
     async def run(self, return_on_pause: bool = False) -> None:
         """Take turns until the room stops (or pauses, if nobody is there to resume it).
@@ -192,9 +194,12 @@ class RoomRunner:
         model = turn.request.model
         try:
             provider = self.chat(model)
-            on_text = (lambda text: self._partial(turn, text)) if getattr(self.stage, "streams", False) else None
+            on_text = (lambda parts: self._partial(turn, parts)) if getattr(self.stage, "streams", False) else None
             async with self.stage.writing(turn):
-                result = await complete(provider, turn.request, on_text=on_text)
+                try:
+                    result = await complete(provider, turn.request, on_text=on_text)
+                finally:
+                    self._end_partial()
         except ProviderError as exc:
             self.room.fail_turn(turn, exc.reason, pause=exc.pause, usage=exc.usage, refused=exc.refused)
             return
@@ -207,9 +212,27 @@ class RoomRunner:
         if self.room.state != "stopped":
             self.room.complete_turn(turn, result.text, result.usage, result.reasoning)
 
-    def _partial(self, turn: Turn, text: str) -> None:
-        task = asyncio.ensure_future(self.stage.partial(turn, text))
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+    def _partial(self, turn: Turn, parts: list[str]) -> None:
+        """The reply grew: wake the turn's one relay task (not a task per delta)."""
+        self._fresh.set()
+        if self._relay is None:
+            self._relay = asyncio.create_task(self._pass_on(turn, parts))
+
+    async def _pass_on(self, turn: Turn, parts: list[str]) -> None:
+        """Give the stage the newest reply so far; deltas that arrive meanwhile make one call."""
+        while True:
+            await self._fresh.wait()
+            self._fresh.clear()
+            try:
+                await self.stage.partial(turn, "".join(parts))
+            except Exception:  # a draft is a courtesy: the finished reply is shown anyway
+                log.exception("the stage failed to show %s's reply so far", turn.label)
+
+    def _end_partial(self) -> None:
+        if self._relay is not None:
+            self._relay.cancel()
+            self._relay = None
+        self._fresh.clear()
 
     def _start_image(self, job: ImageJob) -> None:
         task = asyncio.create_task(self._make_image(job))

@@ -392,7 +392,12 @@ class DiscordStage:
             return draft
 
     async def _finish_draft(self, draft: _Draft, content: str) -> discord.WebhookMessage | None:
+        """The draft becomes the reply, no sooner than STREAM_EVERY after its last edit: the
+        final edit is an edit too, and edits in a quick pair spend the webhook's rate limit."""
         assert draft.hook is not None and draft.message is not None
+        wait = STREAM_EVERY - (time.monotonic() - draft.shown_at)
+        if wait > 0:
+            await asyncio.sleep(wait)
         return await self._guarded(
             draft.hook.edit_message(draft.message.id, content=content, **self._edit_options()), "a reply"
         )

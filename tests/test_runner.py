@@ -251,3 +251,54 @@ async def test_the_same_refusal_three_turns_in_a_row_pauses_the_room(fake_llm):
     await provider.aclose()
     assert room.state == "paused" and room.turns_taken == 5
     assert len(fake_llm.chat_requests) == 5  # refusals are not retried, and nothing after the pause
+
+
+class Trickle:
+    """Streams each reply word by word, three words per network read."""
+
+    name = "trickle"
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator:
+        for i in range(60):
+            if i % 3 == 0:
+                await asyncio.sleep(0)  # the next read from the socket
+            yield TextDelta(f"w{i} ")
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Drafts(Recorder):
+    """A streaming stage that keeps every text it was given while a reply was written."""
+
+    streams = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.drafts: list[str] = []
+
+    async def partial(self, turn, text):
+        self.drafts.append(text)
+        await asyncio.sleep(0)  # as a Discord edit would, other deltas arrive meanwhile
+
+
+async def test_a_streamed_reply_reaches_the_stage_through_one_task_per_turn():
+    created = 0
+    loop = asyncio.get_running_loop()
+
+    def counting(loop, coro, **kwargs):
+        nonlocal created
+        created += 1
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(counting)
+    try:
+        stage = Drafts()
+        await RoomRunner(new_room(2), lambda m: Trickle(), SlowImages(), stage).run()
+    finally:
+        loop.set_task_factory(None)
+    full = "".join(f"w{i} " for i in range(60))
+    assert created <= 2 * 2  # per turn: the turn and its relay (a task per delta made 60 more)
+    assert stage.drafts and all(full.startswith(text) for text in stage.drafts)
+    assert len(stage.drafts) < 60  # deltas that arrived while the stage was busy made one call
+    assert [e.text for e in stage.shown if isinstance(e, Reply)] == [full.strip()] * 2

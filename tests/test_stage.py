@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import discord
@@ -235,3 +236,15 @@ async def test_reasoning_as_text_file(world: World) -> None:
     assert [m.content for m in posts] == ["Four.", "-# 🧠 thinking"]
     assert [a.filename for a in posts[1].attachments] == ["ai2-thinking.txt"]
     assert ids == [m.id for m in posts]
+
+
+async def test_the_finished_reply_waits_out_the_edit_interval(world: World, monkeypatch) -> None:
+    monkeypatch.setattr("bot.stage.STREAM_EVERY", 0.3)
+    rig = rig_for(world, world.bot.get_channel(world.channel.id), stream=True)
+    turn = rig.turn(1)
+    async with rig.stage.writing(turn):
+        await rig.stage.partial(turn, "The first words")
+    drafted = time.monotonic()
+    await rig.show(reply(1, "The first words and the last."))
+    assert time.monotonic() - drafted >= 0.25  # not a second edit right behind the draft's (sent at 0)
+    assert [m.content for m in by_persona(world.channel)] == ["The first words and the last."]

@@ -84,9 +84,13 @@ class Completion:
 
 
 async def complete(
-    provider: ChatProvider, request: ChatRequest, on_text: Callable[[str], None] | None = None
+    provider: ChatProvider, request: ChatRequest, on_text: Callable[[list[str]], None] | None = None
 ) -> Completion:
-    """Run a streamed request to the end; ``on_text`` sees the text so far after each delta.
+    """Run a streamed request to the end.
+
+    ``on_text`` is called after each text delta with the reply's pieces so far: one
+    list that keeps growing, so whoever shows it joins it only when it shows it
+    (joining the whole reply for every delta made streaming quadratic).
 
     On failure the ProviderError leaves with every token the turn was billed
     for: the usage parts already received plus the error's own.
@@ -101,7 +105,7 @@ async def complete(
                 if isinstance(part, TextDelta):
                     parts.append(part.text)
                     if on_text is not None:
-                        on_text("".join(parts))
+                        on_text(parts)
                 elif isinstance(part, ReasoningDelta):
                     thoughts.append(part.text)
                 else:

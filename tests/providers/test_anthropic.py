@@ -275,7 +275,7 @@ async def test_error_event_after_text_fails_the_turn_without_retry(fake_anthropi
     fake_anthropic.script(AnthropicReply.midstream_error("Half a tho"), AnthropicReply.text("never"))
     seen: list[str] = []
     with pytest.raises(ProviderError) as caught:
-        await complete(claude, ask(), seen.append)
+        await complete(claude, ask(), lambda parts: seen.append("".join(parts)))
     assert seen[-1] == "Half a tho"
     assert caught.value.reason == "the provider is having trouble (HTTP 529): Overloaded"
     assert len(fake_anthropic.requests) == 1

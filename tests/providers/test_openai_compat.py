@@ -310,7 +310,7 @@ async def test_midstream_error_event(fake_llm, provider, shape):
     fake_llm.script(Reply.midstream_error("Half a tho", code=502, shape=shape, done=shape == "finish"))
     seen: list[str] = []
     with pytest.raises(ProviderError) as caught:
-        await complete(provider, ask(), seen.append)
+        await complete(provider, ask(), lambda parts: seen.append("".join(parts)))
     assert seen[-1] == "Half a tho"
     assert "Provider disconnected unexpectedly" in caught.value.reason
     assert len(fake_llm.requests) == 1
@@ -396,7 +396,7 @@ async def test_content_filter_after_text_is_a_failed_turn(fake_llm, provider, st
     )
     seen: list[str] = []
     with pytest.raises(ProviderError) as caught:
-        await complete(provider, ask(), on_text=seen.append)
+        await complete(provider, ask(), on_text=lambda parts: seen.append("".join(parts)))
     assert seen  # the text had arrived (a streaming stage drew it) before the filter's stop
     assert caught.value.reason == f"{who}'s content filter stopped the reply"
     assert caught.value.usage == Usage(input_tokens=30, output_tokens=6)
