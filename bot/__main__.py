@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sqlite3
 import sys
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from bot.settings import Settings
 
@@ -27,14 +30,19 @@ def main(argv: list[str] | None = None) -> int:
     deleter = commands.add_parser("delete", help="forget an ended room, its transcript and its pictures")
     deleter.add_argument("room", type=int)
     args = parser.parse_args(argv)
-    level = logging.INFO if args.command in (None, "sync") else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(_bad_setting(exc), file=sys.stderr)
+        return 2
+    from bot.process import setup_logging
+
+    setup_logging(settings, logging.INFO if args.command in (None, "sync") else logging.WARNING)
     if args.command in ("rooms", "export", "delete"):
         return asyncio.run(_transcripts(args, settings))
     if args.command == "console":
         try:
-            return asyncio.run(console.run_console(args, settings))
+            return asyncio.run(_console(args, settings))
         except KeyboardInterrupt:
             print("\nStopped.", file=sys.stderr)
             return 130
@@ -45,12 +53,36 @@ def main(argv: list[str] | None = None) -> int:
     return discord_bot.run(settings)
 
 
+def _bad_setting(error: ValidationError) -> str:
+    """One line per wrong setting, naming it as .env does."""
+    lines = []
+    for problem in error.errors():
+        name = "_".join(str(part) for part in problem["loc"][:1]).upper()
+        lines.append(f"{name} is not valid ({problem['msg']}); fix it in .env or the environment (see .env.example).")
+    return "\n".join(lines)
+
+
+async def _console(args: argparse.Namespace, settings: Settings) -> int:
+    """A terminal room; SIGTERM and SIGHUP stop it as Ctrl+C does (the room is stored, --resume carries on)."""
+    from bot import console
+    from bot.process import stopped_by_signal, stopping_on_signals
+
+    with stopping_on_signals() as stop:
+        try:
+            return await console.run_console(args, settings)
+        except asyncio.CancelledError:
+            if not stopped_by_signal(stop):
+                raise
+    print("\nStopped.", file=sys.stderr)
+    return stop.exit_code
+
+
 async def _transcripts(args: argparse.Namespace, settings: Settings) -> int:
     from bot.export import export_room, list_rooms
-    from bot.storage import Store, StorageError
+    from bot.storage import Store, StorageError, describe_failure
 
     try:
-        store = await Store.open(settings.database_path)
+        store = await Store.open(settings.database_path, writing=args.command == "delete")
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -65,6 +97,9 @@ async def _transcripts(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:  # what the opening checks could not foresee (a disk that fills up)
+        print(f"error: {describe_failure(store.path, exc)}", file=sys.stderr)
         return 2
     finally:
         await store.close()

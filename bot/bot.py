@@ -20,15 +20,17 @@ from typing import TextIO
 import discord
 from discord.ext import commands
 
+from bot.process import stopped_by_signal, stopping_on_signals
 from bot.providers import ImageProvider, ProviderPool
 from bot.providers.images import make_image_provider
 from bot.settings import Settings
 from bot.storage import StorageError, Store
 from bot.webhooks import WebhookPool
+from cogs.errors import ErrorTree
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.coordinator", "cogs.moderation", "cogs.votes", "cogs.admin")
+EXTENSIONS = ("cogs.errors", "cogs.coordinator", "cogs.moderation", "cogs.votes", "cogs.admin")
 PORTAL = "https://discord.com/developers/applications"
 
 NO_TOKEN = (
@@ -58,6 +60,7 @@ class SeanceBot(commands.Bot):
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            tree_cls=ErrorTree,
         )
         self.settings = settings
         self.pool = ProviderPool(settings)
@@ -67,9 +70,16 @@ class SeanceBot(commands.Bot):
         # Wraps each room's waits between turns; tests declare them to simcord (see RoomRunner.idle).
         self.room_wait: RoomWait | None = None
 
+    async def open_store(self) -> Store:
+        """Open the database (once). ``python -m bot`` calls this before connecting to Discord,
+        so a bad DATABASE_PATH ends the start at once, offline, in one sentence."""
+        if self.store is None:
+            self.store = await Store.open(self.settings.database_path)
+            self.webhooks.store = self.store
+        return self.store
+
     async def setup_hook(self) -> None:
-        self.store = await Store.open(self.settings.database_path)
-        self.webhooks.store = self.store
+        await self.open_store()
         for name in EXTENSIONS:
             await self.load_extension(name)
 
@@ -107,7 +117,7 @@ def explain_startup_error(error: BaseException) -> str | None:
 
 
 def run(settings: Settings, out: TextIO = sys.stderr) -> int:
-    """Run the bot until it is stopped; 0 on a clean stop, 2 when a person has to fix something."""
+    """Run the bot until it is stopped; 0 on a clean stop (Ctrl+C, SIGTERM, SIGHUP), 2 when a person has to fix something."""
     if settings.discord_token is None:
         print(NO_TOKEN, file=out)
         return 2
@@ -123,8 +133,19 @@ def run(settings: Settings, out: TextIO = sys.stderr) -> int:
 
 
 async def _serve(bot: SeanceBot, token: str) -> None:
-    async with bot:
-        await bot.start(token)
+    """Open the database, then connect; SIGTERM and SIGHUP close the bot as Ctrl+C does.
+
+    Closing unloads the cogs first (rooms say they go offline, drafts are
+    finished or removed), then leaves Discord, then closes the database.
+    """
+    with stopping_on_signals() as stop:
+        try:
+            async with bot:
+                await bot.open_store()
+                await bot.start(token)
+        except asyncio.CancelledError:
+            if not stopped_by_signal(stop):
+                raise
 
 
 def sync(settings: Settings, guild_id: int | None, out: TextIO = sys.stdout) -> int:
@@ -137,6 +158,11 @@ def sync(settings: Settings, guild_id: int | None, out: TextIO = sys.stdout) -> 
     except (discord.LoginFailure, StorageError) as exc:
         print(explain_startup_error(exc), file=sys.stderr)
         return 2
+    except discord.HTTPException as exc:
+        from cogs.admin import explain_sync_failure
+
+        print(explain_sync_failure(exc), file=sys.stderr)
+        return 1
     where = f"in server {guild_id}" if guild_id else "globally (Discord may take up to an hour to show them)"
     print(f"Synced {count} slash command(s) {where}.", file=out)
     return 0
@@ -146,6 +172,7 @@ async def _sync(bot: SeanceBot, token: str, guild_id: int | None) -> int:
     from cogs.admin import sync_tree
 
     async with bot:
+        await bot.open_store()  # before Discord: a bad DATABASE_PATH is told offline
         await bot.login(token)  # runs setup_hook, so the cogs' commands are in the tree
         return await sync_tree(bot, discord.Object(guild_id) if guild_id else None)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from bot.providers.images import make_image_provider
 from bot.engine.snapshot import resumable_jobs
 from bot.runner import RoomRunner
 from bot.settings import Settings
-from bot.storage import Journal, Store, StorageError, picture_name, write_picture
+from bot.storage import Journal, Store, StorageError, describe_failure, picture_name, write_picture
 
 DEFAULT_AIS = ("Gemini 3 Flash", "DeepSeek R1")
 KEY_HINT = "put OPENROUTER_API_KEY=... in .env (every catalog model runs through it; get one at https://openrouter.ai/keys)"
@@ -159,7 +160,11 @@ async def _hold_room(args: argparse.Namespace, settings: Settings, store: Store,
         print(exc.reason, file=sys.stderr)
         return 2
     if room_id is None:
-        room_id = await store.create_room(room, "console")
+        try:
+            room_id = await store.create_room(room, "console")
+        except (sqlite3.Error, OSError) as exc:  # what opening could not foresee: a full disk, a file gone read-only
+            print(f"error: {describe_failure(store.path, exc)}", file=sys.stderr)
+            return 2
     pictures = await _picture_folder(store, room_id, args.pictures, settings)
     stage = ConsoleStage(out, pictures, settings.show_reasoning, waiting=lambda: _waiting(room, room_id))
     delay = settings.turn_delay if args.delay is None else args.delay

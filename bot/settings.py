@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.engine import RoomSettings
@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     embedded_threads: int | None = Field(None, ge=1, description="CPU threads for the embedded model.")
     embedded_max_tokens: int = Field(200, ge=16, le=2048, description="Longest reply of the embedded model.")
 
+    # Logs: DEBUG, INFO, WARNING or ERROR; None is INFO for the bot, WARNING for the console and tools.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
+
     # Pictures
     pictures_dir: Path = Path("data/pictures")  # console rooms' pictures, in console-room-<n>/
     image_provider: Literal["auto", "openrouter", "openai", "offline"] = "auto"
@@ -72,6 +75,11 @@ class Settings(BaseSettings):
     image_timeout: float = Field(120.0, gt=0, description="Longest one picture may take.")
     openai_api_key: SecretStr | None = None
     openai_base_url: str = "https://api.openai.com/v1"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @property
     def has_any_key(self) -> bool:

@@ -14,8 +14,11 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
+import sqlite3
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -121,6 +124,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE rooms_numbered RENAME TO rooms;
     CREATE INDEX rooms_by_channel ON rooms(channel_id, state);
     """,
+    # 3: servers given their own copy of the slash commands, which a global sync removes
+    """
+    CREATE TABLE command_copies (
+        guild_id INTEGER PRIMARY KEY,
+        synced_at REAL NOT NULL
+    );
+    """,
 ]
 
 # aiosqlite logs every statement with its parameters at DEBUG, webhook tokens among them.
@@ -131,6 +141,91 @@ EVENT_TYPES = {cls.__name__: cls for cls in (Notice, Reply, Said, ImageMade, Sta
 
 class StorageError(RuntimeError):
     """The database cannot be used as it is; the message says what to do."""
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_ground(path: Path, *, writing: bool = True) -> None:
+    """Refuse a DATABASE_PATH that cannot work, in one sentence, before SQLite touches it.
+
+    SQLite's own errors ("unable to open database file") name neither the file
+    nor the fix, and some of them come only after it has written to the file
+    (switching it to WAL). Checking first leaves a bad path exactly as it was.
+    ``writing`` is False for commands that only read: a read-only database file
+    is fine for them. Creates the missing folders of a new database.
+    """
+    if path.is_dir():
+        raise StorageError(
+            f"DATABASE_PATH {path} is a folder, not a database file; point DATABASE_PATH at a file, "
+            f"for example {path / 'seance.sqlite3'}."
+        )
+    if path.exists():
+        _check_file(path, writing)
+        return
+    _make_folder(path)
+    folder = path.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StorageError(
+            f"The folder {folder} is read-only for this user, so the database {path.name} cannot be created "
+            f"there; make the folder writable or point DATABASE_PATH at a writable folder."
+        )
+
+
+def _check_file(path: Path, writing: bool) -> None:
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise StorageError(
+            f"The database {path} cannot be read ({exc.strerror}); fix its permissions or point DATABASE_PATH "
+            f"at another file."
+        ) from None
+    if header and header != SQLITE_HEADER:
+        raise StorageError(
+            f"{path} is not a SQLite database, so Séance left it untouched; point DATABASE_PATH at the bot's "
+            f"database or at a new file name."
+        )
+    if writing and not os.access(path, os.W_OK):
+        raise StorageError(
+            f"The database {path} is read-only for this user, so no room can be stored in it; make it writable "
+            f"(chmod u+w) or point DATABASE_PATH at another file."
+        )
+    if writing and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise StorageError(
+            f"The folder {path.parent} is read-only for this user, and SQLite writes its journal beside the "
+            f"database; make the folder writable or point DATABASE_PATH at a writable folder."
+        )
+
+
+def _make_folder(path: Path) -> None:
+    """Create the database's folder, or say in one sentence why it cannot be."""
+    folder = path.parent
+    if folder.is_dir():
+        return
+    existing = next(p for p in folder.parents if p.exists() or p == p.parent)  # the nearest ancestor there is
+    if folder.exists() or not existing.is_dir():
+        blocker = folder if folder.exists() else existing
+        raise StorageError(
+            f"DATABASE_PATH {path} cannot be created: {blocker} is a file, not a folder; point DATABASE_PATH "
+            f"at a file in a folder."
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"The folder {folder} for DATABASE_PATH cannot be created ({exc.strerror}: {existing} is not "
+            f"writable for this user); create it with write access or point DATABASE_PATH at a writable folder."
+        ) from None
+
+
+def describe_failure(path: Path, error: BaseException) -> str:
+    """One sentence for a SQLite or file error that ``check_ground`` could not foresee."""
+    reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return (
+        f"The database {path} cannot be used ({reason}); check that the file and its folder are writable "
+        f"and the disk has room, or point DATABASE_PATH at another file."
+    )
 
 
 @dataclass(frozen=True)
@@ -177,20 +272,27 @@ class Store:
             await self.db.commit()
 
     @classmethod
-    async def open(cls, path: Path | str) -> Store:
+    async def open(cls, path: Path | str, *, writing: bool = True) -> Store:
+        """Open (or create) the database; StorageError says in one sentence what is wrong and what to do.
+
+        ``writing`` False is for commands that only read (``rooms``, ``export``):
+        they accept a read-only database file, opened read-only.
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        connecting = aiosqlite.connect(path)
-        worker = getattr(connecting, "_thread", None)
-        if worker is not None:  # a store nobody closed (a script, a crash) must not keep the process alive
-            worker.daemon = True
-        db = await connecting
+        check_ground(path, writing=writing)
+        read_only = path.exists() and not os.access(path, os.W_OK)
         try:
-            async with db.execute("PRAGMA journal_mode=WAL"):  # closed at once: its row holds the statement open
-                pass
-            await db.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it crash-safe; only an OS crash may lose the last commit
-            await db.execute("PRAGMA foreign_keys=ON")
-            await migrate(db)
+            db = await _connect(path, read_only)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(describe_failure(path, exc)) from None
+        try:
+            await _prepare(db, read_only)
+        except StorageError:
+            await db.close()
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            await db.close()
+            raise StorageError(describe_failure(path, exc)) from None
         except BaseException:
             await db.close()
             raise
@@ -332,7 +434,13 @@ class Store:
             options = (await self.room(room_id)).options
             emptied = [Path(options["pictures"])] if options.get("pictures_folder_made") else []
             await self.db.execute("DELETE FROM rooms WHERE id = ?", (room_id,))
-        await asyncio.to_thread(_remove_pictures, files, emptied, self.pictures / str(room_id))
+        try:
+            await asyncio.to_thread(_remove_pictures, files, emptied, self.pictures / str(room_id))
+        except OSError as exc:
+            raise StorageError(
+                f"Room {room_id} is deleted, but some of its pictures could not be removed "
+                f"({exc.strerror}: {exc.filename}); delete them by hand."
+            ) from None
 
     async def picture_folder(self, room_id: int) -> Path:
         """Where the room's new pictures are written: the folder a console room was given
@@ -420,6 +528,20 @@ class Store:
     async def forget_webhook(self, channel_id: int) -> None:
         async with self._transaction():
             await self.db.execute("DELETE FROM webhooks WHERE channel_id = ?", (channel_id,))
+
+    async def command_copies(self) -> list[int]:
+        """Servers where a server sync installed a copy of the slash commands."""
+        async with self.db.execute("SELECT guild_id FROM command_copies ORDER BY guild_id") as cursor:
+            return [guild_id async for (guild_id,) in cursor]
+
+    async def set_command_copy(self, guild_id: int, present: bool) -> None:
+        async with self._transaction():
+            if present:
+                await self.db.execute(
+                    "INSERT OR REPLACE INTO command_copies (guild_id, synced_at) VALUES (?, ?)", (guild_id, time.time())
+                )
+            else:
+                await self.db.execute("DELETE FROM command_copies WHERE guild_id = ?", (guild_id,))
 
     # --- internals -------------------------------------------------------------
 
@@ -530,15 +652,51 @@ def _no_bytes(key: str) -> bytes:
     return b""
 
 
-async def migrate(db: aiosqlite.Connection) -> int:
-    """Bring the schema up to date; refuse a database written by newer code."""
+async def _connect(path: Path, read_only: bool) -> aiosqlite.Connection:
+    target = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro" if read_only else str(path)
+    connecting = aiosqlite.connect(target, uri=read_only)
+    worker = getattr(connecting, "_thread", None)
+    if worker is not None:  # a store nobody closed (a script, a crash) must not keep the process alive
+        worker.daemon = True
+    return await connecting
+
+
+async def _prepare(db: aiosqlite.Connection, read_only: bool) -> None:
+    """Check the schema version first: a database from a newer Séance is refused before anything is written."""
+    version = await schema_version(db)
+    check_version(version)
+    if read_only:
+        if version != len(MIGRATIONS):
+            raise StorageError(
+                "The database is read-only and was written by an older Séance; make it writable once "
+                "(chmod u+w), so it can be upgraded."
+            )
+        return
+    async with db.execute("PRAGMA journal_mode=WAL"):  # closed at once: its row holds the statement open
+        pass
+    await db.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it crash-safe; only an OS crash may lose the last commit
+    await db.execute("PRAGMA foreign_keys=ON")
+    await migrate(db)
+
+
+async def schema_version(db: aiosqlite.Connection) -> int:
     async with db.execute("PRAGMA user_version") as cursor:
         (version,) = await cursor.fetchone()
+    return version
+
+
+def check_version(version: int) -> None:
     if version > len(MIGRATIONS):
         raise StorageError(
             f"The database is at schema version {version}, but this Séance only knows up to "
             f"{len(MIGRATIONS)}. Upgrade Séance, or point DATABASE_PATH at another file."
         )
+
+
+async def migrate(db: aiosqlite.Connection) -> int:
+    """Bring the schema up to date; refuse a database written by newer code."""
+    version = await schema_version(db)
+    check_version(version)
     if version == len(MIGRATIONS):
         return version
     # Off while migrating (it cannot change inside a transaction): a migration that rebuilds a

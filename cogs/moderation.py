@@ -26,6 +26,7 @@ from bot.export import FORMATS, export
 from bot.formatting import clip
 from bot.providers import ProviderError
 from cogs.coordinator import Coordinator, RoomOptions, Session
+from cogs.errors import mark_handled
 
 if TYPE_CHECKING:
     from bot.bot import SeanceBot
@@ -366,9 +367,8 @@ class Moderation(commands.Cog):
         original = getattr(error, "original", error)
         if isinstance(original, NotModerator):
             await _say(interaction, str(original))
-        else:
-            log.error("/%s failed", interaction.command.qualified_name if interaction.command else "?", exc_info=original)
-            await _say(interaction, f"Something went wrong ({type(original).__name__}); the log has the details.")
+            mark_handled(interaction)
+        # anything else: the bot-wide tree (cogs/errors.py) answers with an error id and logs it once
 
 
 def status_embed(room: Room) -> discord.Embed:

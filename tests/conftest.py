@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
 
 from tests.fakes import FakeLLMServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "logs_errors: the test expects ERROR log records (it injects a failure that must be logged)"
+    )
 
 
 @pytest.fixture
@@ -19,3 +26,32 @@ def _own_data_dir(tmp_path, monkeypatch) -> None:
     """Every test (and any subprocess it starts) keeps its database and pictures in its own tmp dir."""
     monkeypatch.setenv("DATABASE_PATH", str(tmp_path / "data" / "seance.sqlite3"))
     monkeypatch.setenv("PICTURES_DIR", str(tmp_path / "data" / "pictures"))
+
+
+class ErrorRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def error_logs(request: pytest.FixtureRequest) -> Iterator[list[logging.LogRecord]]:
+    """Fails a test that logs at ERROR unless it is marked ``logs_errors``: an error logged where
+    nobody looks (a traceback behind a passing test) is a defect. A marked test gets the records
+    to check. Also undoes any logging setup the test made (``python -m bot`` run in-process)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
+    collector = ErrorRecords()
+    root.addHandler(collector)
+    yield collector.records
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, old in levels.items():
+        logging.getLogger(name).setLevel(old)
+    if collector.records and request.node.get_closest_marker("logs_errors") is None:
+        lines = "\n".join(f"  {r.name}: {r.getMessage()}" for r in collector.records)
+        pytest.fail(f"ERROR logged (mark the test logs_errors if it is expected):\n{lines}", pytrace=False)

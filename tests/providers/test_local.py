@@ -257,10 +257,13 @@ async def test_stopping_early_stops_the_generation(stub: StubModel):
     assert await asyncio.to_thread(stub.finished.wait, 2.0)
 
 
-async def test_a_llama_failure_is_a_provider_error(stub: StubModel):
+@pytest.mark.logs_errors
+async def test_a_llama_failure_is_a_provider_error(stub: StubModel, error_logs):
     stub.error = RuntimeError("llama_decode returned -1")
     with pytest.raises(ProviderError, match=r"the embedded model failed \(RuntimeError: llama_decode returned -1\)"):
         await complete(LocalProvider(Settings(_env_file=None)), ask())
+    [logged] = error_logs  # the traceback goes to the log once, for whoever debugs the model
+    assert logged.exc_info is not None and "llama_decode" in str(logged.exc_info[1])
 
 
 async def test_not_installed_is_a_provider_error(monkeypatch: pytest.MonkeyPatch):
