@@ -116,8 +116,9 @@ def explain_startup_error(error: BaseException) -> str | None:
     return None
 
 
-def run(settings: Settings, out: TextIO = sys.stderr) -> int:
+def run(settings: Settings, out: TextIO | None = None) -> int:
     """Run the bot until it is stopped; 0 on a clean stop (Ctrl+C, SIGTERM, SIGHUP), 2 when a person has to fix something."""
+    out = out or sys.stderr
     if settings.discord_token is None:
         print(NO_TOKEN, file=out)
         return 2

@@ -30,6 +30,11 @@ STOP_SIGNALS = ("SIGTERM", "SIGHUP")
 MASK = "[secret]"
 
 
+def _not_about_voice(record: logging.LogRecord) -> bool:
+    """discord.py warns at every start that voice needs more packages; Séance never speaks."""
+    return "voice will NOT be supported" not in record.getMessage()
+
+
 class MaskingFormatter(logging.Formatter):
     """Formats as usual, then hides every configured secret, tracebacks included (a safety net:
     nothing is meant to log a key, but an exception message may quote a header or URL)."""
@@ -73,6 +78,9 @@ def setup_logging(settings: Settings, default: int = logging.INFO, stream: TextI
     root.setLevel(level)
     for name in CAPPED:
         logging.getLogger(name).setLevel(max(logging.WARNING, level))
+    voice = logging.getLogger("discord.client")
+    if _not_about_voice not in voice.filters:
+        voice.addFilter(_not_about_voice)
     return handler
 
 

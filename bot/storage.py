@@ -213,9 +213,10 @@ def _make_folder(path: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        why = f"{existing} is not writable for this user" if isinstance(exc, PermissionError) else exc.strerror
         raise StorageError(
-            f"The folder {folder} for DATABASE_PATH cannot be created ({exc.strerror}: {existing} is not "
-            f"writable for this user); create it with write access or point DATABASE_PATH at a writable folder."
+            f"The folder {folder} for DATABASE_PATH cannot be created ({why}); create it with write access "
+            f"or point DATABASE_PATH at a writable folder."
         ) from None
 
 

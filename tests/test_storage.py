@@ -238,6 +238,80 @@ async def test_deleting_a_room_leaves_a_picture_another_room_shares(tmp_path):
     assert left.read_bytes() == b"\x89PNG same"
     await store.delete_room(ids[1])
     assert folder.exists() and not list(folder.iterdir())  # a folder someone chose stays
+
+
+async def test_a_path_under_a_file_is_refused_in_one_sentence(tmp_path):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine")
+    with pytest.raises(StorageError, match=r"notes.txt is a file, not a folder; point DATABASE_PATH"):
+        await Store.open(blocker / "data" / "seance.sqlite3")
+    assert blocker.read_text() == "mine"
+
+
+async def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path):
+    notes = tmp_path / "seance.sqlite3"
+    notes.write_bytes(b"not a database\n" * 100)
+    with pytest.raises(StorageError, match="is not a SQLite database, so S\u00e9ance left it untouched"):
+        await Store.open(notes)
+    assert notes.read_bytes() == b"not a database\n" * 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seance.sqlite3"]  # no journal beside it either
+
+
+async def test_an_empty_file_is_a_new_database(tmp_path):
+    empty = tmp_path / "seance.sqlite3"
+    empty.touch()  # what `touch` or a volume mount leaves: SQLite's own empty database
+    store = await Store.open(empty)
+    assert await store.rooms() == []
+    await store.close()
+
+
+async def test_a_read_only_database_can_still_be_read(tmp_path):
+    path = tmp_path / "seance.sqlite3"
+    store = await Store.open(path)
+    room_id = await store.create_room(new_room(), "console")
+    await store.close()
+    path.chmod(0o444)
+    try:
+        reader = await Store.open(path, writing=False)
+        assert [r.id for r in await reader.rooms()] == [room_id]
+        await reader.close()
+    finally:
+        path.chmod(0o644)
+
+
+async def test_deleting_a_room_keeps_no_write_lock_while_its_pictures_go(tmp_path, monkeypatch):
+    """Removing files can be slow; another room's write must not wait for it."""
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    room_id = await store.create_room(new_room(), "console")
+    folder = store.pictures / str(room_id)
+    folder.mkdir(parents=True)
+    (folder / "a.png").write_bytes(b"png")
+    seen: list[bool] = []
+    real_rmtree = storage.shutil.rmtree
+
+    def rmtree(path, *args, **kwargs):
+        seen.append(store._writing.locked())
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(storage.shutil, "rmtree", rmtree)
+    await store.delete_room(room_id)
+    assert seen == [False] and not folder.exists()
+    assert await store.rooms() == []
+    await store.close()
+
+
+async def test_pictures_that_cannot_be_removed_are_named(tmp_path, monkeypatch):
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    room_id = await store.create_room(new_room(), "console")
+    (store.pictures / str(room_id)).mkdir(parents=True)
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(storage.shutil, "rmtree", refuse)
+    with pytest.raises(StorageError, match=rf"Room {room_id} is deleted, but some of its pictures could not be removed"):
+        await store.delete_room(room_id)
+    assert await store.rooms() == []  # the room is gone all the same
     await store.close()
 
 
