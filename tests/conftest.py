@@ -9,6 +9,7 @@ from tests.fakes import FakeLLMServer
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "settings(**overrides): Settings values for the Discord test bot")
     config.addinivalue_line(
         "markers", "logs_errors: the test expects ERROR log records (it injects a failure that must be logged)"
     )

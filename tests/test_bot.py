@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
 
 import discord
 import pytest
@@ -13,6 +15,10 @@ from bot import bot as app
 from bot import create_bot
 from bot.__main__ import main
 from bot.settings import Settings
+from bot.storage import Store
+from cogs.coordinator import OFFLINE
+from tests.discord_world import World, by_persona, notices, settings, simcord_bot, world  # noqa: F401  (fixtures)
+from tests.fakes import FakeLLMServer, Reply
 
 
 def quiet_settings(**values: object) -> Settings:
@@ -123,3 +129,40 @@ def test_the_command_line_needs_a_token_to_sync(
     monkeypatch.delenv("DISCORD_TOKEN", raising=False)
     assert main(["sync", "--guild", "123"]) == 2
     assert capsys.readouterr().err.strip() == app.NO_TOKEN
+
+
+# --- SIGTERM and SIGHUP -----------------------------------------------------------------
+
+
+@pytest.mark.settings(stream_replies=True)
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGHUP"])
+async def test_a_stop_signal_closes_the_bot_as_ctrl_c_does(
+    world: World, fake_llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch, signal_name: str
+) -> None:
+    """What hosts send to stop a worker: rooms say they go offline, the half-written draft goes, the database closes."""
+    fake_llm.script(Reply.text("Half a thought, streamed slowly, that never gets finished here.", chunks=30, delay=0.1))
+
+    async def connected(self: app.SeanceBot, token: str, *, reconnect: bool = True) -> None:
+        await asyncio.Event().wait()  # standing in for the gateway connection, which runs until closed
+
+    monkeypatch.setattr(app.SeanceBot, "start", connected)
+    starting = asyncio.create_task(world.start(models="Gemini 3 Flash", turns=3, delay=0))
+    serving = asyncio.create_task(app._serve(world.bot, "token"))
+    for _ in range(200):  # until the draft is on screen
+        if by_persona(world.channel):
+            break
+        await asyncio.sleep(0.02)
+    [draft] = by_persona(world.channel)
+    assert draft.content.endswith("▌")
+    database = world.bot.settings.database_path
+
+    os.kill(os.getpid(), getattr(signal, signal_name))
+    await asyncio.wait_for(serving, 10)  # ends normally: the shutdown is not an error
+    await starting
+
+    assert notices(world.channel)[-1] == OFFLINE
+    assert by_persona(world.channel) == []  # the half-written draft was removed, not left with its cursor
+    assert world.bot.store is None and not database.with_name(database.name + "-wal").exists()
+    store = await Store.open(database)
+    assert [r.state for r in await store.rooms()] == ["running"]  # it comes back at the next start
+    await store.close()

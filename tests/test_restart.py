@@ -162,3 +162,28 @@ async def _pictures_and_jobs(path: Path) -> tuple[list[ImageMade], int]:
         return events, room.pending_images
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_ends_the_console_as_ctrl_c_does(fake_llm: FakeLLMServer, tmp_path, stop: signal.Signals):
+    """Hosts and closed terminals stop a process with these: the room is stored, the database closed, nothing lost."""
+    fake_llm.script(
+        Reply.text("first words about tides", chunks=2),
+        Reply.stall("second words that never finish", seconds=60),  # stopped while this streams
+        Reply.text("second words, asked again"),
+    )
+    process, first_out = start_console(["--ai", "Gemini 3 Flash", "--turns", "2", "--delay", "0"], fake_llm, tmp_path, "first")
+    wait_for(lambda: len(fake_llm.chat_requests) == 2)
+    time.sleep(0.3)
+    process.send_signal(stop)
+
+    assert process.wait(15) == 128 + stop, first_out.read_text()
+    said = first_out.read_text("utf-8")
+    assert said.rstrip().endswith("Stopped.") and "Traceback" not in said
+    assert not (tmp_path / "seance.sqlite3-wal").exists()  # closed cleanly: SQLite folds its log in on close
+
+    process, second_out = start_console(["--resume", "1", "--delay", "0"], fake_llm, tmp_path, "second")
+    assert process.wait(60) == 0, second_out.read_text()
+    shown = said + second_out.read_text("utf-8")
+    assert shown.count("first words about tides") == 1
+    assert shown.count("second words, asked again") == 1 and "never finish" not in shown
