@@ -2,8 +2,8 @@
 
 ``python -m bot`` runs it; ``python -m bot sync`` installs its slash commands.
 Start-up failures that need a person (no token, a rejected one, the message
-content intent switched off, a database written by a newer Séance) end with
-what to do, not a traceback.
+content intent switched off, a DATABASE_PATH that cannot work) end with what
+to do, not a traceback. SIGTERM and SIGHUP shut it down as Ctrl+C does.
 
 The bot owns the database (``DATABASE_PATH``): rooms are stored as they go, so
 a restart brings every running or paused room back where it was.

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import discord
+from types import SimpleNamespace
 
-from cogs.admin import sync_tree
+import discord
+import pytest
+
+from cogs.admin import explain_sync_failure, sync_tree
 from tests.discord_world import World
 
 
@@ -64,3 +67,18 @@ async def test_nobody_else_may_sync(world: World) -> None:
     assert world.channel.last_message.content == "Only the bot's owner can sync its commands."
     assert len(command_puts(world)) == before
     assert [type(e).__name__ for e in world.env.errors] == ["NotOwner"]
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        (403, "Missing Access"),
+        (429, "try again tomorrow"),
+        (400, "please report this as a bug"),
+        (503, "try again in a few minutes"),
+    ],
+)
+def test_every_sync_failure_is_one_sentence_with_what_to_do(status: int, said: str) -> None:
+    failure = discord.HTTPException(SimpleNamespace(status=status, reason="x"), {"message": "refused", "code": 0})
+    text = explain_sync_failure(failure)
+    assert said in text and "\n" not in text and text.endswith(".")

@@ -38,6 +38,13 @@ async def test_a_refused_check_is_answered_in_one_line(world: World) -> None:
     assert [type(e).__name__ for e in world.env.errors] == ["NotOwner"]
 
 
+async def test_a_check_no_cog_answers_is_answered_by_the_bot_wide_handler(world: World) -> None:
+    world.bot.owner_id = world.mod.id
+    await world.mod.send_dm(f"<@{world.bot.user.id}> sync")  # sync works only in a server
+    assert world.mod.user.dm_channel.last_message.content == "That works only in a server."
+    assert [type(e).__name__ for e in world.env.errors] == ["NoPrivateMessage"]
+
+
 @pytest.mark.logs_errors
 async def test_an_unexpected_prefix_failure_gets_an_error_id_logged_once(
     world: World, monkeypatch: pytest.MonkeyPatch, error_logs: list[logging.LogRecord]
