@@ -65,7 +65,12 @@ class SeanceBot(commands.Bot):
         self.settings = settings
         self.pool = ProviderPool(settings)
         self.images: ImageProvider = images or make_image_provider(settings)
-        self.webhooks = WebhookPool(self, timeout=settings.send_timeout)
+        self.webhooks = WebhookPool(
+            self,
+            timeout=settings.send_timeout,
+            webhook_requests_per_2s=settings.webhook_requests_per_2s,
+            channel_messages_per_minute=settings.channel_messages_per_minute,
+        )
         self.store: Store | None = None  # opened in setup_hook, so a bot can be built without touching disk
         # Wraps each room's waits between turns; tests declare them to simcord (see RoomRunner.idle).
         self.room_wait: RoomWait | None = None

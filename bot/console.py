@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -47,7 +47,7 @@ class ConsoleStage:
         # terminal does not sit in silence while the runner waits for them.
         self.waiting = waiting
 
-    async def show(self, events: list[Event]) -> None:
+    async def show(self, events: list[Event], done: Sequence[int] = ()) -> None:
         for event in events:
             self._print(event)
         self.out.flush()
@@ -171,7 +171,10 @@ async def _hold_room(args: argparse.Namespace, settings: Settings, store: Store,
     if notice:
         print(notice, file=out)
     print(_opening(room, room_id, resumed=args.resume is not None), file=out)
-    runner = RoomRunner(room, pool.get, make_image_provider(settings), stage, delay=delay, journal=Journal(store, room_id))
+    runner = RoomRunner(
+        room, pool.get, make_image_provider(settings), stage, delay=delay, journal=Journal(store, room_id),
+        on_problem=lambda sentence: _say(sentence, out),
+    )
     if args.resume is not None:
         runner.resume_backlog(resumable_jobs(room))
     try:
@@ -221,6 +224,10 @@ async def _picture_folder(store: Store, room_id: int, chosen: Path | None, setti
     folder = (chosen or settings.pictures_dir / f"console-room-{room_id}").absolute()
     await store.set_options(room_id, {**options, "pictures": str(folder), "pictures_folder_made": made})
     return folder
+
+
+async def _say(sentence: str, out: TextIO) -> None:
+    print(sentence, file=out, flush=True)
 
 
 async def _resumable(store: Store, room_id: int) -> tuple[int, Room]:

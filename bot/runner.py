@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
 from bot.engine import Event, ImageJob, ModelInfo, Notice, Room, Turn
@@ -20,15 +20,30 @@ log = logging.getLogger(__name__)
 
 
 class NotShown(Exception):
-    """A stage could not show events (say, a missing permission); they stay stored for later."""
+    """A stage could not show a batch; it stays stored and is shown again later, in order.
+
+    ``retry`` says the failure should pass by itself (Discord answering 5xx, a
+    timeout, a dropped connection), so the runner tries again with backoff;
+    otherwise (a missing permission) it waits for a moderator's resume.
+    ``posted`` holds the messages of the batch that did go out before the failure,
+    so that the next attempt posts only the rest.
+    """
+
+    def __init__(self, reason: str = "", *, retry: bool = False, posted: Sequence[int] = ()):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry = retry
+        self.posted = list(posted)
 
 
 class Stage(Protocol):
     streams: bool  # whether partial() wants the reply as it arrives
 
-    async def show(self, events: list[Event]) -> list[int] | None:
-        """Render one batch (a run of notices, or one other event); return the message ids
-        it made, if the stage has any. Raise NotShown to keep the batch for later."""
+    async def show(self, events: list[Event], done: Sequence[int] = ()) -> list[int] | None:
+        """Render one batch (a run of notices, or one other event); return the ids of the
+        messages it made, if the stage has any. ``done`` holds messages of this batch
+        posted by an earlier attempt: those parts are not posted again. Raise NotShown
+        to keep the batch for later."""
         ...
 
     def writing(self, turn: Turn) -> contextlib.AbstractAsyncContextManager[None]:
@@ -45,7 +60,7 @@ class QuietStage:
 
     streams = False
 
-    async def show(self, events: list[Event]) -> list[int] | None:
+    async def show(self, events: list[Event], done: Sequence[int] = ()) -> list[int] | None:
         return None
 
     @contextlib.asynccontextmanager
@@ -59,14 +74,62 @@ class QuietStage:
 class Journal(Protocol):
     """Storage as the runner sees it: events are recorded before they are shown."""
 
-    async def record(self, room: Room, events: list[Event]) -> list[tuple[int, Event]]: ...
+    async def record(self, room: Room) -> list[tuple[int | None, Event]]:
+        """Take the room's queued events and store them with the room's state, as one
+        consistent save; (id, event) for each, id None for what is not shown (picture jobs).
+        On failure the events stay queued in the room."""
+        ...
 
     async def posted(self, event_ids: list[int], message_ids: list[int]) -> None: ...
 
-    async def unposted(self) -> list[tuple[int, Event]]: ...
+    async def progress(self, event_id: int, message_ids: list[int]) -> None: ...
+
+    async def unposted(self) -> list[tuple[int, Event, list[int]]]: ...
+
+
+class MemoryJournal:
+    """A journal that keeps nothing after the process: for rooms without storage (benchmarks, tests)."""
+
+    def __init__(self) -> None:
+        self._next = 1
+        self._waiting: dict[int, tuple[Event, list[int]]] = {}
+
+    async def record(self, room: Room) -> list[tuple[int | None, Event]]:
+        stored: list[tuple[int | None, Event]] = []
+        for event in room.take_events():
+            if isinstance(event, ImageJob):
+                stored.append((None, event))
+                continue
+            self._waiting[self._next] = (event, [])
+            stored.append((self._next, event))
+            self._next += 1
+        return stored
+
+    async def posted(self, event_ids: list[int], message_ids: list[int]) -> None:
+        for event_id in event_ids:
+            self._waiting.pop(event_id, None)
+
+    async def progress(self, event_id: int, message_ids: list[int]) -> None:
+        if event_id in self._waiting:
+            self._waiting[event_id] = (self._waiting[event_id][0], list(message_ids))
+
+    async def unposted(self) -> list[tuple[int, Event, list[int]]]:
+        return [(i, event, list(parts)) for i, (event, parts) in sorted(self._waiting.items())]
+
+
+Problem = Callable[[str], Awaitable[None]]
 
 
 class RoomRunner:
+    """Drives one room.
+
+    Every change to the room is synchronous engine code, so it happens between
+    two awaits; a save captures the room in one step (``Journal.record``), so
+    whatever changes the room while a save is written lands whole in the next one.
+    Events are stored before they are shown, and shown strictly in order: when
+    the stage fails, what waits is retried before anything newer.
+    """
+
     def __init__(
         self,
         room: Room,
@@ -76,6 +139,9 @@ class RoomRunner:
         delay: float = 0.0,
         idle: Callable[[Awaitable[None]], Awaitable[None]] | None = None,
         journal: Journal | None = None,
+        *,
+        on_problem: Problem | None = None,
+        patience: float = 300.0,
     ):
         self.room = room
         self.chat = chat
@@ -85,9 +151,17 @@ class RoomRunner:
         # Wraps every wait for outside change, so a host can account for it (the
         # Discord tests declare these waits to simcord as intentional).
         self.idle = idle
-        self.journal = journal
-        self._backlog = False  # stored events wait to be shown (after a refusal or a restart)
+        self.journal: Journal = journal or MemoryJournal()
+        # Told, in one sentence, what paused the room when the room's own record
+        # cannot carry it (storage failing, a channel that keeps failing).
+        self.on_problem = on_problem
+        self.patience = patience  # seconds a channel may keep failing before the room pauses
+        self._backlog = False  # stored events wait to be shown (after a failure or a restart)
         self._reconcile = False  # look for already-posted copies before showing the backlog
+        self._retry_at: float | None = None  # when to try a failing stage again
+        self._failures = 0  # failed attempts in a row, for the backoff
+        self._failing_since: float | None = None
+        self._unmarked: list[tuple[list[int], list[int]]] = []  # shown, but storage failed to note it
         self._wake = asyncio.Event()
         self._show_lock = asyncio.Lock()
         self._image_tasks: set[asyncio.Task[None]] = set()
@@ -108,7 +182,7 @@ class RoomRunner:
                 if turn is None:
                     if return_on_pause and self.room.state == "paused":
                         break
-                    await self._wait_for_change()
+                    await self._wait_for_change(self._retry_in())
                     continue
                 self._turn_task = asyncio.create_task(self._take(turn))
                 try:
@@ -119,13 +193,21 @@ class RoomRunner:
                     # else stop() cancelled only the turn: the loop sees the stopped room
                 self._turn_task = None
                 await self.flush()
-                await self._wait_for_change(self.delay)
+                await self._rest(self.delay)
         except BaseException:
             for task in self._image_tasks:
                 task.cancel()
             raise
         await self._finish_images()
         await self.flush()
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """A stopped room still owes the channel what a failing stage kept back: keep
+        trying (with the backoff) until it is shown, or the stage needs a person."""
+        while self._retry_at is not None and self.waiting:
+            await self._wait_for_change(self._retry_in())
+            await self.flush()
 
     def poke(self) -> None:
         """Something changed from outside (resume, stop, a vote): look again."""
@@ -138,21 +220,36 @@ class RoomRunner:
             self._turn_task.cancel()
         self.poke()
 
+    @property
+    def waiting(self) -> bool:
+        """Whether stored events wait to be shown (the stage failed, or a restart left some)."""
+        return self._backlog or bool(self._unmarked)
+
     async def flush(self) -> None:
-        """Record what the room has queued, show it, and start any picture jobs among it."""
+        """Record what the room has queued, start its picture jobs, and show what waits, in order."""
         async with self._show_lock:
-            events = self.room.take_events()
-            for event in events:
-                if isinstance(event, ImageJob):
-                    self._start_image(event)
-            shown = [e for e in events if not isinstance(e, ImageJob)]
-            if self.journal is None:
-                await self._show([(None, e) for e in shown])
+            try:
+                stored = await self.journal.record(self.room)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._storage_failed(exc)
                 return
-            stored = await self.journal.record(self.room, shown)
+            for _, event in stored:
+                if isinstance(event, ImageJob):
+                    self._start_image(event)  # only now: its reply is recorded
+            if self._retry_at is not None and _now() < self._retry_at:
+                self._backlog = True  # the stage is resting after a failure; the retry shows these
+                return
+            if not await self._mark_unmarked():
+                return
             if self._backlog:
-                stored = await self.journal.unposted()  # older first, the new ones among them
-            await self._show(stored)
+                waiting = await self._read_backlog()
+                if waiting is None:
+                    return
+            else:
+                waiting = [(i, e, []) for i, e in stored if i is not None]
+            await self._show(waiting)
 
     def resume_backlog(self, jobs: Iterable[ImageJob] = ()) -> None:
         """After a restart: show what was stored but never shown, and redo unfinished pictures.
@@ -165,30 +262,124 @@ class RoomRunner:
         for job in jobs:
             self._start_image(job)
 
-    async def _show(self, stored: list[tuple[int | None, Event]]) -> None:
-        for batch in _batches(stored):
-            events = [event for _, event in batch]
-            try:
-                message_ids = await self._find_posted(events) or await self.stage.show(events)
-            except NotShown:
-                self._backlog = self.journal is not None
-                return
-            except Exception:  # a bug in a stage must not wedge the room on one event
-                log.exception("the stage failed to show %d events", len(events))
-                message_ids = None
-            if self.journal is not None:
-                await self.journal.posted([i for i, _ in batch if i is not None], list(message_ids or ()))
-        self._backlog = self._reconcile = False
+    # --- showing, in order, through failures --------------------------------------
 
-    async def _find_posted(self, events: list[Event]) -> list[int] | None:
+    async def _show(self, waiting: list[tuple[int, Event, list[int]]]) -> None:
+        for batch in _batches(waiting):
+            ids = [i for i, _, _ in batch]
+            events = [event for _, event, _ in batch]
+            done = list(batch[0][2])  # parts an earlier attempt posted
+            try:
+                done += await self._find_posted(events, done)
+                done += list(await self.stage.show(events, done=done) or ())
+            except NotShown as exc:
+                await self._not_shown(ids[0], done + exc.posted, exc)
+                return
+            except Exception as exc:  # a bug in a stage: retried like a failure, never dropped silently
+                log.exception("the stage failed to show %d events", len(events))
+                await self._not_shown(ids[0], done, NotShown(type(exc).__name__, retry=True))
+                return
+            if not await self._mark(ids, done):
+                return
+        self._backlog = self._reconcile = False
+        self._recovered()
+
+    async def _not_shown(self, first_id: int, posted: list[int], exc: NotShown) -> None:
+        self._backlog = True
+        if posted and not await self._store(self.journal.progress(first_id, posted)):
+            return
+        if exc.retry:
+            await self._retry_later(exc.reason)
+
+    async def _retry_later(self, reason: str) -> None:
+        """Back off (2, 4, 8 ... 60 s), and pause the room once the channel has failed for too long."""
+        now = _now()
+        self._failures += 1
+        self._retry_at = now + min(60.0, 2.0 ** self._failures)
+        if self._failing_since is None:
+            self._failing_since = now
+        log.warning("could not show room events (%s); trying again in %.0f s", reason, self._retry_at - now)
+        failing = now - self._failing_since
+        if failing >= self.patience and self.room.state == "running":
+            span = _duration(failing)
+            sentence = f"Discord has failed to take this room's messages for {span}"
+            self.room.pause(f"{sentence}; nothing is lost, and /seance resume carries on")
+            await self._tell(f"⚠️ {sentence}, so the room is paused. Nothing is lost: it is all posted once Discord takes it.")
+
+    def _recovered(self) -> None:
+        self._retry_at = self._failing_since = None
+        self._failures = 0
+
+    def _retry_in(self) -> float | None:
+        if self._retry_at is None:
+            return None
+        return max(0.0, self._retry_at - _now())
+
+    async def _mark(self, ids: list[int], message_ids: list[int]) -> bool:
+        if await self._store(self.journal.posted(ids, message_ids)):
+            return True
+        self._unmarked.append((ids, message_ids))  # shown: never show it again, note it when storage works
+        return False
+
+    async def _mark_unmarked(self) -> bool:
+        while self._unmarked:
+            ids, message_ids = self._unmarked[0]
+            if not await self._store(self.journal.posted(ids, message_ids)):
+                return False
+            self._unmarked.pop(0)
+        return True
+
+    async def _read_backlog(self) -> list[tuple[int, Event, list[int]]] | None:
+        try:
+            return await self.journal.unposted()  # older first, the new ones among them
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._storage_failed(exc)
+            return None
+
+    async def _find_posted(self, events: list[Event], done: list[int]) -> list[int]:
         finder = getattr(self.stage, "find_posted", None)
         if not self._reconcile or finder is None:
-            return None
+            return []
         try:
-            return await finder(events)
+            return list(await finder(events, done) or ())
         except Exception:
             log.exception("could not check whether %d events were already posted", len(events))
-            return None
+            return []
+
+    # --- storage failures ----------------------------------------------------
+
+    async def _store(self, writing: Awaitable[None]) -> bool:
+        """Run one journal write; a failure pauses the room and is told (see ``_storage_failed``)."""
+        try:
+            await writing
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._storage_failed(exc)
+            return False
+        return True
+
+    async def _storage_failed(self, exc: Exception) -> None:
+        """The room cannot be recorded: pause it (what it queued stays queued) and say so once."""
+        log.error("could not record the room: %s", exc, exc_info=exc)
+        self._backlog = True
+        if self.room.state != "running":
+            return
+        reason = storage_trouble(exc)
+        self.room.pause(f"{reason} /seance resume carries on once it works again")
+        await self._tell(f"⚠️ The room is paused: {reason} Nothing said so far is lost.")
+
+    async def _tell(self, sentence: str) -> None:
+        if self.on_problem is None:
+            return
+        try:
+            await self.on_problem(sentence)
+        except Exception:
+            log.exception("could not tell anyone that %s", sentence)
+
+    # --- turns and pictures ----------------------------------------------------
 
     async def _take(self, turn: Turn) -> None:
         model = turn.request.model
@@ -255,14 +446,31 @@ class RoomRunner:
         if self._image_tasks:
             await asyncio.wait(set(self._image_tasks), timeout=timeout)
 
-    async def _wait_for_change(self, timeout: float | None = None) -> None:
-        """Sleep until poked (or ``timeout`` passes); a stop always wakes us."""
+    # --- waiting ---------------------------------------------------------------
+
+    async def _rest(self, seconds: float) -> None:
+        """The pause between turns; a failing stage is retried meanwhile, as its backoff says."""
+        until = _now() + seconds
+        while self.room.state != "stopped":
+            retry = self._retry_in()
+            left = until - _now()
+            if retry is None or retry >= left:
+                await self._wait_for_change(left)
+                return
+            if await self._wait_for_change(retry):
+                return  # poked: something changed, look again at once
+            await self.flush()
+
+    async def _wait_for_change(self, timeout: float | None = None) -> bool:
+        """Sleep until poked (or ``timeout`` passes); a stop always wakes us. True if poked."""
         if self.room.state == "stopped":
-            return
+            return True
         if timeout is None or timeout > 0:
             waiting = self._sleep_until_poked(timeout)
             await (self.idle(waiting) if self.idle is not None else waiting)
+        poked = self._wake.is_set()
         self._wake.clear()
+        return poked
 
     async def _sleep_until_poked(self, timeout: float | None) -> None:
         # asyncio.timeout rather than wait_for: no helper task, so the wait stays in this task.
@@ -271,9 +479,38 @@ class RoomRunner:
                 await self._wake.wait()
 
 
-def _batches(stored: list[tuple[int | None, Event]]) -> list[list[tuple[int | None, Event]]]:
+def storage_trouble(exc: BaseException) -> str:
+    """What went wrong with the database, in one sentence for a moderator."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        why = "the database is locked by another program"
+    elif "full" in text:
+        why = "the disk is full"
+    elif "readonly" in text or "read-only" in text or "permission" in text:
+        why = "the database file cannot be written (read-only)"
+    else:
+        why = f"storage failed ({type(exc).__name__})"
+    return f"the room cannot be recorded: {why}."
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 90:
+        minutes = round(seconds / 60)
+        return f"{minutes} minute{'' if minutes == 1 else 's'}"
+    whole = round(seconds)
+    return f"{whole} second{'' if whole == 1 else 's'}"
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+Waiting = tuple[int, Event, list[int]]
+
+
+def _batches(stored: list[Waiting]) -> list[list[Waiting]]:
     """Runs of notices travel together (one message); every other event alone."""
-    batches: list[list[tuple[int | None, Event]]] = []
+    batches: list[list[Waiting]] = []
     for item in stored:
         if batches and isinstance(item[1], Notice) and isinstance(batches[-1][-1][1], Notice):
             batches[-1].append(item)

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     stream_replies: bool = False
     idle_pause_minutes: float = Field(30.0, ge=0)
     send_timeout: float = Field(30.0, gt=0, description="Longest one Discord send or edit may take.")
+    # Discord's unannounced limits, kept by design (0 switches one off).
+    webhook_requests_per_2s: int = Field(5, ge=0)
+    channel_messages_per_minute: int = Field(30, ge=0)
+    # How long a room's channel may keep failing (Discord 5xx, timeouts) before the room pauses.
+    channel_patience_minutes: float = Field(5.0, gt=0)
     default_models: str = "Gemini 3 Flash, DeepSeek R1"
     default_turns: int = Field(30, ge=1, le=1000)
 

@@ -20,10 +20,11 @@ import io
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import discord
 
 from bot.engine import Event, ImageMade, Notice, Reply, Room, Said, Turn
@@ -46,6 +47,8 @@ STREAM_EVERY = 1.5  # seconds between edits of a reply being written
 STREAM_MARK = " ▌"
 REMEMBERED_MESSAGES = 2000  # message ids kept for votes, per room
 RECONCILE_LOOKBACK = 50  # recent messages searched for a batch posted just before a crash
+MAX_WEBHOOKS = 30007  # the channel holds 15 webhooks already
+UNKNOWN_CHANNEL = 10003
 
 Blocked = Callable[[str], Awaitable[None]]
 
@@ -56,6 +59,23 @@ class StageBlocked(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class Unavailable(Exception):
+    """Discord failed in a way that passes by itself: 5xx, a timeout, a dropped
+    connection, a rate limit longer than the send timeout. The message waits."""
+
+
+@dataclass
+class _Message:
+    """One message a batch of events becomes, decided before anything is sent, so a
+    retry after a failure part-way knows exactly which parts are still to post."""
+
+    content: str
+    persona: Persona | None = None  # None: the bot's own small text (notices)
+    file: Callable[[], discord.File] | None = None
+    author: int | None = None  # the AI it speaks for, so reactions on it are votes
+    draft_of: int | None = None  # a reply's first part may replace that reply's streamed draft
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,7 @@ class DiscordStage:
         self.human_avatars: dict[str, str] = {}
         self._authored: OrderedDict[int, int] = OrderedDict()
         self._draft: _Draft | None = None
+        self._claimed: dict[int, _Draft] = {}  # drafts a reply took over, until its first part is out
         self._draft_lock = asyncio.Lock()
         self._blocked: str | None = None
         # Set after a restart: the newest message the journal knows; only newer ones can be unrecorded posts.
@@ -122,29 +143,38 @@ class DiscordStage:
 
     # --- the Stage protocol -------------------------------------------------
 
-    async def show(self, events: list[Event]) -> list[int]:
+    async def show(self, events: list[Event], done: Sequence[int] = ()) -> list[int]:
+        """Post the batch's messages that ``done`` does not cover yet, in order.
+
+        Each message's id is collected as it goes out (0 for one Discord rejected
+        for good, say as malformed, so that counts stay exact); a failure part-way
+        raises NotShown carrying the ids already posted, and the retry posts the rest.
+        """
         posted: list[int] = []
         try:
-            for item in _runs(events):
-                if isinstance(item, list):
-                    posted += await self._post_notices([n.text for n in item])
-                else:
-                    posted += await self._post_event(item)
+            for message in self._render(events)[len(done):]:
+                sent = await self._send(message)
+                posted.append(sent.id if sent is not None else 0)
+                if sent is not None and message.author is not None:
+                    self._remember(sent.id, message.author)
             self._blocked = None
         except StageBlocked as exc:
             await self._report(exc.reason)
-            raise NotShown(exc.reason) from exc
+            raise NotShown(exc.reason, posted=posted) from exc
+        except Unavailable as exc:
+            raise NotShown(str(exc), retry=True, posted=posted) from exc
         finally:
             await self._drop_unused_draft()
         return posted
 
-    async def find_posted(self, events: list[Event]) -> list[int] | None:
-        """The messages of ``events`` if they were posted before a crash cut the journal short.
+    async def find_posted(self, events: list[Event], done: Sequence[int] = ()) -> list[int] | None:
+        """The messages of ``events`` (past ``done``) if they were posted before a crash cut the journal short.
 
         Only one batch can be posted but unrecorded (the runner records each before
         the next), so after the first batch not found, none of the later ones is looked for.
+        A batch found in part is continued from there by ``show``.
         """
-        expected = self._expected(events)
+        expected = [(m.persona.name if m.persona else None, m.content) for m in self._render(events)][len(done):]
         if self._reconciled or not expected:
             return None
         recent = await self._recent_messages()
@@ -160,7 +190,7 @@ class DiscordStage:
         try:
             sending = self.channel.send(subtext_messages([text])[0], allowed_mentions=NO_MENTIONS)
             await asyncio.wait_for(sending, timeout or self.send_timeout)
-        except (discord.HTTPException, TimeoutError) as exc:
+        except (discord.HTTPException, TimeoutError, OSError, aiohttp.ClientError) as exc:
             log.info("could not post a notice in %s: %s", self.channel.id, exc or "it timed out")
             return False
         return True
@@ -170,7 +200,7 @@ class DiscordStage:
         if self.streams:
             self._draft = _Draft(turn.number)
         async with contextlib.AsyncExitStack() as stack:
-            with contextlib.suppress(discord.HTTPException, TimeoutError):
+            with contextlib.suppress(discord.HTTPException, TimeoutError, OSError, aiohttp.ClientError):
                 await asyncio.wait_for(stack.enter_async_context(self.channel.typing()), self.send_timeout)
             try:
                 yield
@@ -189,7 +219,7 @@ class DiscordStage:
             draft.shown_at = time.monotonic()
             try:
                 await self._show_draft(draft, self.persona_for(turn.number, turn.label))
-            except (discord.HTTPException, TimeoutError, StageBlocked) as exc:
+            except (StageBlocked, Unavailable) as exc:
                 log.info("could not show %s's draft: %s", turn.label, exc)
 
     async def close(self) -> None:
@@ -197,37 +227,33 @@ class DiscordStage:
         if self._draft is not None:
             self._draft.done = True
         await self._drop_unused_draft()
+        for number in list(self._claimed):
+            await self._delete_draft(self._claimed.pop(number))
 
-    # --- rendering ----------------------------------------------------------
+    # --- rendering: what a batch becomes -------------------------------------------
 
-    async def _post_event(self, event: Event) -> list[int]:
-        if isinstance(event, Reply):
-            return await self._post_reply(event)
-        if isinstance(event, ImageMade):
-            return await self._post_picture(event)
-        if isinstance(event, Said):
-            persona = Persona(persona_name(event.name), self.human_avatars.get(event.name))
-            messages = [await self._as_persona(persona, chunk) for chunk in split_message(event.text)]
-            return [m.id for m in messages if m is not None]
-        return []
+    def _render(self, events: list[Event]) -> list[_Message]:
+        messages: list[_Message] = []
+        for item in _runs(events):
+            if isinstance(item, list):
+                messages += [_Message(content) for content in subtext_messages([n.text for n in item])]
+            elif isinstance(item, Reply):
+                messages += self._render_reply(item)
+            elif isinstance(item, ImageMade):
+                messages.append(self._render_picture(item))
+            elif isinstance(item, Said):
+                persona = Persona(persona_name(item.name), self.human_avatars.get(item.name))
+                messages += [_Message(chunk, persona) for chunk in split_message(item.text)]
+        return messages
 
-    async def _post_reply(self, event: Reply) -> list[int]:
+    def _render_reply(self, event: Reply) -> list[_Message]:
         persona = self.persona_for(event.number, event.label)
-        chunks = split_message(event.text)
-        draft = await self._claim_draft(event.number)
-        posted: list[int] = []
-        for index, chunk in enumerate(chunks):
-            message = None
-            if index == 0 and draft is not None:
-                message = await self._finish_draft(draft, chunk)
-            if message is None:
-                message = await self._as_persona(persona, chunk)
-            if message is not None:
-                self._remember(message.id, event.number)
-                posted.append(message.id)
-        return posted + await self._post_reasoning(persona, event)
+        messages = [_Message(chunk, persona, author=event.number) for chunk in split_message(event.text)]
+        if messages:
+            messages[0].draft_of = event.number
+        return messages + self._render_reasoning(persona, event)
 
-    async def _post_reasoning(self, persona: Persona, event: Reply) -> list[int]:
+    def _render_reasoning(self, persona: Persona, event: Reply) -> list[_Message]:
         """The model's thinking under its reply, when SHOW_REASONING asks for it:
         behind spoiler bars, or as a text file that nobody has to scroll past."""
         if self.reasoning == "off" or not event.reasoning:
@@ -238,31 +264,17 @@ class DiscordStage:
             def thinking() -> discord.File:
                 return discord.File(io.BytesIO(data), filename=f"ai{event.number}-thinking.txt")
 
-            sent = [await self._as_persona(persona, "-# 🧠 thinking", thinking)]
-        else:
-            sent = [await self._as_persona(persona, chunk) for chunk in spoiler_messages(event.reasoning)]
-        return [message.id for message in sent if message is not None]
+            return [_Message("-# 🧠 thinking", persona, thinking)]
+        return [_Message(chunk, persona) for chunk in spoiler_messages(event.reasoning)]
 
-    async def _post_picture(self, event: ImageMade) -> list[int]:
+    def _render_picture(self, event: ImageMade) -> _Message:
         persona = self.persona_for(event.number, event.label)
         name = f"ai{event.number}-picture.{event.picture.extension}"
 
         def picture() -> discord.File:
             return discord.File(io.BytesIO(event.picture.data), filename=name, description=clip(event.prompt, 1000))
 
-        message = await self._as_persona(persona, clip(event.caption), picture)
-        if message is None:
-            return []
-        self._remember(message.id, event.number)
-        return [message.id]
-
-    async def _post_notices(self, texts: list[str]) -> list[int]:
-        posted: list[int] = []
-        for content in subtext_messages(texts):
-            message = await self._guarded(self.channel.send(content, allowed_mentions=NO_MENTIONS), "a notice")
-            if message is not None:
-                posted.append(message.id)
-        return posted
+        return _Message(clip(event.caption), persona, picture, author=event.number)
 
     def persona_for(self, number: int, label: str) -> Persona:
         participant = self.room.participants.get(number)
@@ -276,6 +288,19 @@ class DiscordStage:
 
     # --- sending ------------------------------------------------------------
 
+    async def _send(self, message: _Message) -> discord.Message | None:
+        if message.persona is None:
+            await self.webhooks.pace(self.home.id, self.channel.id, webhook=False)
+            return await self._guarded(self.channel.send(message.content, allowed_mentions=NO_MENTIONS), "a notice")
+        if message.draft_of is not None:
+            draft = await self._claim_draft(message.draft_of)
+            if draft is not None:
+                finished = await self._finish_draft(draft, message.content)
+                self._claimed.pop(message.draft_of, None)
+                if finished is not None:
+                    return finished
+        return await self._as_persona(message.persona, message.content, message.file)
+
     async def _as_persona(
         self, persona: Persona, content: str, file: Callable[[], discord.File] | None = None
     ) -> discord.WebhookMessage | None:
@@ -283,6 +308,7 @@ class DiscordStage:
         for attempt in (1, 2):
             hook = await self._webhook()
             options = self._persona_options(persona) | ({"file": file()} if file is not None else {})
+            await self.webhooks.pace(self.home.id, self.channel.id)
             try:
                 return await self._guarded(hook.send(content, **options), f"{persona.name}'s message", retry=True)
             except discord.NotFound as exc:
@@ -297,11 +323,25 @@ class DiscordStage:
             return await self.webhooks.get(self.home)
         except discord.Forbidden as exc:
             raise StageBlocked(self._missing("Manage Webhooks", exc)) from exc
+        except discord.HTTPException as exc:
+            if exc.code == MAX_WEBHOOKS:
+                where = getattr(self.home, "mention", "this channel")
+                raise StageBlocked(
+                    f"{where} already has the 15 webhooks Discord allows, so the AIs cannot speak there; "
+                    "delete one in the channel's settings (Integrations -> Webhooks)."
+                ) from exc
+            raise Unavailable(f"Discord could not give me the channel's webhook ({_status(exc)})") from exc
+        except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+            raise Unavailable(f"Discord did not answer about the channel's webhook ({_status(exc)})") from exc
 
     async def _guarded(self, sending: Awaitable[Any], what: str, retry: bool = False) -> Any:
-        """Bound a send in time; a refusal for permissions blocks the stage, other failures lose one message.
+        """Bound a send in time and sort its failures.
 
-        With ``retry``, an unknown webhook (deleted by someone) is raised for the caller to replace.
+        A refusal for permissions blocks the stage (a moderator must act); a server
+        error, a timeout, a dropped connection or a long rate limit is ``Unavailable``
+        (the message waits and is retried); a request Discord rejects as such (400) is
+        logged and skipped, since sending it again cannot succeed. With ``retry``, an
+        unknown webhook (deleted by someone) is raised for the caller to replace.
         """
         try:
             return await asyncio.wait_for(sending, self.send_timeout)
@@ -311,9 +351,15 @@ class DiscordStage:
         except discord.NotFound as exc:
             if retry and exc.code == UNKNOWN_WEBHOOK:
                 raise
+            if exc.code == UNKNOWN_CHANNEL:
+                raise StageBlocked("The room's channel is gone or out of my reach.") from exc
             log.warning("could not post %s: %s", what, exc)
-        except (discord.HTTPException, TimeoutError) as exc:
-            log.warning("could not post %s: %s", what, exc or "it timed out")
+        except discord.HTTPException as exc:
+            if exc.status >= 500 or exc.status == 429:
+                raise Unavailable(f"Discord failed to take {what} ({_status(exc)})") from exc
+            log.warning("Discord rejected %s for good, so it is skipped: %s", what, exc)
+        except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+            raise Unavailable(f"Discord did not take {what} ({_status(exc)})") from exc
         return None
 
     def _missing(self, permission: str, exc: discord.Forbidden) -> str:
@@ -332,30 +378,13 @@ class DiscordStage:
 
     # --- reconciling after a restart ------------------------------------------
 
-    def _expected(self, events: list[Event]) -> list[tuple[str | None, str]]:
-        """What showing ``events`` posts: (persona name, or None for the bot's own text; content)."""
-        notices = [e.text for e in events if isinstance(e, Notice)]
-        if events and len(notices) == len(events):
-            return [(None, content) for content in subtext_messages(notices)]
-        if len(events) != 1:
-            return []
-        event = events[0]
-        if isinstance(event, Reply):
-            name = self.persona_for(event.number, event.label).name
-            return [(name, chunk) for chunk in split_message(event.text)]
-        if isinstance(event, ImageMade):
-            return [(self.persona_for(event.number, event.label).name, clip(event.caption))]
-        if isinstance(event, Said):
-            return [(persona_name(event.name), chunk) for chunk in split_message(event.text)]
-        return []
-
     async def _recent_messages(self) -> list[discord.Message]:
         """The channel's latest messages, oldest first, newer than what the journal knows."""
         if self._recent is None:
             fetching = self._fetch_history()
             try:
                 newest_first = await asyncio.wait_for(fetching, self.send_timeout)
-            except (discord.HTTPException, TimeoutError) as exc:
+            except (discord.HTTPException, TimeoutError, OSError, aiohttp.ClientError) as exc:
                 log.warning("could not read %s's history to avoid double posts: %s", self.channel.id, exc)
                 newest_first = []
             after = self.reconcile_after or 0
@@ -375,20 +404,26 @@ class DiscordStage:
         content = clip(draft.text.strip(), MESSAGE_LIMIT - len(STREAM_MARK)) + STREAM_MARK
         if draft.message is None:
             draft.hook = await self._webhook()
+            await self.webhooks.pace(self.home.id, self.channel.id)
             draft.message = await self._guarded(
                 draft.hook.send(content, **self._persona_options(persona)), "a draft"
             )
         elif draft.hook is not None:
+            await self.webhooks.pace(self.home.id, self.channel.id, message=False)
             await self._guarded(
                 draft.hook.edit_message(draft.message.id, content=content, **self._edit_options()), "a draft"
             )
 
     async def _claim_draft(self, number: int) -> _Draft | None:
+        """The streamed draft of reply ``number``, which its first part replaces (kept until that succeeds)."""
         async with self._draft_lock:
+            if number in self._claimed:
+                return self._claimed[number]
             draft = self._draft
             if draft is None or draft.number != number or draft.message is None:
                 return None
             self._draft = None
+            self._claimed[number] = draft
             return draft
 
     async def _finish_draft(self, draft: _Draft, content: str) -> discord.WebhookMessage | None:
@@ -398,6 +433,7 @@ class DiscordStage:
         wait = STREAM_EVERY - (time.monotonic() - draft.shown_at)
         if wait > 0:
             await asyncio.sleep(wait)
+        await self.webhooks.pace(self.home.id, self.channel.id, message=False)
         return await self._guarded(
             draft.hook.edit_message(draft.message.id, content=content, **self._edit_options()), "a reply"
         )
@@ -409,7 +445,11 @@ class DiscordStage:
             return
         async with self._draft_lock:
             self._draft = None
-            if draft.message is not None and draft.hook is not None:
+            await self._delete_draft(draft)
+
+    async def _delete_draft(self, draft: _Draft) -> None:
+        if draft.message is not None and draft.hook is not None:
+            with contextlib.suppress(StageBlocked, Unavailable):
                 await self._guarded(draft.hook.delete_message(draft.message.id, **self._thread_option()), "a draft")
 
     def _persona_options(self, persona: Persona) -> dict[str, Any]:
@@ -423,6 +463,14 @@ class DiscordStage:
 
     def _thread_option(self) -> dict[str, Any]:
         return {"thread": self.thread} if self.thread is not None else {}
+
+
+def _status(exc: BaseException) -> str:
+    if isinstance(exc, discord.HTTPException):
+        return f"HTTP {exc.status}"
+    if isinstance(exc, TimeoutError):
+        return "it timed out"
+    return type(exc).__name__
 
 
 def _find_run(recent: list[discord.Message], expected: list[tuple[str | None, str]], me: int | None) -> list[int]:

@@ -27,7 +27,7 @@ from typing import Any
 import aiosqlite
 
 from bot.engine import Catalog, Event, ImageMade, Notice, Picture, Reply, Room, Said, Scenario, StateChanged
-from bot.engine.context import Usage
+from bot.engine.context import Entry, Usage
 from bot.engine.snapshot import (
     entry_from_dict,
     entry_to_dict,
@@ -244,6 +244,37 @@ class RoomRecord:
 
 
 @dataclass(frozen=True)
+class RoomSave:
+    """A room as it is at one instant: what one save writes.
+
+    Taken without awaiting (``capture``), so the history, the snapshot and the
+    events it holds always agree, whatever other tasks do to the room while the
+    write is in flight; what they change goes into the next save.
+    """
+
+    state: str
+    snapshot: str
+    first_seq: int  # the history index of entries[0]: everything before it is stored already
+    entries: list[Entry]
+    events: list[Event]
+
+    @property
+    def history_len(self) -> int:
+        return self.first_seq + len(self.entries)
+
+
+def capture(room: Room, saved: int, events: Iterable[Event] = ()) -> RoomSave:
+    """The room now, with the history entries from ``saved`` on and the ``events`` to record."""
+    return RoomSave(
+        room.state,
+        json.dumps(room_state(room)),
+        saved,
+        [entry for _, entry in room.history_since(saved)],
+        [event for event in events if type(event).__name__ in EVENT_TYPES],
+    )
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     id: int
     room_id: int
@@ -314,43 +345,54 @@ class Store:
         thread_id: int | None = None,
         options: dict[str, Any] | None = None,
     ) -> int:
+        save = capture(room, 0)  # before any await: the room as it is now, whole
         async with self._transaction():
             now = time.time()
             cursor = await self.db.execute(
                 "INSERT INTO rooms (origin, guild_id, channel_id, thread_id, scenario, settings, options, state,"
-                " snapshot, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " snapshot, history_len, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     origin, guild_id, channel_id, thread_id, room.scenario.name,
-                    json.dumps(settings_to_dict(room.settings)), json.dumps(options or {}), room.state,
-                    json.dumps(room_state(room)), now, now,
+                    json.dumps(settings_to_dict(room.settings)), json.dumps(options or {}), save.state,
+                    save.snapshot, save.history_len, now, now,
                 ),
             )
             room_id = cursor.lastrowid
-            stored = await self._save_history(room_id, room, 0)
-        room.stored_upto = stored  # from here on the room may forget what it no longer needs
+            await self._save_entries(room_id, 0, save.entries)
+        room.stored_upto = save.history_len  # from here on the room may forget what it no longer needs
         return room_id
 
     async def save(self, room_id: int, room: Room, events: Iterable[Event] = ()) -> list[tuple[int, Event]]:
         """Store the room's new history, its state and ``events`` in one transaction.
 
+        For callers that hold the room alone (a restore, a retirement); a running
+        room is saved through its ``Journal``, which captures it without awaiting.
         Returns (id, event) for each event to be shown; picture jobs are not
         events to show, and the room's state already remembers them.
         """
+        saved = await self.history_len(room_id)
+        save = capture(room, saved, events)
+        stored = list(zip(await self.write(room_id, save), save.events))
+        room.stored_upto = max(room.stored_upto or 0, save.history_len)
+        return stored
+
+    async def history_len(self, room_id: int) -> int:
+        async with self.db.execute("SELECT history_len FROM rooms WHERE id = ?", (room_id,)) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            raise StorageError(f"room {room_id} is not in the database")
+        return row[0]
+
+    async def write(self, room_id: int, save: RoomSave) -> list[int]:
+        """Write one captured save in one transaction; returns the ids of its events, in order."""
         async with self._transaction():
-            async with self.db.execute("SELECT history_len FROM rooms WHERE id = ?", (room_id,)) as cursor:
-                row = await cursor.fetchone()
-            if row is None:
-                raise StorageError(f"room {room_id} is not in the database")
-            length = await self._save_history(room_id, room, row[0])
-            stored = [
-                (await self._add_event(room_id, event), event) for event in events if type(event).__name__ in EVENT_TYPES
-            ]
+            await self._save_entries(room_id, save.first_seq, save.entries)
+            ids = [await self._add_event(room_id, event) for event in save.events]
             await self.db.execute(
                 "UPDATE rooms SET state = ?, snapshot = ?, history_len = ?, updated_at = ? WHERE id = ?",
-                (room.state, json.dumps(room_state(room)), length, time.time(), room_id),
+                (save.state, save.snapshot, save.history_len, time.time(), room_id),
             )
-        room.stored_upto = max(room.stored_upto or 0, length)
-        return stored
+            return ids
 
     async def set_options(self, room_id: int, options: dict[str, Any]) -> None:
         async with self._transaction():
@@ -469,6 +511,15 @@ class Store:
             if message_ids:
                 await self._remember_authors(ids, message_ids)
 
+    async def progress(self, event_id: int, message_ids: Iterable[int]) -> None:
+        """Some of an event's messages are out (a split reply cut short by Discord): remember
+        them, so that showing it again posts only the rest."""
+        async with self._transaction():
+            await self.db.execute(
+                "UPDATE events SET message_ids = ? WHERE id = ? AND posted_at IS NULL",
+                (json.dumps(list(message_ids)), event_id),
+            )
+
     async def last_message_id(self, room_id: int) -> int | None:
         """The newest Discord message recorded for the room: anything older was posted and marked."""
         async with self.db.execute(
@@ -560,11 +611,9 @@ class Store:
                 "INSERT OR REPLACE INTO messages (message_id, room_id, ai_number) VALUES (?, ?, ?)", authored
             )
 
-    async def _save_history(self, room_id: int, room: Room, saved: int) -> int:
-        """Store entries from ``saved`` on; returns the history length now stored."""
+    async def _save_entries(self, room_id: int, first_seq: int, entries: list[Entry]) -> None:
         rows = []
-        new = room.history_since(saved)  # taken at once: entries appended while we write wait for the next save
-        for seq, entry in new:
+        for seq, entry in enumerate(entries, start=first_seq):
             key = await self._write_picture(room_id, entry.picture) if entry.picture else None
             rows.append((room_id, seq, json.dumps(entry_to_dict(entry, key))))
         if rows:
@@ -716,17 +765,42 @@ async def migrate(db: aiosqlite.Connection) -> int:
 
 
 class Journal:
-    """One room's storage as its runner sees it (``bot.runner.Journal``)."""
+    """One room's storage as its runner sees it (``bot.runner.Journal``).
+
+    The room knows how much of its history is stored (``Room.stored_upto``), so
+    a save is captured from it in one step, with no await between taking the
+    events and reading the state they belong to.
+    """
 
     def __init__(self, store: Store, room_id: int):
         self.store = store
         self.room_id = room_id
 
-    async def record(self, room: Room, events: list[Event]) -> list[tuple[int, Event]]:
-        return await self.store.save(self.room_id, room, events)
+    async def record(self, room: Room) -> list[tuple[int | None, Event]]:
+        """Take the room's queued events and store them with the room as it is now.
+
+        Returns every event taken, in order, with its stored id (None for picture
+        jobs, which the room's state remembers). If the write fails, the events go
+        back to the room, so the next record stores them.
+        """
+        if room.stored_upto is None:
+            room.stored_upto = await self.store.history_len(self.room_id)
+        events = room.take_events()
+        save = capture(room, room.stored_upto, events)
+        try:
+            ids = iter(await self.store.write(self.room_id, save))
+        except BaseException:
+            room.put_back(events)
+            raise
+        room.stored_upto = save.history_len  # the room may now forget what is stored
+        stored = {id(event) for event in save.events}
+        return [(next(ids) if id(event) in stored else None, event) for event in events]
 
     async def posted(self, event_ids: list[int], message_ids: list[int]) -> None:
         await self.store.mark_posted(event_ids, message_ids)
 
-    async def unposted(self) -> list[tuple[int, Event]]:
-        return [(stored.id, stored.event) for stored in await self.store.unposted(self.room_id)]
+    async def progress(self, event_id: int, message_ids: list[int]) -> None:
+        await self.store.progress(event_id, message_ids)
+
+    async def unposted(self) -> list[tuple[int, Event, list[int]]]:
+        return [(s.id, s.event, s.message_ids) for s in await self.store.unposted(self.room_id)]

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import discord
@@ -38,13 +39,70 @@ class WebhookStore(Protocol):
     async def forget_webhook(self, channel_id: int) -> None: ...
 
 
+class Window:
+    """At most ``limit`` requests in any ``per`` seconds for each key: a limit Discord
+    enforces without announcing it in headers, so it is kept here by design rather
+    than learnt from 429s. ``limit`` 0 switches it off."""
+
+    def __init__(self, limit: int, per: float):
+        self.limit = limit
+        self.per = per
+        self._sent: dict[int, deque[float]] = {}
+        self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.waited = 0  # how many requests had to wait, for benchmarks
+
+    async def take(self, key: int, wait: Callable[[float], Awaitable[None]]) -> None:
+        """Wait until one more request fits under the limit for ``key``, and count it."""
+        if self.limit <= 0:
+            return
+        async with self._locks[key]:
+            loop = asyncio.get_running_loop()
+            sent = self._sent.setdefault(key, deque())
+            while True:
+                now = loop.time()
+                while sent and now - sent[0] >= self.per:
+                    sent.popleft()
+                if len(sent) < self.limit:
+                    break
+                self.waited += 1
+                await wait(sent[0] + self.per - now)
+            sent.append(now)
+
+
 class WebhookPool:
-    def __init__(self, client: discord.Client, timeout: float = 30.0, store: WebhookStore | None = None):
+    def __init__(
+        self,
+        client: discord.Client,
+        timeout: float = 30.0,
+        store: WebhookStore | None = None,
+        *,
+        webhook_requests_per_2s: int = 5,
+        channel_messages_per_minute: int = 30,
+    ):
         self.client = client
         self.timeout = timeout
         self.store = store  # set by the bot once its database is open
         self._hooks: dict[int, discord.Webhook] = {}
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Rooms in threads post through their parent's webhook, so they share its budget.
+        self.per_webhook = Window(webhook_requests_per_2s, 2.0)
+        self.per_channel = Window(channel_messages_per_minute, 60.0)
+
+    async def pace(self, home_id: int, channel_id: int, *, webhook: bool = True, message: bool = True) -> None:
+        """Wait for room under Discord's per-webhook and per-channel limits before a request.
+
+        ``webhook``: it goes through the webhook of ``home_id`` (the channel, or a
+        thread's parent); ``message``: it makes a new message in ``channel_id``.
+        """
+        if webhook:
+            await self.per_webhook.take(home_id, self._sleep)
+        if message:
+            await self.per_channel.take(channel_id, self._sleep)
+
+    async def _sleep(self, seconds: float) -> None:
+        # A host that accounts for deliberate waits (the tests' simulated clock) wraps them.
+        wrap = getattr(self.client, "room_wait", None)
+        await (wrap(asyncio.sleep(seconds)) if wrap is not None else asyncio.sleep(seconds))
 
     async def get(self, channel: Postable) -> discord.Webhook:
         """The bot's webhook in ``channel``; raises discord.Forbidden without Manage Webhooks."""

@@ -143,9 +143,18 @@ class Coordinator(commands.Cog):
             stream=self.bot.settings.stream_replies,
             reasoning=self.bot.settings.show_reasoning,
         )
-        runner = RoomRunner(room, self.bot.pool.get, self.bot.images, stage, options.delay, idle=self.bot.room_wait)
+        runner = RoomRunner(
+            room,
+            self.bot.pool.get,
+            self.bot.images,
+            stage,
+            options.delay,
+            idle=self.bot.room_wait,
+            patience=self.bot.settings.channel_patience_minutes * 60,
+        )
         session = Session(channel, room, runner, stage, moderator, options.open_floor)
         stage.on_blocked = lambda reason: self._blocked(session, reason)
+        runner.on_problem = lambda sentence: self._tell(session, sentence)
         self.sessions[channel.id] = session
         return session
 
@@ -179,6 +188,16 @@ class Coordinator(commands.Cog):
         """Forget a session: its room ended, or its start failed half-way."""
         if self.sessions.get(session.channel.id) is session:
             del self.sessions[session.channel.id]
+
+    async def abandon(self, session: Session) -> None:
+        """A start that failed half-way: forget the session and the stored room, so no
+        restart brings back a room that never began."""
+        self.discard(session)
+        if self.store is not None and session.room_id is not None:
+            try:
+                await self.store.delete_room(session.room_id)
+            except Exception:
+                log.exception("could not forget room %s, whose start failed", session.room_id)
 
     async def after_change(self, session: Session, wake: bool = False) -> None:
         """Show what a moderator's action queued now, rather than after the turn in progress.
@@ -224,11 +243,15 @@ class Coordinator(commands.Cog):
             return
         session.room.pause(f"{reason} Fix it, then use /seance resume.")
         session.runner.poke()
-        await session.stage.say(f"⚠️ {reason} The room is paused until a moderator runs /seance resume.")
+        await self._tell(session, f"⚠️ {reason} The room is paused until a moderator runs /seance resume.")
+
+    async def _tell(self, session: Session, sentence: str) -> None:
+        """Say ``sentence`` in the channel now (outside the record), and to the room's moderator in a DM."""
+        await session.stage.say(sentence)
         if session.moderator is None:
             return
-        text = f"Your Séance room in {session.channel.mention} is paused. {reason} Fix it, then use `/seance resume` there."
-        with contextlib.suppress(discord.HTTPException, TimeoutError):
+        text = f"Your Séance room in {session.channel.mention}: {sentence}"
+        with contextlib.suppress(discord.HTTPException, TimeoutError, OSError):
             await asyncio.wait_for(
                 session.moderator.send(text, allowed_mentions=NO_MENTIONS), self.bot.settings.send_timeout
             )

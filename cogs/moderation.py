@@ -148,7 +148,7 @@ class Moderation(commands.Cog):
             await interaction.followup.send(_announcement(session, options))
         except Exception:
             if session is not None:
-                self.coordinator.discard(session)
+                await self.coordinator.abandon(session)
             raise
         self.coordinator.launch(session)
 

@@ -47,6 +47,10 @@ def settings(fake_llm: FakeLLMServer, request: pytest.FixtureRequest, tmp_path: 
         "max_attempts": 1,
         "image_provider": "offline",
         "database_path": tmp_path / "seance.sqlite3",
+        # Pacing waits on simcord's clock, which only moves when a test says so: off,
+        # except in the tests about pacing (tests/cogs/test_failures.py).
+        "webhook_requests_per_2s": 0,
+        "channel_messages_per_minute": 0,
     }
     return Settings(_env_file=None, **(values | overrides))
 

@@ -57,7 +57,9 @@ class Recorder:
         self.refuse = refuse
         self.crash_after = crash_after
 
-    async def show(self, events: list[Event]) -> list[int]:
+    async def show(self, events: list[Event], done=()) -> list[int]:
+        if done:  # this stage posts one message per batch: it is out already
+            return []
         if self.refuse and any(isinstance(e, Reply) for e in events):
             self.refuse -= 1
             raise NotShown
@@ -174,10 +176,10 @@ async def test_restart_asks_the_stage_what_was_already_posted(tmp_path):
     journal = Journal(store, room_id)
     turn = room.next_turn()
     room.complete_turn(turn, "posted just before the crash")
-    await journal.record(room, room.take_events())  # stored, posted, but never marked
+    await journal.record(room)  # stored, posted, but never marked
 
     class Finder(Recorder):
-        async def find_posted(self, events):
+        async def find_posted(self, events, done=()):
             return [777] if isinstance(events[0], Reply) and events[0].text == "posted just before the crash" else None
 
     stage = Finder()

@@ -205,6 +205,10 @@ class Room:
         out, self._outbox = self._outbox, []
         return out
 
+    def put_back(self, events: list[ev.Event]) -> None:
+        """Events taken but not stored (storage failed): they go first in the next take."""
+        self._outbox[:0] = events
+
     @property
     def present(self) -> list[Participant]:
         return [p for p in self.participants.values() if p.present]
@@ -462,6 +466,9 @@ class Room:
         participant = self.participants[turn.number]
         self._count_turn(participant, usage)
         self._refusals.pop(participant.number, None)
+        if not participant.present:  # removed while writing: its words and commands go nowhere
+            self._check_budget()
+            return
         text = clean_reply(raw_text, participant.number, tuple(self.humans))
         if not text:
             self._notice(ev.turn_failed(participant.label, "its reply was empty"))
@@ -470,7 +477,7 @@ class Room:
         commands = parse_commands(text)
         outcomes = [self._apply(participant, i, cmd) for i, cmd in enumerate(commands)]
         shown = visible_text(text, commands)
-        if participant.present and shown:
+        if shown:
             self.history.append(
                 Entry(
                     "reply",
@@ -483,7 +490,7 @@ class Room:
             self._outbox.append(
                 ev.Reply(participant.number, participant.label, participant.model.name, shown, reasoning.strip(), usage)
             )
-        elif participant.present:
+        else:
             self.history.append(Entry("reply", "", speaker=participant.number, name=participant.label, own_text=text))
         if outcomes:
             lines = "\n".join(f"- {cmd.raw.strip()[:120]}: {outcome}" for cmd, outcome in zip(commands, outcomes))

@@ -39,9 +39,8 @@ async def stored_reply(world: World, text: str) -> Reply:
     room = session.room
     turn = room.next_turn()
     room.complete_turn(turn, text)
-    events = room.take_events()
-    await Journal(world.bot.store, session.room_id).record(room, events)
-    return next(e for e in events if isinstance(e, Reply))
+    stored = await Journal(world.bot.store, session.room_id).record(room)
+    return next(e for _, e in stored if isinstance(e, Reply))
 
 
 async def test_a_started_room_is_stored_with_its_channel_and_options(world: World) -> None:

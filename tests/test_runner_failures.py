@@ -1,0 +1,216 @@
+"""The runner under partial failure: changes racing saves, a stage that fails part-way,
+storage that refuses writes. Nothing lost, nothing doubled, nothing silent."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+
+from bot import data
+from bot.engine import Event, Notice, Reply, Room, RoomSettings
+from bot.engine.snapshot import entry_to_dict, room_state
+from bot.runner import NotShown, RoomRunner
+from bot.storage import Journal, Store
+from tests.test_runner import Recorder, Scripted, SlowImages
+
+
+def room_of(ais: int = 3, turns: int = 30) -> Room:
+    room = Room(data.catalog(), data.scenarios()["open-room"], RoomSettings(max_turns=turns), topic="lanterns")
+    for name in ("Gemini 3 Flash", "DeepSeek R1", "Claude Haiku 4.5")[:ais]:
+        room.add(name)
+    return room
+
+
+def same_room(live: Room, restored: Room) -> None:
+    assert room_state(restored) == room_state(live)
+    assert [entry_to_dict(e) for e in restored.history] == [entry_to_dict(e) for e in live.history]
+    assert [e.picture.data if e.picture else None for e in restored.history] == [
+        e.picture.data if e.picture else None for e in live.history
+    ]
+
+
+async def test_changes_made_while_saves_are_in_flight_are_all_stored(tmp_path):
+    """Every kind of change lands in the room while turns, pictures and saves run: the
+    stored room, restored, equals the live one (the save captures one instant)."""
+    store = await Store.open(tmp_path / "db.sqlite3")
+    room = room_of(turns=24)
+    room_id = await store.create_room(room, "discord")
+    replies = [f'!image "a lantern number {i}"\nturn {i} speaks' if i % 3 == 0 else f"turn {i}" for i in range(40)]
+    runner = RoomRunner(room, lambda m: Scripted(*replies), SlowImages(0.002), Recorder(), journal=Journal(store, room_id))
+    rng = random.Random(11)
+
+    async def meddle() -> None:
+        step = 0
+        while room.state != "stopped":
+            step += 1
+            choice = rng.randrange(7)
+            present = [p.number for p in room.present]
+            if choice == 0:
+                room.inject("Vera", f"open floor {step}", echo=False)
+            elif choice == 1:
+                room.inject("Morgan", f"said {step}")
+            elif choice == 2:
+                room.vote(f"voter-{rng.randrange(5)}", rng.choice(present))
+            elif choice == 3 and len(present) > 2:
+                room.remove(rng.choice(present), by="Morgan")
+            elif choice == 4 and len(present) < 5:
+                room.add("GPT 5.2", by="Morgan")
+            elif choice == 5:
+                room.set_temperature(rng.choice(present), round(rng.uniform(0, 1), 2), by="Morgan")
+            else:
+                await runner.flush()  # a moderator's command shows what it changed at once
+            await asyncio.sleep(0)
+
+    await asyncio.gather(runner.run(), meddle())
+    await runner.flush()
+    assert room.state == "stopped" and room.turns_taken == 24
+    assert any(e.picture for e in room.history)
+    restored = await store.load_room(room_id, data.catalog(), data.scenarios())
+    same_room(room, restored)
+    assert await store.unposted(room_id) == []
+    await store.close()
+
+
+async def test_an_ai_removed_while_it_writes_says_nothing_and_its_commands_do_nothing():
+    room = room_of(ais=3)
+    turn = room.next_turn()
+    room.remove(turn.number, by="Morgan")
+    room.take_events()
+    room.complete_turn(turn, '!image "a quiet harbour at night"\n!add_ai "GPT 5.2" "join us"\nHello all')
+    assert room.take_events() == []
+    assert room.pending_images == 0
+    assert len(room.participants) == 3 and not any(e.text.endswith("Hello all") for e in room.history)
+    assert room.turns_taken == 1  # the tokens it spent still count
+
+
+class Flaky(Recorder):
+    """A stage whose messages are the events' texts, one per event; it fails as scripted.
+
+    ``fail`` maps an attempt number (1 = the first show call) to the count of
+    messages posted before that attempt fails (transiently)."""
+
+    def __init__(self, fail: dict[int, int]):
+        super().__init__()
+        self.fail = fail
+        self.attempts = 0
+        self.messages: list[str] = []
+        self.next_id = 5000
+
+    async def show(self, events: list[Event], done=()) -> list[int]:
+        self.attempts += 1
+        posted: list[int] = []
+        texts = [getattr(e, "text", "") for e in events][len(done):]
+        for index, text in enumerate(texts):
+            if self.fail.get(self.attempts) == index:
+                raise NotShown("HTTP 503", retry=True, posted=posted)
+            self.next_id += 1
+            self.messages.append(text)
+            posted.append(self.next_id)
+        return posted
+
+
+async def test_a_failing_stage_loses_nothing_doubles_nothing_and_keeps_order(tmp_path):
+    store = await Store.open(tmp_path / "db.sqlite3")
+    room = room_of(ais=2, turns=6)
+    room_id = await store.create_room(room, "discord")
+    stage = Flaky({2: 0, 3: 0, 5: 0})  # the 2nd, 3rd and 5th attempts fail before posting anything
+    provider = Scripted(*[f"reply {n}" for n in range(6)])
+    runner = RoomRunner(room, lambda m: provider, SlowImages(), stage, delay=0.01, journal=Journal(store, room_id))
+    runner._retry_later = fast_retry(runner)
+    await asyncio.wait_for(runner.run(), 60)
+    stored = await store.events(room_id)
+    assert stage.attempts > len(stage.messages) // 4  # it did fail, and was retried
+    assert stage.messages == [getattr(s.event, "text", "") for s in stored]  # each once, in order
+    assert all(s.posted_at is not None for s in stored)
+    await store.close()
+
+
+async def test_a_split_batch_cut_part_way_posts_only_the_rest(tmp_path):
+    """A run of notices (one batch, several messages) fails after two messages: the retry
+    posts the others, and the journal knew the first two were out."""
+    store = await Store.open(tmp_path / "db.sqlite3")
+    room = room_of(ais=2, turns=1)
+    room_id = await store.create_room(room, "discord")
+    for i in range(5):
+        room.announce(f"notice {i}")
+    stage = Flaky({1: 2})
+    runner = RoomRunner(room, lambda m: Scripted(), SlowImages(), stage, delay=0, journal=Journal(store, room_id))
+    runner._retry_later = fast_retry(runner)
+    await runner.flush()
+    assert stage.messages == ["notice 0", "notice 1"]
+    [first, *_] = await store.unposted(room_id)
+    assert len(first.message_ids) == 2  # the parts that went out are journaled
+    await asyncio.wait_for(runner.run(), 30)
+    notices = [m for m in stage.messages if m.startswith("notice")]
+    assert notices == [f"notice {i}" for i in range(5)]
+    assert await store.unposted(room_id) == []
+    await store.close()
+
+
+def fast_retry(runner: RoomRunner):
+    """The runner's backoff, shortened a hundredfold for a test that runs on the real clock."""
+    slow = runner._retry_later
+
+    async def retry_later(reason: str) -> None:
+        await slow(reason)
+        now = asyncio.get_running_loop().time()
+        runner._retry_at = now + (runner._retry_at - now) / 100
+
+    return retry_later
+
+
+class BrokenWrites:
+    """Makes the store's writes fail (as a full disk or a locked file would) while ``broken``."""
+
+    def __init__(self, store: Store, message: str = "database or disk is full"):
+        self.broken = True
+        self.message = message
+        self.failures = 0
+        original = store.write
+
+        async def write(room_id, save):
+            if self.broken:
+                self.failures += 1
+                raise sqlite3.OperationalError(self.message)
+            return await original(room_id, save)
+
+        store.write = write  # type: ignore[method-assign]
+
+
+async def test_storage_that_fails_pauses_the_room_says_so_once_and_resume_loses_nothing(tmp_path):
+    store = await Store.open(tmp_path / "db.sqlite3")
+    room = room_of(ais=2, turns=4)
+    room_id = await store.create_room(room, "console")
+    told: list[str] = []
+
+    async def tell(sentence: str) -> None:
+        told.append(sentence)
+
+    stage = Recorder()
+    provider = Scripted("one", "two", "three", "four")
+    runner = RoomRunner(
+        room, lambda m: provider, SlowImages(), stage,
+        journal=Journal(store, room_id), on_problem=tell,
+    )
+    faults = BrokenWrites(store)
+    await asyncio.wait_for(runner.run(return_on_pause=True), 10)
+    assert room.state == "paused" and room.turns_taken == 1
+    assert len(told) == 1 and "the disk is full" in told[0]
+    assert stage.shown == []  # nothing is shown that is not stored
+    await runner.flush()  # still broken: no second message
+    assert len(told) == 1
+
+    faults.broken = False
+    room.resume("Morgan")
+    await asyncio.wait_for(runner.run(), 10)
+    replies = [e.text for e in stage.shown if isinstance(e, Reply)]
+    assert replies == ["one", "two", "three", "four"]
+    pauses = [e.text for e in stage.shown if isinstance(e, Notice) and "paused" in e.text]
+    assert len(pauses) == 1 and "cannot be recorded" in pauses[0]
+    restored = await store.load_room(room_id, data.catalog(), data.scenarios())
+    same_room(room, restored)
+    assert [s.event for s in await store.events(room_id) if isinstance(s.event, Reply)] == [
+        e for e in stage.shown if isinstance(e, Reply)
+    ]
+    await store.close()
