@@ -206,7 +206,7 @@ class RoomRunner:
         """A stopped room still owes the channel what a failing stage kept back: keep
         trying (with the backoff) until it is shown, or the stage needs a person."""
         while self._retry_at is not None and self.waiting:
-            await self._wait_for_change(self._retry_in())
+            await self._sleep(self._retry_in())
             await self.flush()
 
     def poke(self) -> None:
@@ -465,12 +465,15 @@ class RoomRunner:
         """Sleep until poked (or ``timeout`` passes); a stop always wakes us. True if poked."""
         if self.room.state == "stopped":
             return True
-        if timeout is None or timeout > 0:
-            waiting = self._sleep_until_poked(timeout)
-            await (self.idle(waiting) if self.idle is not None else waiting)
+        await self._sleep(timeout)
         poked = self._wake.is_set()
         self._wake.clear()
         return poked
+
+    async def _sleep(self, timeout: float | None) -> None:
+        if timeout is None or timeout > 0:
+            waiting = self._sleep_until_poked(timeout)
+            await (self.idle(waiting) if self.idle is not None else waiting)
 
     async def _sleep_until_poked(self, timeout: float | None) -> None:
         # asyncio.timeout rather than wait_for: no helper task, so the wait stays in this task.

@@ -344,7 +344,8 @@ class DiscordStage:
         unknown webhook (deleted by someone) is raised for the caller to replace.
         """
         try:
-            return await asyncio.wait_for(sending, self.send_timeout)
+            async with asyncio.timeout(self.send_timeout):  # no helper task, unlike wait_for on 3.11
+                return await sending
         except discord.Forbidden as exc:
             needed = "Send Messages in Threads" if self.thread is not None else "Send Messages"
             raise StageBlocked(self._missing(needed, exc)) from exc
