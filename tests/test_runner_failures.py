@@ -56,8 +56,8 @@ async def test_changes_made_while_saves_are_in_flight_are_all_stored(tmp_path):
                 room.remove(rng.choice(present), by="Morgan")
             elif choice == 4 and len(present) < 5:
                 room.add("GPT 5.2", by="Morgan")
-            elif choice == 5:
-                room.set_temperature(rng.choice(present), round(rng.uniform(0, 1), 2), by="Morgan")
+            elif choice == 5 and (warm := [p.number for p in room.present if p.model.temperature]):
+                room.set_temperature(rng.choice(warm), round(rng.uniform(0, 1), 2), by="Morgan")
             else:
                 await runner.flush()  # a moderator's command shows what it changed at once
             await asyncio.sleep(0)
