@@ -618,7 +618,6 @@ class Store:
             rows.append((room_id, seq, json.dumps(entry_to_dict(entry, key))))
         if rows:
             await self.db.executemany("INSERT OR REPLACE INTO entries (room_id, seq, data) VALUES (?, ?, ?)", rows)
-        return saved + len(new)
 
     async def _add_event(self, room_id: int, event: Event) -> int:
         data = asdict(event)
