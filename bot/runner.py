@@ -363,10 +363,11 @@ class RoomRunner:
 
     async def _storage_failed(self, exc: Exception) -> None:
         """The room cannot be recorded: pause it (what it queued stays queued) and say so once."""
-        log.error("could not record the room: %s", exc, exc_info=exc)
         self._backlog = True
         if self.room.state != "running":
+            log.info("the room still cannot be recorded: %s", exc)
             return
+        log.error("could not record the room, so it pauses: %s", exc, exc_info=exc)
         reason = storage_trouble(exc)
         self.room.pause(f"{reason} /seance resume carries on once it works again")
         await self._tell(f"⚠️ The room is paused: {reason} Nothing said so far is lost.")

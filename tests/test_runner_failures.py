@@ -4,8 +4,11 @@ storage that refuses writes. Nothing lost, nothing doubled, nothing silent."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sqlite3
+
+import pytest
 
 from bot import data
 from bot.engine import Event, Notice, Reply, Room, RoomSettings
@@ -23,11 +26,22 @@ def room_of(ais: int = 3, turns: int = 30) -> Room:
 
 
 def same_room(live: Room, restored: Room) -> None:
+    """The restored room equals the live one: state, and the history the live one still holds
+    (a live room lets go of old entries and of picture bytes no model can be sent any more)."""
     assert room_state(restored) == room_state(live)
-    assert [entry_to_dict(e) for e in restored.history] == [entry_to_dict(e) for e in live.history]
-    assert [e.picture.data if e.picture else None for e in restored.history] == [
-        e.picture.data if e.picture else None for e in live.history
-    ]
+    assert restored.history_length == live.history_length
+    tail = restored.history_since(live.history_offset) if restored.history_offset <= live.history_offset else []
+    assert [entry_to_dict(e) for _, e in tail] == [entry_to_dict(e) for e in live.history]
+    for (_, kept), held in zip(tail, live.history):
+        assert (kept.picture is None) == (held.picture is None)
+
+
+async def same_pictures(store: Store, room_id: int, live: Room) -> None:
+    """Every picture the live room still holds is stored, byte for byte."""
+    async with store.db.execute("SELECT seq, data FROM entries WHERE room_id = ? ORDER BY seq", (room_id,)) as cursor:
+        keys = {seq: json.loads(data).get("picture", {}).get("key") async for seq, data in cursor}
+    held = [(i, e.picture.data) for i, e in enumerate(live.history, live.history_offset) if e.picture and e.picture.data]
+    assert held and all(store._read_picture(keys[i]) == data for i, data in held)
 
 
 async def test_changes_made_while_saves_are_in_flight_are_all_stored(tmp_path):
@@ -68,6 +82,7 @@ async def test_changes_made_while_saves_are_in_flight_are_all_stored(tmp_path):
     assert any(e.picture for e in room.history)
     restored = await store.load_room(room_id, data.catalog(), data.scenarios())
     same_room(room, restored)
+    await same_pictures(store, room_id, room)
     assert await store.unposted(room_id) == []
     await store.close()
 
@@ -178,7 +193,8 @@ class BrokenWrites:
         store.write = write  # type: ignore[method-assign]
 
 
-async def test_storage_that_fails_pauses_the_room_says_so_once_and_resume_loses_nothing(tmp_path):
+@pytest.mark.logs_errors
+async def test_storage_that_fails_pauses_the_room_says_so_once_and_resume_loses_nothing(tmp_path, error_logs):
     store = await Store.open(tmp_path / "db.sqlite3")
     room = room_of(ais=2, turns=4)
     room_id = await store.create_room(room, "console")
@@ -200,6 +216,7 @@ async def test_storage_that_fails_pauses_the_room_says_so_once_and_resume_loses_
     assert stage.shown == []  # nothing is shown that is not stored
     await runner.flush()  # still broken: no second message
     assert len(told) == 1
+    assert [r.getMessage() for r in error_logs] == ["could not record the room, so it pauses: database or disk is full"]
 
     faults.broken = False
     room.resume("Morgan")

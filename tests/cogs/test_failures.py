@@ -227,6 +227,7 @@ async def test_sends_are_paced_under_discords_webhook_and_channel_limits(world: 
     await assert_shown_once_in_order(world, record.id)
 
 
+@pytest.mark.logs_errors
 async def test_a_start_that_fails_after_storing_leaves_no_room_behind(world: World) -> None:
     application = world.bot.application_id
     world.env.inject_error("POST", f"/webhooks/{application}/*", status=500, times=1)
