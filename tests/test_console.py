@@ -106,7 +106,7 @@ async def test_console_room_end_to_end(fake_llm: FakeLLMServer, tmp_path: Path):
     assert "!temperature" not in seen and '!add_ai "DeepSeek R1"' in seen
 
     newcomer = "\n".join(_text(m) for m in bodies[2]["messages"])
-    assert "invited you into this conversation: tell us what the tide remembers" in newcomer
+    assert "invited you into this conversation. Their invitation, in their own words: \"tell us what the tide remembers\"" in newcomer
 
     again = bodies[3]["messages"]
     assert again[1]["role"] == "user" and _text(again[1]).startswith("The room is open.")  # the opening first

@@ -3,13 +3,13 @@
 from .catalog import Catalog, ModelInfo, UnknownModel
 from .commands import Command, parse_commands, visible_text
 from .context import ChatRequest, Message, Usage
-from .events import Event, ImageJob, ImageMade, Notice, Picture, Reply, Said, StateChanged
+from .events import Alert, Event, ImageJob, ImageMade, Notice, Picture, Reply, Said, StateChanged
 from .room import Participant, Room, RoomError, RoomSettings, Turn
 from .scenarios import Scenario, load_scenarios
 
 __all__ = [
     "Catalog", "ModelInfo", "UnknownModel", "Command", "parse_commands", "visible_text",
-    "ChatRequest", "Message", "Usage", "Event", "ImageJob", "ImageMade", "Notice", "Picture",
+    "ChatRequest", "Message", "Usage", "Alert", "Event", "ImageJob", "ImageMade", "Notice", "Picture",
     "Reply", "Said", "StateChanged", "Participant", "Room", "RoomError", "RoomSettings", "Turn",
     "Scenario", "load_scenarios",
 ]

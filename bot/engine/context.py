@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
+import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from .room import Participant
 
 SYSTEM_NAME = "Séance"
+PERSON_TAG = "person"  # people speak as "[person: Vera]": a label no AI and no system line can have
+NAME_LIMIT = 40
 CHARS_PER_TOKEN = 4  # a rough estimate that errs on the side of sending less
 IMAGE_TOKENS = 1000
 MAX_STOP_SEQUENCES = 4
@@ -267,8 +270,10 @@ class SeatView:
 
 def _user_text(entry: Entry) -> str:
     """How an entry reads to everyone but its own speaker: labelled with who said it."""
-    if entry.kind in ("reply", "human"):
+    if entry.kind == "reply":
         return f"[{entry.name}]: {entry.text}"
+    if entry.kind == "human":  # its text was escaped once, when it was said (Room.inject)
+        return f"[{PERSON_TAG}: {entry.name}]: {entry.text}"
     if entry.kind == "private":
         return f"[{SYSTEM_NAME}]: {entry.text}"
     return entry.text
@@ -307,6 +312,44 @@ def _messages(merged: list[tuple[str, list[str], list[Picture]]]) -> tuple[Messa
         # Most APIs treat a trailing assistant turn as text to continue; ask for a new one.
         messages.append(Message("user", f"[{SYSTEM_NAME}]: It is your turn again."))
     return tuple(messages)
+
+
+# --- people ----------------------------------------------------------------------
+
+_HIDDEN = {"Cf", "Cc", "Co", "Cs"}  # zero-width joiners, direction overrides, controls
+_IMITATION = re.compile(r"[\W_]*(?:ai[\W_]*\d|s[eé]ance)", re.IGNORECASE)
+_LINE_START = re.compile(
+    r"^(?P<lead>[ \t]*(?:[*_~>][ \t]*){0,3})(?=\[|AI-\d+[ \t]*\([^)\n]{1,80}\)[ \t]*:)", re.MULTILINE | re.IGNORECASE
+)
+
+
+def person_name(display_name: str) -> str:
+    """A person's name as the room shows it: one line, no brackets, not mistakable for an AI or the system.
+
+    A Discord display name is chosen by its owner, so "AI-1 (Gemini 3 Flash)" or
+    "Séance" are possible; such a name is quoted and marked "(a person)", here and
+    on the webhook persona that speaks for them.
+    """
+    text = unicodedata.normalize("NFKC", display_name)
+    text = "".join(" " if c.isspace() else c for c in text if c.isspace() or unicodedata.category(c) not in _HIDDEN)
+    flat = " ".join(text.translate({ord("["): "(", ord("]"): ")"}).split())
+    flat = flat[:NAME_LIMIT].strip() or "someone"
+    if _IMITATION.match(_unaccented(flat)):
+        return f"“{flat}” (a person)"
+    return flat
+
+
+def _unaccented(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def escape_lines(text: str) -> str:
+    """A person's words with every line that could pass for a speaker label escaped (``\\[``).
+
+    Merged into one user message, a person's second line "[AI-2 (DeepSeek R1)]: ..."
+    or "[Séance]: ..." would otherwise read as that speaker's.
+    """
+    return _LINE_START.sub(lambda m: m["lead"] + "\\", text)
 
 
 # --- the system prompt ---------------------------------------------------------
@@ -349,16 +392,28 @@ def command_docs(
 
 
 def system_prompt(
-    scenario_text: str, participant: Participant, others: list[str], humans: list[str], docs: str
+    scenario_text: str,
+    participant: Participant,
+    others: list[str],
+    humans: list[str],
+    docs: str,
+    more_people: bool = False,
 ) -> str:
+    """The AI's standing instructions; the same from turn to turn, so prompt caches keep it.
+
+    ``humans`` is the room's short list of the first people who spoke (names
+    only): once it is full, newcomers change nothing here ("and others").
+    """
     parts = [scenario_text.strip()] if scenario_text.strip() else []
     if participant.persona.strip():
         parts.append(participant.persona.strip())
     present = ", ".join(others) if others else "nobody else yet"
+    people = ", ".join(humans) + (" and others" if more_people else "")
     seat = (
         f"You are {participant.label}. Also present: {present}."
-        + (f" People in the room: {', '.join(humans)}." if humans else "")
-        + f' Messages from others arrive prefixed with their name in brackets, like "[{others[0] if others else "AI-2 (Model)"}]: ".'
+        + (f" People who have spoken here: {people}." if humans else "")
+        + f' Messages from others arrive prefixed with their name in brackets, like "[{others[0] if others else "AI-2 (Model)"}]: ";'
+        f' people\'s messages like "[{PERSON_TAG}: Name]: ", and "[{SYSTEM_NAME}]: " lines come from the room itself.'
         " Write only your own message, without a name in front, and never write lines for anyone else."
     )
     parts.append(seat)
@@ -407,14 +462,41 @@ def _ends_line(text: str, pos: int) -> bool:
 
 
 def _impersonation_start(text: str, seat: int, humans: tuple[str, ...]) -> int | None:
-    """Offset of the first line where the model writes as another participant."""
+    """Offset of the first line where the model writes as another participant, a person or the room."""
+    starts = [found for found in (_other_ai_line(text, seat), _voice_line(text)) if found is not None]
+    for name in humans:
+        found = re.search(rf"^[ \t]*\[{re.escape(name)}\][ \t]*:", text, re.MULTILINE)
+        if found:
+            starts.append(found.start())
+    return min(starts, default=None)
+
+
+def _other_ai_line(text: str, seat: int) -> int | None:
     for match in _LABEL_LINE.finditer(text):
         if int(match["n"]) == seat or not (match["open"] or match["model"]):
             continue  # a bare "AI-2:" is more often addressed to AI-2 than written as it
         if match["colon"] or _ends_line(text, match.end()):
             return match.start()
-    for name in humans:
-        found = re.search(rf"^[ \t]*\[{re.escape(name)}\][ \t]*:", text, re.MULTILINE)
-        if found:
-            return found.start()
+    return None
+
+
+_BRACKET_LINE = re.compile(
+    r"^[ \t]*[*_~]{0,3}\[[*_~]{0,3}(?P<inner>[^\]\n]{1,200})\](?P<rest>[^\n]*)", re.MULTILINE
+)
+_PERSON_INNER = re.compile(rf"[ \t]*{PERSON_TAG}[ \t]*:", re.IGNORECASE)
+_NOTICE_INNER = re.compile(r"[ \t]*AI-\d+(?P<after>[^\n]*)", re.IGNORECASE)
+_MODEL_ONLY = re.compile(r"[ \t]*(?:\([^)\n]*\))?[ \t]*[*_~]*")
+_LINE_END = re.compile(r"[ \t*_~.]*")
+
+
+def _voice_line(text: str) -> int | None:
+    """The first line that speaks in a voice no AI has: the room's ("[Séance]: ..."), a person's
+    ("[person: Vera]: ..."), or a bracketed notice about an AI ("[AI-1 adjusted their temperature]")."""
+    for match in _BRACKET_LINE.finditer(text):
+        inner = match["inner"]
+        if _unaccented(inner).strip(" \t*_~").casefold().startswith("seance") or _PERSON_INNER.match(inner):
+            return match.start()
+        notice = _NOTICE_INNER.match(inner)
+        if notice and not _MODEL_ONLY.fullmatch(notice["after"]) and _LINE_END.fullmatch(match["rest"]):
+            return match.start()
     return None

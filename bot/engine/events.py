@@ -86,7 +86,16 @@ class StateChanged:
     reason: str = ""
 
 
-Event = Notice | Reply | Said | ImageMade | ImageJob | StateChanged
+@dataclass(frozen=True)
+class Alert:
+    """Not for the channel: what the host should know about a failure (a key to set, the
+    provider's own words, a balance). Never stored or exported; stages give it to the
+    operator (the console prints it, Discord logs it and tells the room's moderator)."""
+
+    text: str
+
+
+Event = Notice | Reply | Said | ImageMade | ImageJob | StateChanged | Alert
 
 
 # --- notice wording ---------------------------------------------------------

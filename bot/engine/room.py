@@ -23,6 +23,8 @@ from .context import (
     Usage,
     clean_reply,
     command_docs,
+    escape_lines,
+    person_name,
     stop_sequences,
     system_prompt,
     token_budget,
@@ -32,6 +34,7 @@ from .scenarios import Scenario
 MIN_IMAGE_PROMPT = 3
 REFUSALS_BEFORE_PAUSE = 3  # the same refusal this many turns in a row will not go away by itself
 TIDY_EVERY = 256  # entries appended between two looks for what memory can let go of
+PEOPLE_LISTED = 10  # names in the system prompt; a flood of posters cannot grow it past this
 MAX_ADDITION = 1000
 KEPT_ADDITIONS = 5
 
@@ -100,7 +103,9 @@ class Room:
         self.history = [Entry("opening", scenario.opening_for(topic))]
         # Set by a store: how much of the history it holds; None when nothing stores the room.
         self.stored_upto: int | None = None
-        self.humans: list[str] = []
+        self.humans: list[str] = []  # the first PEOPLE_LISTED people who spoke, by name
+        self.more_people = False  # others spoke after the list was full
+        self.blocked: dict[str, str] = {}  # member id -> name: kept off the open floor and the votes
         self.turns_taken = 0
         self.usage = Usage()
         self.cost_usd = 0.0
@@ -263,11 +268,7 @@ class Room:
         self.participants[number] = participant
         self._views[number] = self._view(None).copy_for(number)  # before anything is addressed to it
         if invitation or inviter:
-            who = inviter or "The room"
-            note = f"{who} invited you into this conversation"
-            self.history.append(
-                Entry("private", f"{note}: {invitation}" if invitation else f"{note}.", audience=number)
-            )
+            self.history.append(Entry("private", _invitation_note(inviter, invitation), audience=number))
         self._queue.append(number)
         return participant
 
@@ -323,16 +324,45 @@ class Room:
         self._notice(f"⏹️ The room has ended: {reason}")
         self._outbox.append(ev.StateChanged("stopped", reason))
 
-    def inject(self, name: str, text: str, echo: bool = True) -> None:
-        """A human speaks: the AIs see it under ``name``; ``echo`` shows it to spectators too."""
+    def inject(self, name: str, text: str, echo: bool = True) -> str:
+        """A person speaks: the AIs see it as ``[person: name]``; ``echo`` shows it to spectators too.
+
+        Returns the name as the room shows it (``person_name``): one that imitates
+        an AI's label or the room's own is marked as a person's.
+        """
         text = text.strip()
         if not text:
             raise RoomError("There is nothing to say.")
-        if name not in self.humans:
-            self.humans.append(name)
-        self.history.append(Entry("human", text, name=name))
+        name = person_name(name)
+        self._remember_person(name)
+        self.history.append(Entry("human", escape_lines(text), name=name))  # escaped once: what the AIs read
         if echo:
             self._outbox.append(ev.Said(name, text))
+        return name
+
+    def _remember_person(self, name: str) -> None:
+        if name in self.humans:
+            return
+        if len(self.humans) < PEOPLE_LISTED:
+            self.humans.append(name)
+        else:
+            self.more_people = True
+
+    def block(self, member: str, name: str) -> bool:
+        """Keep a member off this room's open floor and out of its votes; False if they were already."""
+        if member in self.blocked:
+            return False
+        self.blocked[member] = person_name(name)
+        for voter in [v for v in self.votes if v == member]:
+            del self.votes[voter]
+        return True
+
+    def unblock(self, member: str) -> bool:
+        """Let a blocked member speak and vote again; False if they were not blocked."""
+        return self.blocked.pop(member, None) is not None
+
+    def is_blocked(self, member: str) -> bool:
+        return member in self.blocked
 
     def choose_next(self, ref: int | str, by: str = "a moderator") -> Participant:
         participant = self.participant(ref)
@@ -341,7 +371,9 @@ class Room:
         return participant
 
     def vote(self, voter: str, ref: int | str) -> Participant | None:
-        """Record ``voter``'s vote for the next speaker; their latest vote counts."""
+        """Record ``voter``'s vote for the next speaker; their latest vote counts. None if it does not count."""
+        if voter in self.blocked:
+            return None
         try:
             participant = self.participant(ref)
         except RoomError:
@@ -448,7 +480,7 @@ class Room:
             self.settings.max_commands,
             model.max_temperature if model.temperature else None,
         )
-        system = system_prompt(self.scenario.system, participant, others, self.humans, docs)
+        system = system_prompt(self.scenario.system, participant, others, self.humans, docs, self.more_people)
         model = participant.model
         budget = token_budget(model, self.settings.context_tokens) - len(system) // 4
         messages = self._view(participant.number).messages(budget, model.vision, self.settings.vision_pictures)
@@ -498,10 +530,18 @@ class Room:
         self._check_budget()
 
     def fail_turn(
-        self, turn: Turn, reason: str, pause: bool = False, usage: Usage | None = None, refused: bool = False
+        self,
+        turn: Turn,
+        reason: str,
+        pause: bool = False,
+        usage: Usage | None = None,
+        refused: bool = False,
+        detail: str = "",
     ) -> None:
         """A turn that produced no reply; ``pause`` for failures that retrying will not fix.
 
+        ``reason`` is the plain sentence everyone sees; ``detail`` (keys to set, the
+        provider's own words, balances) is for the host only: an ``Alert``, never stored.
         ``usage`` is what the failed request was billed for (a refusal or a cut-off
         reply costs tokens too). ``refused`` marks a request the service refused
         as written: the same refusal several turns in a row for one AI will not go
@@ -510,7 +550,8 @@ class Room:
         participant = self.participants[turn.number]
         self._count_turn(participant, usage)
         self._notice(ev.turn_failed(participant.label, reason))
-        if refused and not pause and self._refused_again(participant.number, reason):
+        self._alert(f"{participant.label} could not reply", detail, reason)
+        if refused and not pause and self._refused_again(participant.number, detail or reason):
             times = _count(REFUSALS_BEFORE_PAUSE, "turn")
             pause, reason = True, f"the same refusal {times} in a row: {reason}"
         elif not refused:
@@ -564,10 +605,12 @@ class Room:
             self._holding.append(entry)
         self._outbox.append(ev.ImageMade(number, participant.label, caption, prompt, picture))
 
-    def image_failed(self, job_id: int, reason: str) -> None:
+    def image_failed(self, job_id: int, reason: str, detail: str = "") -> None:
+        """A picture that could not be made: ``reason`` for everyone, ``detail`` for the host (see fail_turn)."""
         number, prompt = self._jobs.pop(job_id)
         participant = self.participants[number]
         self._notice(ev.image_failed(participant.label, reason))
+        self._alert(f"{participant.label}'s picture could not be made", detail, reason)
         self.history.append(
             Entry("private", f'Your picture "{prompt[:80]}" could not be made: {reason}', audience=number)
         )
@@ -655,10 +698,23 @@ class Room:
     def _notice(self, text: str) -> None:
         self._outbox.append(ev.Notice(text))
 
+    def _alert(self, what: str, detail: str, reason: str) -> None:
+        if detail and detail != reason:
+            self._outbox.append(ev.Alert(f"{what}: {detail}"))
+
     def _context_notice(self, text: str, exclude: int | None = None) -> None:
         """A bracketed notice: spectators see it and so do the AIs (but the one it is about)."""
         self._outbox.append(ev.Notice(text, context=True))
         self.history.append(Entry("notice", text, exclude=exclude))
+
+
+def _invitation_note(inviter: str | None, invitation: str | None) -> str:
+    """The room states who invited the newcomer; the invitation itself is quoted as the inviter's words."""
+    note = f"{inviter or 'The room'} invited you into this conversation"
+    if not invitation:
+        return note + "."
+    words = " ".join(invitation.split()).replace('"', "'")
+    return f'{note}. Their invitation, in their own words: "{words}"'
 
 
 def _unknown_reason(exc: UnknownModel) -> str:

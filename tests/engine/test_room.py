@@ -6,6 +6,7 @@ import pytest
 
 from bot import data
 from bot.engine import (
+    Alert,
     ImageJob,
     ImageMade,
     Notice,
@@ -517,8 +518,8 @@ def test_inject_reaches_ais_under_display_name():
     room.inject("Ada", "Talk about the moon.")
     assert room.take_events() == [Said("Ada", "Talk about the moon.")]
     request = room.next_turn().request
-    assert "[Ada]: Talk about the moon." in request.messages[-1].content
-    assert "People in the room: Ada." in request.system
+    assert "[person: Ada]: Talk about the moon." in request.messages[-1].content
+    assert "People who have spoken here: Ada." in request.system
 
 
 def test_moderator_hooks_validate():
@@ -558,3 +559,58 @@ def test_announce_tells_spectators_only():
     room.announce("▶️ back after a restart")
     assert room.take_events() == [Notice("▶️ back after a restart")]
     assert len(room.history) == before and room.state == "running"
+
+
+# --- failures: a plain sentence for everyone, the details for the host -------------
+
+
+def test_a_failed_turn_shows_the_plain_reason_and_alerts_the_host_with_the_details():
+    room = make_room()
+    turn = room.next_turn()
+    room.take_events()
+    detail = "No API key is set that can run Gemini 3 Flash. Put GEMINI_API_KEY=... in .env and start again."
+    room.fail_turn(turn, "no API key set on this host can run this model", pause=True, detail=detail)
+    events = room.take_events()
+    shown = [e.text for e in events if isinstance(e, Notice)]
+    assert shown == [
+        "⚠️ AI-1 (Gemini 3 Flash) could not reply: no API key set on this host can run this model",
+        "⏸️ The room is paused: AI-1 (Gemini 3 Flash)'s provider needs attention "
+        "(no API key set on this host can run this model)",
+    ]
+    assert [e.text for e in events if isinstance(e, Alert)] == [f"AI-1 (Gemini 3 Flash) could not reply: {detail}"]
+    assert "GEMINI_API_KEY" not in "\n".join(e.text for e in room.history)  # nor do the AIs see it
+
+
+def test_a_failed_picture_tells_the_ai_and_the_channel_the_plain_reason_only():
+    room = make_room()
+    _, events = speak(room, '!image "a storm"')
+    job = next(e for e in events if isinstance(e, ImageJob))
+    room.image_failed(job.job_id, "the provider refused the request", detail="HTTP 400: balance $0.02 left")
+    events = room.take_events()
+    assert [e.text for e in events if isinstance(e, Alert)] == [
+        "AI-1 (Gemini 3 Flash)'s picture could not be made: HTTP 400: balance $0.02 left"
+    ]
+    assert "$0.02" not in "".join(e.text for e in events if isinstance(e, Notice))
+    assert "$0.02" not in "".join(e.text for e in room.history)
+
+
+def test_no_alert_when_there_is_nothing_more_to_say():
+    room = make_room()
+    turn = room.next_turn()
+    room.take_events()
+    room.fail_turn(turn, "no answer within 300 seconds", detail="no answer within 300 seconds")
+    assert not any(isinstance(e, Alert) for e in room.take_events())
+
+
+# --- blocking ------------------------------------------------------------------------
+
+
+def test_a_blocked_member_does_not_vote_and_their_standing_vote_is_dropped():
+    room = make_room()
+    speak(room, "one")
+    room.vote("666", 2)
+    assert room.block("666", "Spammer") and not room.block("666", "Spammer")
+    assert room.tally() == {}
+    assert room.vote("666", 2) is None and room.tally() == {}
+    assert room.unblock("666") and not room.unblock("666")
+    assert room.vote("666", 2) is not None and room.tally() == {2: 1}

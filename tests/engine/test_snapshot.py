@@ -31,6 +31,9 @@ def played_room() -> Room:
     room.inject("Ada", "what about sand?")
     room.vote("ann", 2)
     room.mute(3)
+    room.block("666", "Spammer")
+    for n in range(12):
+        room.inject(f"Poster {n}", "hi")
     room.take_events()
     return room
 
@@ -69,7 +72,8 @@ def test_restored_room_keeps_people_pictures_and_jobs():
     copy = round_trip(played_room())
     assert copy.participants[1].temperature == 1.3
     assert copy.participants[3].muted and copy.participants[3].model.name == "Kimi K2"
-    assert copy.humans == ["Ada"] and copy.votes == {"ann": 2}
+    assert copy.humans == ["Ada"] + [f"Poster {n}" for n in range(9)] and copy.more_people
+    assert copy.votes == {"ann": 2} and copy.blocked == {"666": "Spammer"} and copy.is_blocked("666")
     assert any(e.picture and e.picture.data == b"png-bytes" for e in copy.history)
     (job,) = resumable_jobs(copy)
     assert job.prompt == "a second picture, still pending"

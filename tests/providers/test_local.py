@@ -148,7 +148,7 @@ def test_options_cap_the_reply_and_stop_at_any_label():
     options = chat_options(ask(max_tokens=4096))
     assert options["max_tokens"] == 200
     assert chat_options(ask(), max_tokens=48)["max_tokens"] == 48
-    assert options["stop"] == ["\n[AI-2 (SmolLM2 135M)]", "\n[AI-", "\n[Séance]"]
+    assert options["stop"] == ["\n[AI-2 (SmolLM2 135M)]", "\n[AI-", "\n[Séance]", "\n[person:"]
     assert options["temperature"] == 0.7
     assert chat_options(ask(temperature=None))["temperature"] == local.DEFAULT_TEMPERATURE
 
@@ -177,6 +177,7 @@ def cut(*pieces: str) -> tuple[str, bool]:
         (["Hello ", "there."], ("Hello there.", False)),
         (["Hello there. [A", "I-2 (SmolLM2 135M)]: I am"], ("Hello there. ", True)),  # mid-line
         (["Fine.\n[Séance]", ": It is"], ("Fine.\n", True)),
+        (["Yes, Vera. [pers", "on: Vera]: and I"], ("Yes, Vera. ", True)),  # a person's line, mid-line
         (["[AI-1 (Smol", "LM2 135M)]", ": Hello", " you"], ("Hello you", False)),  # an opening label is dropped
         (["[AI-2 (SmolLM2 135M)]", "\nHello"], ("Hello", False)),
         (["[note] this ", "stays"], ("[note] this stays", False)),
