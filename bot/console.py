@@ -68,6 +68,11 @@ class ConsoleStage:
             if line := self.waiting():
                 print(line, file=self.out)
 
+    async def alert(self, text: str) -> None:
+        """A failure's details (which key to set, the provider's words): in a terminal the reader is the host."""
+        print(f"   ({text})", file=self.out)
+        self.out.flush()
+
     def _thinking(self, text: str) -> str:
         lines = "\n".join(f"    {line}" for line in ["(thinking)", *text.splitlines()])
         dim = getattr(self.out, "isatty", lambda: False)()

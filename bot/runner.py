@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
-from bot.engine import Event, ImageJob, ModelInfo, Notice, Room, Turn
+from bot.engine import Alert, Event, ImageJob, ModelInfo, Notice, Room, Turn
 from bot.providers.base import ChatProvider, ImageProvider, ProviderError, complete
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ class Stage(Protocol):
         """The reply so far, for stages that stream text as it arrives (may do nothing)."""
         ...
 
+    async def alert(self, text: str) -> None:
+        """Tell the host (not the audience) the details of a failure; never stored."""
+        ...
+
 
 class QuietStage:
     """A stage that shows nothing: for benchmarks and as a base for simple stages."""
@@ -69,6 +73,9 @@ class QuietStage:
 
     async def partial(self, turn: Turn, text: str) -> None:
         return None
+
+    async def alert(self, text: str) -> None:
+        log.warning("%s", text)
 
 
 class Journal(Protocol):
@@ -226,30 +233,39 @@ class RoomRunner:
         return self._backlog or bool(self._unmarked)
 
     async def flush(self) -> None:
-        """Record what the room has queued, start its picture jobs, and show what waits, in order."""
+        """Record what the room has queued, start its picture jobs, and show what waits, in order.
+
+        A failure's details (``Alert``) go to the host afterwards, outside the lock:
+        a slow direct message must not hold up the channel.
+        """
         async with self._show_lock:
-            try:
-                stored = await self.journal.record(self.room)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                await self._storage_failed(exc)
+            await self._record_and_show()
+        for alert in self.room.take_alerts():
+            await self._alert(alert)
+
+    async def _record_and_show(self) -> None:
+        try:
+            stored = await self.journal.record(self.room)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._storage_failed(exc)
+            return
+        for _, event in stored:
+            if isinstance(event, ImageJob):
+                self._start_image(event)  # only now: its reply is recorded
+        if self._retry_at is not None and _now() < self._retry_at:
+            self._backlog = True  # the stage is resting after a failure; the retry shows these
+            return
+        if not await self._mark_unmarked():
+            return
+        if self._backlog:
+            waiting = await self._read_backlog()
+            if waiting is None:
                 return
-            for _, event in stored:
-                if isinstance(event, ImageJob):
-                    self._start_image(event)  # only now: its reply is recorded
-            if self._retry_at is not None and _now() < self._retry_at:
-                self._backlog = True  # the stage is resting after a failure; the retry shows these
-                return
-            if not await self._mark_unmarked():
-                return
-            if self._backlog:
-                waiting = await self._read_backlog()
-                if waiting is None:
-                    return
-            else:
-                waiting = [(i, e, []) for i, e in stored if i is not None]
-            await self._show(waiting)
+        else:
+            waiting = [(i, e, []) for i, e in stored if i is not None]
+        await self._show(waiting)
 
     def resume_backlog(self, jobs: Iterable[ImageJob] = ()) -> None:
         """After a restart: show what was stored but never shown, and redo unfinished pictures.
@@ -338,6 +354,16 @@ class RoomRunner:
             await self._storage_failed(exc)
             return None
 
+    async def _alert(self, event: Alert) -> None:
+        alert = getattr(self.stage, "alert", None)
+        if alert is None:
+            log.warning("%s", event.text)
+            return
+        try:
+            await alert(event.text)
+        except Exception:
+            log.exception("could not pass on an alert: %s", event.text)
+
     async def _find_posted(self, events: list[Event], done: list[int]) -> list[int]:
         finder = getattr(self.stage, "find_posted", None)
         if not self._reconcile or finder is None:
@@ -393,7 +419,9 @@ class RoomRunner:
                 finally:
                     self._end_partial()
         except ProviderError as exc:
-            self.room.fail_turn(turn, exc.reason, pause=exc.pause, usage=exc.usage, refused=exc.refused)
+            self.room.fail_turn(
+                turn, exc.public, pause=exc.pause, usage=exc.usage, refused=exc.refused, detail=exc.reason
+            )
             return
         except asyncio.CancelledError:
             raise
@@ -435,7 +463,7 @@ class RoomRunner:
         try:
             picture = await self.images.generate(job.prompt)
         except ProviderError as exc:
-            self.room.image_failed(job.job_id, exc.reason)
+            self.room.image_failed(job.job_id, exc.public, detail=exc.reason)
         except Exception as exc:
             log.exception("image job %s failed", job.job_id)
             self.room.image_failed(job.job_id, f"an unexpected error ({type(exc).__name__})")

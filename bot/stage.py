@@ -108,6 +108,7 @@ class DiscordStage:
         stream: bool = False,
         reasoning: str = "off",
         on_blocked: Blocked | None = None,
+        on_alert: Blocked | None = None,
     ):
         self.channel = channel
         self.room = room
@@ -116,6 +117,7 @@ class DiscordStage:
         self.send_timeout = send_timeout
         self.streams = stream  # read by the runner: whether partial() wants the text as it arrives
         self.on_blocked = on_blocked
+        self.on_alert = on_alert  # the host's side of a failure: the coordinator tells the moderator
         self.reasoning = reasoning  # SHOW_REASONING: off, spoiler or file
         self.human_avatars: dict[str, str] = {}
         self._authored: OrderedDict[int, int] = OrderedDict()
@@ -194,6 +196,12 @@ class DiscordStage:
             log.info("could not post a notice in %s: %s", self.channel.id, exc or "it timed out")
             return False
         return True
+
+    async def alert(self, text: str) -> None:
+        """A failure's details for the host: the log, and whoever ``on_alert`` tells; never the channel."""
+        log.warning("room in channel %s: %s", self.channel.id, text)
+        if self.on_alert is not None:
+            await self.on_alert(text)
 
     @contextlib.asynccontextmanager
     async def writing(self, turn: Turn) -> AsyncIterator[None]:
@@ -367,7 +375,8 @@ class DiscordStage:
         where = getattr(self.home, "mention", "this channel")
         if exc.code == 50013:
             return f"I am missing the {permission} permission in {where}, so the room cannot be shown."
-        return f"Discord refused me in {where} ({exc.text or exc.status}), so the room cannot be shown."
+        log.warning("Discord refused a post in %s: %s", self.channel.id, exc.text or exc.status)
+        return f"Discord refused my messages in {where}, so the room cannot be shown."
 
     async def _report(self, reason: str) -> None:
         if reason == self._blocked:

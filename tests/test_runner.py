@@ -304,3 +304,55 @@ async def test_a_streamed_reply_reaches_the_stage_through_one_task_per_turn():
     assert stage.drafts and all(full.startswith(text) for text in stage.drafts)
     assert len(stage.drafts) < 60  # deltas that arrived while the stage was busy made one call
     assert [e.text for e in stage.shown if isinstance(e, Reply)] == [full.strip()] * 2
+
+
+class Broke:
+    """A provider whose account is empty; the error holds the provider's own words and a balance."""
+
+    name = "broke"
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator:
+        raise ProviderError("out of credit: Insufficient balance: $0.0012 left", status=402, pause=True)
+        yield  # pragma: no cover
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Host(Recorder):
+    """A stage with an operator: it keeps what it was alerted to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alerts: list[str] = []
+
+    async def alert(self, text: str) -> None:
+        self.alerts.append(text)
+
+
+async def test_the_details_of_a_failure_go_to_the_host_and_are_never_stored_or_shown(tmp_path):
+    store = await Store.open(tmp_path / "db.sqlite3")
+    room = new_room(2)
+    room_id = await store.create_room(room, "discord")
+    stage = Host()
+    await RoomRunner(room, lambda m: Broke(), SlowImages(), stage, journal=Journal(store, room_id)).run(
+        return_on_pause=True
+    )
+    assert stage.alerts == ["AI-1 (Gemini 3 Flash) could not reply: out of credit: Insufficient balance: $0.0012 left"]
+    shown = [e.text for e in stage.shown if isinstance(e, Notice)]
+    assert shown == [
+        "⚠️ AI-1 (Gemini 3 Flash) could not reply: the host's account with the provider is out of credit",
+        "⏸️ The room is paused: AI-1 (Gemini 3 Flash)'s provider needs attention "
+        "(the host's account with the provider is out of credit)",
+    ]
+    stored = [s.event for s in await store.events(room_id)]
+    assert [type(e).__name__ for e in stored] == ["Notice", "Notice", "StateChanged"]
+    assert "$0.0012" not in repr(stored) and "$0.0012" not in repr((await store.load_room(room_id, room.catalog, data.scenarios())).history)
+    await store.close()
+
+
+async def test_a_stage_without_an_operator_logs_the_details(caplog):
+    stage = Recorder()  # no alert(): the runner logs instead
+    await RoomRunner(new_room(1), lambda m: Broke(), SlowImages(), stage).run(return_on_pause=True)
+    assert "Insufficient balance: $0.0012 left" in caplog.text
+    assert "$0.0012" not in repr(stage.shown)

@@ -88,14 +88,15 @@ class StateChanged:
 
 @dataclass(frozen=True)
 class Alert:
-    """Not for the channel: what the host should know about a failure (a key to set, the
-    provider's own words, a balance). Never stored or exported; stages give it to the
-    operator (the console prints it, Discord logs it and tells the room's moderator)."""
+    """Not for the channel, and not an event: what the host should know about a failure (a
+    key to set, the provider's own words, a balance). The room keeps these apart
+    (``Room.take_alerts``), so they are never stored or exported; the runner gives them to
+    the stage's operator (the console prints them, Discord logs them and tells the moderator)."""
 
     text: str
 
 
-Event = Notice | Reply | Said | ImageMade | ImageJob | StateChanged | Alert
+Event = Notice | Reply | Said | ImageMade | ImageJob | StateChanged
 
 
 # --- notice wording ---------------------------------------------------------

@@ -117,6 +117,7 @@ class Room:
         self._next_job = 1
         self._jobs: dict[int, tuple[int, str]] = {}
         self._outbox: list[ev.Event] = []
+        self._alerts: list[ev.Alert] = []  # for the host, apart from the events: never stored
         # Per AI: the refusal its last turns ended with, and how many turns in a row.
         self._refusals: dict[int, tuple[str, int]] = {}
 
@@ -208,6 +209,11 @@ class Room:
     def take_events(self) -> list[ev.Event]:
         """Everything that happened since the last call, in order."""
         out, self._outbox = self._outbox, []
+        return out
+
+    def take_alerts(self) -> list[ev.Alert]:
+        """What the host should know of failures since the last call (not events: never stored or shown)."""
+        out, self._alerts = self._alerts, []
         return out
 
     def put_back(self, events: list[ev.Event]) -> None:
@@ -700,7 +706,7 @@ class Room:
 
     def _alert(self, what: str, detail: str, reason: str) -> None:
         if detail and detail != reason:
-            self._outbox.append(ev.Alert(f"{what}: {detail}"))
+            self._alerts.append(ev.Alert(f"{what}: {detail}"))
 
     def _context_notice(self, text: str, exclude: int | None = None) -> None:
         """A bracketed notice: spectators see it and so do the AIs (but the one it is about)."""

@@ -207,12 +207,16 @@ def error_reason(status: int | None, body: Any, key_env_name: str | None = None)
 def provider_error(status: int | None, body: Any, key_env_name: str | None = None) -> ProviderError:
     """The ProviderError for an error status; pause when only a person (or tomorrow) can fix it:
     a rejected key, no credit, a model the service does not know, a used-up quota."""
-    pause = (
-        status in (402, 404)
-        or (status in (401, 403) and not is_moderation(body))
-        or bool(quota_used_up(status, body))
-    )
-    return ProviderError(error_reason(status, body, key_env_name), status=status, pause=pause)
+    quota = quota_used_up(status, body)
+    pause = status in (402, 404) or (status in (401, 403) and not is_moderation(body)) or bool(quota)
+    return ProviderError(error_reason(status, body, key_env_name), status=status, pause=pause, public=QUOTA.get(quota))
+
+
+# What a channel is told of a used-up quota (ProviderError.public); the rest is told apart by status.
+QUOTA = {
+    "daily": "the provider's daily quota is used up; a moderator can resume the room once it renews",
+    "account": "the host's quota with the provider is used up",
+}
 
 
 def decode_body(raw: bytes) -> Any:

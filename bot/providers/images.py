@@ -174,7 +174,8 @@ class _ImageAPI:
         if error_object(payload).get("code") in REFUSAL_CODES:
             message = error_message(payload)
             said = f" ({message})" if message else ""
-            return ProviderError(f"the image model's safety system refused this prompt{said}", status=status)
+            refused = "the image model's safety system refused this prompt"
+            return ProviderError(refused + said, status=status, public=refused)
         return provider_error(status, payload, self.key_env)
 
     async def _download(self, client: httpx.AsyncClient, url: str) -> Picture:
