@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     vision_pictures: int = Field(3, ge=0)
     turn_delay: float = Field(2.0, ge=0)
     room_budget_usd: float | None = Field(None, gt=0)
+    # What one member may do in a room, per minute (0: no limit); see README, "Open floor and votes".
+    floor_messages_per_minute: int = Field(6, ge=0)
+    votes_per_minute: int = Field(10, ge=0)
     # Where the Discord bot stores rooms, so a restart resumes them (pictures go beside it).
     database_path: Path = Path("data/seance.sqlite3")
 

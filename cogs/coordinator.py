@@ -25,6 +25,7 @@ from discord.ext import commands, tasks
 
 from bot import data
 from bot.engine import Room, RoomError
+from bot.engine.limits import RateLimit
 from bot.providers import ProviderError
 from bot.engine.snapshot import resumable_jobs
 from bot.runner import RoomRunner
@@ -45,6 +46,10 @@ NEEDED_FOR_THREADS = ("create_public_threads", "send_messages_in_threads")
 BACK = "▶️ Séance is back after a restart; the room carries on"
 BACK_PAUSED = "⏸️ Séance is back after a restart; the room stays paused until a moderator runs /seance resume"
 OFFLINE = "🔌 Séance is going offline; this room carries on when it is back"
+# Reactions on an open-floor message the AIs did not read (at most one per member a minute).
+TOO_FAST = "⏳"
+BLOCKED = "🚫"
+ALERTS_TOLD = 50  # distinct failure details a moderator is told per room (the log has them all)
 
 
 @dataclass
@@ -70,6 +75,10 @@ class Session:
     last_activity: float = field(default_factory=time.monotonic)
     task: asyncio.Task[None] | None = None
     room_id: int | None = None  # the room in storage, once stored
+    floor_limit: RateLimit = field(default_factory=lambda: RateLimit(0))  # open-floor messages per member
+    vote_limit: RateLimit = field(default_factory=lambda: RateLimit(0))  # votes per member
+    marks: RateLimit = field(default_factory=lambda: RateLimit(1))  # ⏳/🚫 reactions per member
+    told: set[str] = field(default_factory=set)  # failure details the moderator has had
 
     def touch(self) -> None:
         """A person did something here: the idle clock starts again."""
@@ -152,9 +161,20 @@ class Coordinator(commands.Cog):
             idle=self.bot.room_wait,
             patience=self.bot.settings.channel_patience_minutes * 60,
         )
-        session = Session(channel, room, runner, stage, moderator, options.open_floor)
+        settings = self.bot.settings
+        session = Session(
+            channel,
+            room,
+            runner,
+            stage,
+            moderator,
+            options.open_floor,
+            floor_limit=RateLimit(settings.floor_messages_per_minute),
+            vote_limit=RateLimit(settings.votes_per_minute),
+        )
         stage.on_blocked = lambda reason: self._blocked(session, reason)
         runner.on_problem = lambda sentence: self._tell(session, sentence)
+        stage.on_alert = lambda text: self._alert(session, text)
         self.sessions[channel.id] = session
         return session
 
@@ -245,12 +265,23 @@ class Coordinator(commands.Cog):
         session.runner.poke()
         await self._tell(session, f"⚠️ {reason} The room is paused until a moderator runs /seance resume.")
 
+    async def _alert(self, session: Session, text: str) -> None:
+        """A failure's details (a key to set, the provider's words), for the moderator only:
+        each distinct one once. The channel saw a plain sentence; the stage has logged this."""
+        if text in session.told or len(session.told) >= ALERTS_TOLD:
+            return
+        session.told.add(text)
+        await self._tell_moderator(session, f"In your Séance room in {session.channel.mention}: {text}")
+
     async def _tell(self, session: Session, sentence: str) -> None:
         """Say ``sentence`` in the channel now (outside the record), and to the room's moderator in a DM."""
         await session.stage.say(sentence)
+        await self._tell_moderator(session, f"Your Séance room in {session.channel.mention}: {sentence}")
+
+    async def _tell_moderator(self, session: Session, text: str) -> None:
+        """A direct message to the moderator who started the room, if they can be reached; best effort."""
         if session.moderator is None:
             return
-        text = f"Your Séance room in {session.channel.mention}: {sentence}"
         with contextlib.suppress(discord.HTTPException, TimeoutError, OSError):
             await asyncio.wait_for(
                 session.moderator.send(text, allowed_mentions=NO_MENTIONS), self.bot.settings.send_timeout
@@ -358,8 +389,27 @@ class Coordinator(commands.Cog):
             return
         session.touch()
         if session.open_floor and message.content.strip() and session.room.state != "stopped":
+            await self._hear(session, message)
+
+    async def _hear(self, session: Session, message: discord.Message) -> None:
+        """An open-floor message reaches the AIs, unless its author is blocked here or writing too fast.
+
+        A message that does not reach them gets a reaction saying why (🚫 blocked,
+        ⏳ too fast), at most one a minute per member, so a flood costs few requests.
+        """
+        member, now = str(message.author.id), time.monotonic()
+        if session.room.is_blocked(member):
+            mark = BLOCKED
+        elif not session.floor_limit.allow(member, now):
+            mark = TOO_FAST
+        else:
             # clean_content: the AIs read "@Vera", not "<@1234>"
             session.room.inject(message.author.display_name, message.clean_content, echo=False)
+            return
+        log.info("open floor in %s: message of member %s not passed on (%s)", session.channel.id, member, mark)
+        if session.marks.allow(member, now):
+            with contextlib.suppress(discord.HTTPException):
+                await message.add_reaction(mark)
 
     @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:

@@ -22,6 +22,7 @@ from discord.ext import commands
 
 from bot import data
 from bot.engine import ModelInfo, Participant, Room, RoomError, UnknownModel
+from bot.engine.context import person_name
 from bot.export import FORMATS, export
 from bot.formatting import clip
 from bot.providers import ProviderError
@@ -188,11 +189,9 @@ class Moderation(commands.Cog):
     @app_commands.describe(text="What you say")
     @moderators_only
     async def say(self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 2000]) -> None:
-        name = interaction.user.display_name
-
         def speak(session: Session, by: str) -> str:
-            session.stage.human_avatars[name] = interaction.user.display_avatar.url
-            session.room.inject(name, text)
+            shown = session.room.inject(interaction.user.display_name, text)
+            session.stage.human_avatars[shown] = interaction.user.display_avatar.url
             return "Said."
 
         await self._act(interaction, speak)
@@ -258,6 +257,34 @@ class Moderation(commands.Cog):
     ) -> None:
         await self._act(interaction, lambda s, by: f"{s.room.set_prompt(ai, text, by=by).short} has a new prompt.")
 
+    @seance.command(name="block", description="Keep a member off this room's open floor and out of its votes.")
+    @app_commands.describe(member="The member the AIs should no longer hear, whose votes no longer count")
+    @moderators_only
+    async def block(self, interaction: discord.Interaction, member: discord.Member) -> None:
+        def block(session: Session, by: str) -> str:
+            name = person_name(member.display_name)
+            if member.bot or is_moderator(member, session.channel.permissions_for(member), self._role):
+                raise RoomError(f"{name} is a moderator or a bot here; blocking is for members.")
+            if not session.room.block(str(member.id), member.display_name):
+                return f"{name} is blocked here already."
+            log.info("%s blocked member %s in room %s", by, member.id, session.room_id)
+            return f"{name} is blocked in this room: the AIs no longer read them and their votes do not count."
+
+        await self._act(interaction, block)
+
+    @seance.command(name="unblock", description="Let a blocked member speak on the open floor and vote again.")
+    @app_commands.describe(member="A member blocked in this room")
+    @moderators_only
+    async def unblock(self, interaction: discord.Interaction, member: discord.Member) -> None:
+        def unblock(session: Session, by: str) -> str:
+            name = person_name(member.display_name)
+            if not session.room.unblock(str(member.id)):
+                return f"{name} is not blocked here."
+            log.info("%s unblocked member %s in room %s", by, member.id, session.room_id)
+            return f"{name} may speak on the open floor and vote here again."
+
+        await self._act(interaction, unblock)
+
     @seance.command(name="status", description="Who is in the room, whose turn it is, votes, tokens and cost.")
     async def status(self, interaction: discord.Interaction) -> None:
         if (session := await self._session(interaction)) is None:
@@ -276,7 +303,7 @@ class Moderation(commands.Cog):
     @moderators_only
     async def export_transcript(self, interaction: discord.Interaction, fmt: str = "html") -> None:
         store = self.bot.store
-        room_id = await self._room_to_export(interaction.channel_id)
+        room_id = await self._room_to_export(interaction)
         if store is None or room_id is None:
             return await _say(interaction, "There is no room to export in this channel.")
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -292,16 +319,18 @@ class Moderation(commands.Cog):
         file = discord.File(io.BytesIO(content), filename=f"seance-room-{room_id}.{fmt}")
         await interaction.followup.send(f"The transcript of room {room_id}.", file=file, ephemeral=True)
 
-    async def _room_to_export(self, channel_id: int | None) -> int | None:
-        """The room running here, else the latest stored room held in this channel or thread."""
-        session = self.coordinator.session_for(channel_id)
+    async def _room_to_export(self, interaction: discord.Interaction) -> int | None:
+        """The room running here, else the latest stored room held in this channel or thread (of this server)."""
+        channel_id = interaction.channel_id
+        session = self._here(interaction)
         if session is not None and session.room_id is not None:
             return session.room_id
         if self.bot.store is None or channel_id is None:
             return None
         held = [
             r.id for r in await self.bot.store.rooms(origin="discord")
-            if r.thread_id == channel_id or (r.thread_id is None and r.channel_id == channel_id)
+            if r.guild_id == interaction.guild_id
+            and (r.thread_id == channel_id or (r.thread_id is None and r.channel_id == channel_id))
         ]
         return max(held, default=None)
 
@@ -325,7 +354,7 @@ class Moderation(commands.Cog):
     @temperature.autocomplete("ai")
     @prompt.autocomplete("ai")
     async def _participant(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        session = self.coordinator.session_for(interaction.channel_id)
+        session = self._here(interaction)
         if session is None:
             return []
         wanted = current.strip().casefold()
@@ -340,9 +369,24 @@ class Moderation(commands.Cog):
         except ProviderError as exc:
             raise RoomError(exc.reason) from None
 
+    @property
+    def _role(self) -> str | None:
+        return self.bot.settings.moderator_role
+
+    def _here(self, interaction: discord.Interaction) -> Session | None:
+        """The room of the channel the command was used in, and only if it belongs to the same server.
+
+        Channel ids are unique across Discord, so the server check is a second lock:
+        a room is steered, paused or exported only from where it runs.
+        """
+        session = self.coordinator.session_for(interaction.channel_id)
+        if session is None or session.channel.guild.id != interaction.guild_id:
+            return None
+        return session
+
     async def _session(self, interaction: discord.Interaction) -> Session | None:
         """The channel's room, or None after telling the member there is none."""
-        session = self.coordinator.session_for(interaction.channel_id)
+        session = self._here(interaction)
         if session is None:
             await _say(interaction, "No room is running in this channel. Start one with `/seance start`.")
         return session
@@ -355,7 +399,7 @@ class Moderation(commands.Cog):
             return
         session.touch()
         try:
-            done = action(session, interaction.user.display_name)
+            done = action(session, person_name(interaction.user.display_name))
         except RoomError as exc:  # the engine's words are meant for the moderator
             return await _say(interaction, str(exc))
         await _say(interaction, done)

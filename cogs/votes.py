@@ -4,10 +4,13 @@ Only the mapping lives here (message -> AI, member -> voter); counting, one
 vote per member per turn, ties and the announcement are the engine's. The
 stage remembers the messages it posted; older ones (from before a restart)
 are looked up in storage, where the journal records each AI message it marks.
+A member blocked in the room (``/seance block``) does not vote there, and one
+member's votes beyond VOTES_PER_MINUTE are ignored.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, cast
 
 import discord
@@ -39,7 +42,10 @@ class Votes(commands.Cog):
         if number is None:
             return
         self._remember(payload)
-        if session.room.vote(str(payload.user_id), number) is None:
+        voter = str(payload.user_id)
+        if session.room.is_blocked(voter) or not session.vote_limit.allow(voter, time.monotonic()):
+            return
+        if session.room.vote(voter, number) is None:
             return
         if self.bot.store is not None and session.room_id is not None:
             await self.bot.store.record_vote(session.room_id, str(payload.user_id), number, session.room.turns_taken)

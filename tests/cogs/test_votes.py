@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import discord
+import pytest
 
 from tests.discord_world import World, by_persona, notices
 
@@ -111,3 +112,28 @@ async def test_reactions_on_other_messages_are_not_votes_but_count_as_activity(w
 
     assert session.room.votes == {}
     assert session.last_activity > -1e9
+
+
+async def test_a_blocked_members_reactions_do_not_vote(world: World) -> None:
+    await first_round(world)
+    await world.mod.slash(world.channel, "seance block", member=world.viewer)
+
+    await world.viewer.react(post_of(world, "AI-3 (Claude Haiku 4.5)"), "👍")
+    assert world.session().room.tally() == {}
+    await world.env.advance_time(60)
+    assert speakers(world)[-1] == "AI-1 (Gemini 3 Flash)"  # the round robin, as if nobody voted
+
+
+@pytest.mark.settings(votes_per_minute=2)
+async def test_one_member_cannot_vote_more_than_the_limit_a_minute(world: World) -> None:
+    await first_round(world)
+    two, three = post_of(world, "AI-2 (DeepSeek R1)"), post_of(world, "AI-3 (Claude Haiku 4.5)")
+
+    await world.viewer.react(two, "👍")
+    await world.viewer.react(three, "👍")  # changes her mind: her second vote
+    await world.viewer.react(two, "🔥")  # the third within a minute is ignored
+    assert world.session().room.tally() == {3: 1}
+    await world.mod.react(two, "✨")  # others still vote
+    assert world.session().room.tally() == {3: 1, 2: 1}
+    stored = await world.bot.store.db.execute_fetchall("SELECT voter FROM votes")
+    assert sorted(v for (v,) in stored) == sorted([str(world.viewer.id)] * 2 + [str(world.mod.id)])
