@@ -463,12 +463,12 @@ def _ends_line(text: str, pos: int) -> bool:
 
 def _impersonation_start(text: str, seat: int, humans: tuple[str, ...]) -> int | None:
     """Offset of the first line where the model writes as another participant, a person or the room."""
-    starts = [found for found in (_other_ai_line(text, seat), _voice_line(text)) if found is not None]
-    for name in humans:
-        found = re.search(rf"^[ \t]*\[{re.escape(name)}\][ \t]*:", text, re.MULTILINE)
-        if found:
-            starts.append(found.start())
-    return min(starts, default=None)
+    starts = [_other_ai_line(text, seat), _voice_line(text)]
+    if humans:  # "[Vera]: ..." without the person tag: still a person's line (one pass for all names)
+        names = "|".join(re.escape(name) for name in humans)
+        found = re.search(rf"^[ \t]*\[(?:{names})\][ \t]*:", text, re.MULTILINE)
+        starts.append(found.start() if found else None)
+    return min((start for start in starts if start is not None), default=None)
 
 
 def _other_ai_line(text: str, seat: int) -> int | None:
