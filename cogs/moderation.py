@@ -158,7 +158,7 @@ class Moderation(commands.Cog):
     async def stop(self, interaction: discord.Interaction) -> None:
         if (session := await self._session(interaction)) is None:
             return
-        session.runner.stop(f"stopped by {interaction.user.display_name}")
+        session.runner.stop(f"stopped by {person_name(interaction.user.display_name)}")
         await _say(interaction, "The room is ending.")
 
     @seance.command(name="pause", description="Pause the room; nothing is lost.")
