@@ -406,10 +406,10 @@ class Coordinator(commands.Cog):
             # clean_content: the AIs read "@Vera", not "<@1234>"
             session.room.inject(message.author.display_name, message.clean_content, echo=False)
             return
-        log.info("open floor in %s: message of member %s not passed on (%s)", session.channel.id, member, mark)
+        log.debug("open floor in %s: message of member %s not passed on (%s)", session.channel.id, member, mark)
         if session.marks.allow(member, now):
-            with contextlib.suppress(discord.HTTPException):
-                await message.add_reaction(mark)
+            with contextlib.suppress(discord.HTTPException, TimeoutError):
+                await asyncio.wait_for(message.add_reaction(mark), self.bot.settings.send_timeout)
 
     @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
