@@ -134,7 +134,9 @@ async def test_console_failed_turn_is_a_notice_and_room_goes_on(fake_llm, tmp_pa
     args = console_args("--turns", "2", "--pictures", str(tmp_path))
     assert await run_console(args, settings_for(fake_llm), out) == 0
     printed = out.getvalue()
-    assert "⚠️ AI-1 (Gemini 3 Flash) could not reply:" in printed and "not a valid model ID" in printed
+    assert "⚠️ AI-1 (Gemini 3 Flash) could not reply: the provider refused the request\n" in printed
+    # In a terminal the reader is the host: the provider's own words follow, on a line of their own.
+    assert "   (AI-1 (Gemini 3 Flash) could not reply: the provider refused the request: bogus/model is not a valid model ID" in printed
     assert "AI-2 (DeepSeek R1)\nI am deepseek/deepseek-r1, turn 1." in printed
 
 

@@ -317,7 +317,9 @@ def _messages(merged: list[tuple[str, list[str], list[Picture]]]) -> tuple[Messa
 # --- people ----------------------------------------------------------------------
 
 _HIDDEN = {"Cf", "Cc", "Co", "Cs"}  # zero-width joiners, direction overrides, controls
-_IMITATION = re.compile(r"[\W_]*(?:ai[\W_]*\d|s[eé]ance)", re.IGNORECASE)
+_IMITATION = re.compile(r"[\W_]*(?:a[il][\W_]*\d|s[eé]ance)", re.IGNORECASE)  # "Al-1" reads as "AI-1"
+# Letters from other scripts that look like the Latin ones of "AI" and "Séance" (NFKC keeps them apart).
+_LOOKALIKES = str.maketrans("АаІіӀΑαΙιЅѕЕеСсοОо", "AaIiIAaIiSsEeCcoOo")
 _LINE_START = re.compile(
     r"^(?P<lead>[ \t]*(?:[*_~>][ \t]*){0,3})(?=\[|AI-\d+[ \t]*\([^)\n]{1,80}\)[ \t]*:)", re.MULTILINE | re.IGNORECASE
 )
@@ -334,7 +336,7 @@ def person_name(display_name: str) -> str:
     text = "".join(" " if c.isspace() else c for c in text if c.isspace() or unicodedata.category(c) not in _HIDDEN)
     flat = " ".join(text.translate({ord("["): "(", ord("]"): ")"}).split())
     flat = flat[:NAME_LIMIT].strip() or "someone"
-    if _IMITATION.match(_unaccented(flat)):
+    if _IMITATION.match(_unaccented(flat).translate(_LOOKALIKES)):
         return f"“{flat}” (a person)"
     return flat
 

@@ -298,6 +298,10 @@ def test_people_reach_the_ais_under_a_label_no_ai_or_system_line_has():
         ("  Vera \n the\tGreat ", "Vera the Great"),
         ("\u200b", "someone"),
         ("Aiko", "Aiko"),
+        ("\u0410I-1 (Gemini 3 Flash)", "“\u0410I-1 (Gemini 3 Flash)” (a person)"),  # a Cyrillic А
+        ("Al-2 (DeepSeek R1)", "“Al-2 (DeepSeek R1)” (a person)"),  # a lower-case L
+        ("\u0405\u0435ance", "“\u0405\u0435ance” (a person)"),  # Cyrillic Ѕ and е
+        ("Alice", "Alice"),
         ("x" * 60, "x" * 40),
     ],
 )
