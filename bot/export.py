@@ -48,12 +48,17 @@ def to_txt(events: list[StoredEvent]) -> str:
     for stored in events:
         event = stored.event
         if isinstance(event, Notice):
-            lines.append(event.text)
+            lines.append(_notice_line(event))
         elif isinstance(event, (Reply, Said)):
             lines += [event.label if isinstance(event, Reply) else event.name, event.text]
         elif isinstance(event, ImageMade):
             lines.append(event.caption)
     return "\n".join(lines) + "\n"
+
+
+def _notice_line(event: Notice) -> str:
+    """A notice as the channel showed it, plus what only moderators may read (a whisper's words)."""
+    return f"{event.text} ({event.private})" if event.private else event.text
 
 
 # --- md ------------------------------------------------------------------------
@@ -64,7 +69,7 @@ def to_md(record: RoomRecord, events: list[StoredEvent], pictures_dir: Path | No
     for stored in events:
         event = stored.event
         if isinstance(event, Notice):
-            out += [f"> {_md_escape(event.text)}", ""]
+            out += [f"> {_md_escape(_notice_line(event))}", ""]
         elif isinstance(event, Reply):
             out += [f"### {event.label}", "", _md_body(event.text), ""]
         elif isinstance(event, Said):
@@ -163,7 +168,7 @@ def to_html(record: RoomRecord, events: list[StoredEvent]) -> str:
 def _html_event(stored: StoredEvent) -> str:
     event = stored.event
     if isinstance(event, Notice):
-        return f'<div class="notice">{html.escape(event.text)}</div>'
+        return f'<div class="notice">{html.escape(_notice_line(event))}</div>'
     if isinstance(event, Reply):
         return _html_message(event.label, event.text, _hue(event.label))
     if isinstance(event, Said):

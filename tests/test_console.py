@@ -240,3 +240,13 @@ def build_test_room():
     from bot.console import build_room
 
     return build_room(console_args("--turns", "1"), Settings(_env_file=None))
+
+
+async def test_a_whisper_prints_only_that_it_happened():
+    """The terminal is the console's channel: a whisper's words are for the export only."""
+    from bot.console import ConsoleStage
+    from bot.engine import Notice
+
+    out = io.StringIO()
+    await ConsoleStage(out, Path("unused")).show([Notice("🤫 AI-1 whispered to AI-2", private='"psst"')])
+    assert out.getvalue() == "🤫 AI-1 whispered to AI-2\n"

@@ -152,3 +152,25 @@ async def test_deleting_an_ended_room_deletes_its_pictures(stored, tmp_path):
     store = await Store.open(os.environ["DATABASE_PATH"])
     assert await store.rooms() == [] and not list(store.pictures.rglob("*.png"))
     await store.close()
+
+
+async def test_whispers_are_stored_and_exported_for_moderators(tmp_path):
+    """The channel showed only that a whisper happened; the export (moderators only) has its words."""
+    store = await Store.open(str(tmp_path / "whispers.sqlite3"))
+    try:
+        room = Room(data.catalog(), data.scenarios()["open-room"], RoomSettings(), topic="tides")
+        room.add("Gemini 3 Flash")
+        room.add("DeepSeek R1")
+        room_id = await store.create_room(room, "console")
+        turn = room.next_turn()
+        room.complete_turn(turn, 'Hello.\n!whisper "AI-2" "meet me at the lighthouse"')
+        await store.save(room_id, room, room.take_events())
+        record, events = await store.room(room_id), await store.events(room_id)
+    finally:
+        await store.close()
+    whole = '🤫 AI-1 whispered to AI-2 (AI-1 (Gemini 3 Flash) to AI-2 (DeepSeek R1): "meet me at the lighthouse")'
+    assert whole in export(record, events, "txt").decode()
+    assert "meet me at the lighthouse" in export(record, events, "md", tmp_path / "pics").decode()
+    assert "meet me at the lighthouse" in export(record, events, "html").decode()
+    lines = [json.loads(line) for line in export(record, events, "jsonl").decode().splitlines()]
+    assert any(line.get("private", "").endswith('"meet me at the lighthouse"') for line in lines)

@@ -248,3 +248,8 @@ async def test_the_finished_reply_waits_out_the_edit_interval(world: World, monk
     await rig.show(reply(1, "The first words and the last."))
     assert time.monotonic() - drafted >= 0.25  # not a second edit right behind the draft's (sent at 0)
     assert [m.content for m in by_persona(world.channel)] == ["The first words and the last."]
+
+
+async def test_a_whisper_shows_only_that_it_happened(rig: Rig) -> None:
+    await rig.show(Notice("🤫 AI-1 whispered to AI-2", private='AI-1 (Gemini 3 Flash) to AI-2 (DeepSeek R1): "psst"'))
+    assert [m.content for m in rig.world.channel.history()] == ["-# 🤫 AI-1 whispered to AI-2"]

@@ -27,6 +27,9 @@ COMMAND_NAMES: tuple[str, ...] = (
     "add_ai",
     "mute_self",
     "list_models",
+    "whisper",
+    "remove_ai",
+    "vote",
 )
 
 
@@ -48,7 +51,11 @@ _NAMES = frozenset(COMMAND_NAMES)
 _NO_ARGS = frozenset({"mute_self", "list_models"})
 # Settings changes are for the bot, not the audience, so they are cut from
 # what others see; everything else stays visible as part of the performance.
-_HIDDEN = frozenset({"prompt", "temperature"})
+# A whisper is cut too: its words are for one AI, and spectators only see that it happened.
+_HIDDEN = frozenset({"prompt", "temperature", "whisper"})
+# Quoted arguments each command takes: (required, at most).
+_ARITY = {"add_ai": (1, 2), "whisper": (2, 2), "remove_ai": (1, 2)}
+_VOTE_RE = re.compile(r"(?i:yes|no)(?![A-Za-z0-9])")
 
 # Letters are ASCII-only because re.IGNORECASE would let Unicode folding
 # ("ſ", the Kelvin sign) spell a name.  The lookbehind drops "wow!image"
@@ -80,6 +87,9 @@ _HOW_TO = {
     "prompt": 'needs quoted text, like !prompt "Answer only in haiku."',
     "add_ai": 'needs a quoted model name, like !add_ai "model-name" "optional invitation"',
     "temperature": "needs a number, like !temperature 1.2",
+    "whisper": 'needs a quoted AI and quoted text, like !whisper "AI-3" "just between us"',
+    "remove_ai": 'needs a quoted AI and a quoted reason, like !remove_ai "AI-3" "it keeps repeating itself"',
+    "vote": "needs yes or no, like !vote yes",
 }
 _UNTERMINATED = "unterminated quote: the argument must close on the same line"
 _EMPTY = "empty argument: put some text between the quotes"
@@ -192,6 +202,8 @@ def _parse_at(
     pos = _HSPACE_RE.match(text, pos, line_end).end()
     if name == "temperature":
         return _parse_temperature(text, start, pos, line_end, stop)
+    if name == "vote":
+        return _parse_vote(text, start, pos, stop)
     return _parse_quoted(text, name, start, pos, line_end, stop)
 
 
@@ -217,25 +229,36 @@ def _number_ends_cleanly(text: str, end: int, line_end: int) -> bool:
     return False
 
 
+def _parse_vote(text: str, start: int, pos: int, stop: int) -> Command:
+    """A bare yes or no; "yes." ends a sentence, "yesterday" is not a vote."""
+    match = _VOTE_RE.match(text, pos, stop)
+    if match:
+        return _command(text, "vote", (match.group().lower(),), None, start, match.end())
+    end = _trim_end(text, start, _WORD_RE.match(text, pos, stop).end())
+    return _command(text, "vote", (), _HOW_TO["vote"], start, end)
+
+
 def _parse_quoted(
     text: str, name: str, start: int, pos: int, line_end: int, stop: int
 ) -> Command:
-    """One quoted argument, or two for !add_ai (the model and an invitation)."""
+    """Quoted arguments: one for most commands, more for those in ``_ARITY``."""
     if pos >= line_end or text[pos] not in _CLOSERS:
         end = _trim_end(text, start, max(stop, pos))
         return _command(text, name, (), _HOW_TO[name], start, end)
-    first, end, error = _read_quoted(text, pos, line_end)
-    if error:
-        return _command(text, name, (), error, start, _trim_end(text, start, end))
-    args = (first,)
-    if name == "add_ai":
-        nxt = _HSPACE_RE.match(text, end, line_end).end()
-        if nxt < line_end and text[nxt] in _CLOSERS:
-            second, end, error = _read_quoted(text, nxt, line_end)
-            if error:
-                return _command(text, name, (), error, start, _trim_end(text, start, end))
-            args = (first, second)
-    return _command(text, name, args, None, start, end)
+    required, most = _ARITY.get(name, (1, 1))
+    args: list[str] = []
+    end = pos
+    while len(args) < most:
+        nxt = _HSPACE_RE.match(text, end, line_end).end() if args else end
+        if nxt >= line_end or text[nxt] not in _CLOSERS:
+            break
+        value, end, error = _read_quoted(text, nxt, line_end)
+        if error:
+            return _command(text, name, (), error, start, _trim_end(text, start, end))
+        args.append(value)
+    if len(args) < required:
+        return _command(text, name, (), _HOW_TO[name], start, _trim_end(text, start, max(stop, end)))
+    return _command(text, name, tuple(args), None, start, end)
 
 
 def _read_quoted(text: str, pos: int, line_end: int) -> tuple[str, int, str | None]:

@@ -363,7 +363,12 @@ COMMAND_HELP = {
     "add_ai": '!add_ai "Model name" "invitation" - invite another AI into the room (at most {max_ais} AIs).',
     "mute_self": "!mute_self - skip your next turn.",
     "list_models": "!list_models - receive the names of the models you can invite.",
+    "whisper": '!whisper "AI-3" "text" - a private message only AI-3 receives; the others only see that you whispered.',
+    "remove_ai": '!remove_ai "AI-3" "reason" - propose removing an AI; the others vote, a majority of those who vote decides.',
+    "vote": "!vote yes or !vote no - answer an open proposal to remove an AI (you are told when one is open).",
 }
+ADDRESSING_HELP = 'Start a line with "@AI-3" to hand AI-3 the next turn (a moderator or the audience may still choose otherwise).'
+
 
 
 def command_docs(
@@ -386,6 +391,7 @@ def command_docs(
     ]
     if "add_ai" in enabled:
         lines.append("Models you can invite: " + ", ".join(model_names) + ".")
+    lines.append(ADDRESSING_HELP)
     lines.append(
         f"Commands are applied in the order written, at most {max_commands} per reply, "
         "and you are told how each one went. Commands inside code blocks or quotes are ignored."

@@ -32,10 +32,15 @@ class Picture:
 
 @dataclass(frozen=True)
 class Notice:
-    """A line about the room rather than in it. ``context`` lines are also seen by AIs."""
+    """A line about the room rather than in it. ``context`` lines are also seen by AIs.
+
+    ``private`` is for moderators only (a whisper's words): stored and exported,
+    never shown in the channel or the terminal, which render ``text``.
+    """
 
     text: str
     context: bool = False
+    private: str = ""
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,28 @@ def prompt_spectator(short: str, text: str) -> str:
 def add_ai_spectator(short: str, model: str, invitation: str | None) -> str:
     tail = f' "{invitation}"' if invitation else ""
     return f'✨ [{short}]: !add_ai "{model}"{tail}'
+
+
+def whispered(sender: str, recipient: str) -> str:
+    return f"🤫 {sender} whispered to {recipient}"
+
+
+def removal_proposed(proposer: str, target: str, reason: str) -> str:
+    because = f': "{reason}"' if reason else ""
+    return f"🗳️ {proposer} proposes removing {target}{because}. The other AIs vote on their next turn."
+
+
+def removal_vote(voter: str, vote: str, target: str, yes: int, no: int) -> str:
+    return f"🗳️ [{voter}]: !vote {vote} on removing {target} ({yes} yes, {no} no so far)"
+
+
+def removal_result(target: str, removed: bool, yes: int, no: int) -> str:
+    verdict = "is removed" if removed else "stays"
+    return f"🗳️ The vote is closed: {target} {verdict} ({yes} yes, {no} no)"
+
+
+def addressed(label: str, by: str) -> str:
+    return f"💬 {label} speaks next: {by} addressed them"
 
 
 def max_ais(limit: int) -> str:

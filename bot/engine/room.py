@@ -37,6 +37,9 @@ TIDY_EVERY = 256  # entries appended between two looks for what memory can let g
 PEOPLE_LISTED = 10  # names in the system prompt; a flood of posters cannot grow it past this
 MAX_ADDITION = 1000
 KEPT_ADDITIONS = 5
+MAX_WHISPER = 1000
+# "@AI-3" or a full label ("AI-3 (Gemini 3 Flash)") at the start of a line hands AI-3 the next turn.
+_ADDRESS_RE = re.compile(r"^[ \t*_]*(@?)AI-(\d+)(?!\d)", re.MULTILINE)
 
 
 class RoomError(Exception):
@@ -78,6 +81,23 @@ class Participant:
         return f"AI-{self.number}"
 
 
+@dataclass
+class Removal:
+    """An open proposal to remove an AI. ``ballots`` maps "ai:N" or "member:NAME" to yes/no;
+    ``waiting`` holds the AIs that have not had a turn since it opened (the vote closes when
+    it is empty: an AI that took its turn without voting abstained)."""
+
+    target: int
+    proposer: int
+    reason: str
+    ballots: dict[str, bool] = field(default_factory=dict)
+    waiting: set[int] = field(default_factory=set)
+
+    def counts(self) -> tuple[int, int]:
+        yes = sum(1 for vote in self.ballots.values() if vote)
+        return yes, len(self.ballots) - yes
+
+
 @dataclass(frozen=True)
 class Turn:
     number: int
@@ -112,6 +132,8 @@ class Room:
         self.votes: dict[str, int] = {}
         self._queue: deque[int] = deque()
         self._forced: int | None = None
+        self._addressed: tuple[int, str] | None = None  # (AI number, who addressed it), for one turn
+        self.removal: Removal | None = None
         self._current: int | None = None  # whose turn is in flight, so a restart can give it again
         self._next_number = 1
         self._next_job = 1
@@ -242,6 +264,8 @@ class Room:
         leader = self._vote_winner()
         if leader is not None:
             return leader
+        if self._addressed is not None and self._can_speak(self._addressed[0]):
+            return self._addressed[0]
         queue = [n for n in self._queue if self._can_speak(n)]
         if queue:
             return queue[0]
@@ -344,6 +368,7 @@ class Room:
         self.history.append(Entry("human", escape_lines(text), name=name))  # escaped once: what the AIs read
         if echo:
             self._outbox.append(ev.Said(name, text))
+        self._note_address(text, None, name)
         return name
 
     def _remember_person(self, name: str) -> None:
@@ -427,6 +452,9 @@ class Room:
         if self.settings.max_turns is not None and self.turns_taken >= self.settings.max_turns:
             self.stop(f"reached the limit of {_count(self.settings.max_turns, 'turn')}")
             return None
+        self._settle_removal()
+        if self.state != "running":  # the vote removed the last AI
+            return None
         number, votes = self._pick()
         if number is None:
             self.pause("every AI is muted or gone")
@@ -439,6 +467,9 @@ class Room:
         return Turn(number, participant.label, self.request_for(participant), votes)
 
     def _pick(self) -> tuple[int | None, int]:
+        """Who speaks next. Precedence: a moderator's choice, then members' votes, then an AI
+        addressed by name ("@AI-3"), then the round robin. An address lasts one turn."""
+        addressed, self._addressed = self._addressed, None
         if self._forced is not None:
             number, self._forced = self._forced, None
             if self._can_speak(number):
@@ -448,6 +479,11 @@ class Room:
         if leader is not None:
             self._drop_from_queue(leader)
             return leader, self.tally()[leader]
+        if addressed is not None and self._can_speak(addressed[0]) and not self.participants[addressed[0]].skip_next:
+            number, by = addressed
+            self._drop_from_queue(number)
+            self._notice(ev.addressed(self.participants[number].label, by))
+            return number, 0
         for _ in range(2):  # the rest of this round, then a fresh one
             while self._queue:
                 number = self._queue.popleft()
@@ -486,6 +522,7 @@ class Room:
             self.settings.max_commands,
             model.max_temperature if model.temperature else None,
         )
+        docs = "\n\n".join(part for part in (docs, self._ballot_note(participant)) if part)
         system = system_prompt(self.scenario.system, participant, others, self.humans, docs, self.more_people)
         model = participant.model
         budget = token_budget(model, self.settings.context_tokens) - len(system) // 4
@@ -533,6 +570,8 @@ class Room:
         if outcomes:
             lines = "\n".join(f"- {cmd.raw.strip()[:120]}: {outcome}" for cmd, outcome in zip(commands, outcomes))
             self.history.append(Entry("private", "How your commands went:\n" + lines, audience=participant.number))
+        self._note_address(shown, participant.number, participant.short)
+        self._turn_taken(participant.number)
         self._check_budget()
 
     def fail_turn(
@@ -557,6 +596,7 @@ class Room:
         self._count_turn(participant, usage)
         self._notice(ev.turn_failed(participant.label, reason))
         self._alert(f"{participant.label} could not reply", detail, reason)
+        self._turn_taken(participant.number)
         if refused and not pause and self._refused_again(participant.number, detail or reason):
             times = _count(REFUSALS_BEFORE_PAUSE, "turn")
             pause, reason = True, f"the same refusal {times} in a row: {reason}"
@@ -698,6 +738,131 @@ class Room:
 
     def _cmd_list_models(self, participant: Participant, command: Command) -> str:
         return "models you can invite: " + ", ".join(self.catalog.names) + "."
+
+    def _cmd_whisper(self, participant: Participant, command: Command) -> str:
+        target = self._other(participant, command.args[0])
+        if isinstance(target, str):
+            return self._refuse(participant, command, target)
+        text = command.args[1].strip()
+        cut = len(text) > MAX_WHISPER
+        text = text[:MAX_WHISPER]
+        note = f"{participant.label} whispered to you (nobody else can read it): {text}"
+        self.history.append(Entry("private", note, audience=target.number))
+        kept = f'{participant.label} to {target.label}: "{text}"'
+        self._outbox.append(ev.Notice(ev.whispered(participant.short, target.short), private=kept))
+        told = f"only {target.label} received it; spectators only see that you whispered."
+        return told[:-1] + f"; it was cut to {MAX_WHISPER} characters." if cut else told
+
+    def _cmd_remove_ai(self, participant: Participant, command: Command) -> str:
+        if self.removal is not None:
+            target = self.participants[self.removal.target]
+            return self._refuse(participant, command, f"a vote on removing {target.short} is still open")
+        target = self._other(participant, command.args[0])
+        if isinstance(target, str):
+            return self._refuse(participant, command, target)
+        reason = command.args[1].strip()[:MAX_ADDITION] if len(command.args) > 1 else ""
+        voters = {p.number for p in self.present if p.number not in (participant.number, target.number)}
+        self.removal = Removal(target.number, participant.number, reason, waiting=voters)
+        self._notice(ev.removal_proposed(participant.short, target.label, reason))
+        because = f': "{reason}"' if reason else ""
+        self.history.append(
+            Entry("notice", f"[{participant.short} proposes removing {target.short}{because}. "
+                  "The other AIs answer with !vote yes or !vote no on their next turn]", exclude=participant.number)
+        )
+        return (
+            f"the proposal to remove {target.short} is open; the other AIs vote on their next turn "
+            "and everyone is told the result (a majority of those who vote decides)."
+        )
+
+    def _cmd_vote(self, participant: Participant, command: Command) -> str:
+        removal = self.removal
+        if removal is None:
+            return self._refuse(participant, command, "no vote is open")
+        target = self.participants[removal.target]
+        if participant.number == removal.target:
+            return self._refuse(participant, command, "you cannot vote on your own removal")
+        if participant.number == removal.proposer:
+            return self._refuse(participant, command, "you proposed it; the others decide")
+        vote = command.args[0]
+        removal.ballots[f"ai:{participant.number}"] = vote == "yes"
+        removal.waiting.discard(participant.number)
+        yes, no = removal.counts()
+        self._notice(ev.removal_vote(participant.short, vote, target.short, yes, no))
+        return f"your {vote} on removing {target.short} is counted; everyone is told the result."
+
+    def member_removal_vote(self, member: str, vote: bool | None) -> bool:
+        """A member's vote on the open removal (a reaction); None takes it back. False if none is open."""
+        if self.removal is None:
+            return False
+        key = f"member:{member}"
+        if vote is None:
+            self.removal.ballots.pop(key, None)
+        else:
+            self.removal.ballots[key] = vote
+        return True
+
+    def _ballot_note(self, participant: Participant) -> str:
+        """What an AI that still has to vote is told in its system prompt."""
+        removal = self.removal
+        if removal is None or participant.number not in removal.waiting or "vote" not in self.settings.commands:
+            return ""
+        target = self.participants[removal.target]
+        proposer = self.participants[removal.proposer]
+        because = f' because: "{removal.reason}"' if removal.reason else ""
+        return (
+            f"A vote is open: {proposer.short} proposes removing {target.label} from the room{because}. "
+            "Give your answer in this reply with !vote yes or !vote no; a majority of those who vote decides."
+        )
+
+    def _turn_taken(self, number: int) -> None:
+        """An AI had its turn: if a removal vote was waiting for it, it has now voted or abstained.
+        The vote closes before the next turn is picked, so members' reactions count until then."""
+        if self.removal is not None:
+            self.removal.waiting.discard(number)
+
+    def _settle_removal(self) -> None:
+        """Close the open removal vote once no AI that can still speak is waiting to vote."""
+        removal = self.removal
+        if removal is None:
+            return
+        target = self.participants[removal.target]
+        if not target.present:
+            self.removal = None
+            self._notice(f"🗳️ The vote on removing {target.label} is closed: it has already left")
+            return
+        removal.waiting = {n for n in removal.waiting if self._can_speak(n)}
+        if removal.waiting:
+            return
+        self.removal = None
+        yes, no = removal.counts()
+        removed = yes > no
+        self._notice(ev.removal_result(target.label, removed, yes, no))
+        verdict = "is removed" if removed else "stays"
+        self.history.append(Entry("notice", f"[The vote on removing {target.short} is closed: it {verdict} ({yes} yes, {no} no)]"))
+        if removed:
+            self.remove(target.number, by=f"a vote ({yes} yes, {no} no)")
+
+    def _other(self, participant: Participant, ref: str) -> Participant | str:
+        """Another present AI named in a command, or the reason it cannot be used."""
+        try:
+            other = self.participant(ref.strip())
+        except RoomError:
+            return f"there is no AI called {ref.strip()} in this room"
+        if other.number == participant.number:
+            return "that is you; name another AI"
+        return other
+
+    def _note_address(self, text: str, speaker: int | None, by: str) -> None:
+        """Remember the first AI addressed at the start of a line ("@AI-3", or its full label)."""
+        for match in _ADDRESS_RE.finditer(text):
+            number = int(match.group(2))
+            other = self.participants.get(number)
+            if other is None or not other.present or number == speaker:
+                continue
+            at = match.start(2) - 3  # where "AI-" begins
+            if match.group(1) or text.startswith(other.label, at):
+                self._addressed = (number, by)
+                return
 
     # --- helpers -----------------------------------------------------------
 

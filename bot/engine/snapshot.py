@@ -16,7 +16,7 @@ from typing import Any
 from .catalog import Catalog, ModelInfo, UnknownModel
 from .context import Entry, Usage
 from .events import ImageJob, Picture
-from .room import Participant, Room, RoomSettings
+from .room import Participant, Removal, Room, RoomSettings
 from .scenarios import Scenario
 
 VERSION = 1
@@ -51,6 +51,8 @@ def room_state(room: Room) -> dict[str, Any]:
         "votes": dict(room.votes),
         "queue": list(room._queue),
         "forced": room._forced,
+        "addressed": list(room._addressed) if room._addressed else None,
+        "removal": _removal_to_dict(room.removal),
         "current": room._current,
         "next_number": room._next_number,
         "next_job": room._next_job,
@@ -96,11 +98,26 @@ def restore_room(
     room._queue = deque(state.get("queue", []))
     # A turn that was in flight when the room was saved never finished: that AI goes first.
     room._forced = state.get("current") or state.get("forced")
+    addressed = state.get("addressed")
+    room._addressed = (addressed[0], addressed[1]) if addressed else None
+    room.removal = _removal_from_dict(state.get("removal"))
     room._next_number = state.get("next_number", 1)
     room._next_job = state.get("next_job", 1)
     room._jobs = {int(k): (v[0], v[1]) for k, v in state.get("jobs", {}).items()}
     room.participants = {p["number"]: _participant_from_dict(p, catalog) for p in state.get("participants", [])}
     return room
+
+
+def _removal_to_dict(removal: Removal | None) -> dict[str, Any] | None:
+    if removal is None:
+        return None
+    return {**asdict(removal), "waiting": sorted(removal.waiting)}
+
+
+def _removal_from_dict(data: dict[str, Any] | None) -> Removal | None:
+    if not data:
+        return None
+    return Removal(data["target"], data["proposer"], data["reason"], dict(data["ballots"]), set(data["waiting"]))
 
 
 def resumable_jobs(room: Room) -> list[ImageJob]:

@@ -30,7 +30,7 @@ def single(text: str) -> Command:
 # --- interface -------------------------------------------------------------
 
 
-def test_command_names_are_the_six_known_commands():
+def test_command_names_are_the_nine_known_commands():
     assert COMMAND_NAMES == (
         "image",
         "prompt",
@@ -38,6 +38,9 @@ def test_command_names_are_the_six_known_commands():
         "add_ai",
         "mute_self",
         "list_models",
+        "whisper",
+        "remove_ai",
+        "vote",
     )
 
 
@@ -833,3 +836,47 @@ def test_hostile_input_still_parses_correctly():
     assert names_and_args(ADVERSARIAL["fence lines"]) == [("image", ("x",))]
     open_quotes = parse_commands(ADVERSARIAL["open image quotes"])
     assert [c.args for c in open_quotes] == [("!image ",)]
+
+
+# --- whisper, remove_ai, vote ----------------------------------------------------
+
+
+def test_whisper_takes_an_ai_and_text():
+    assert names_and_args('!whisper "AI-3" "just between us"') == [("whisper", ("AI-3", "just between us"))]
+    assert names_and_args("!whisper “AI-3” “curly”.") == [("whisper", ("AI-3", "curly"))]
+
+
+@pytest.mark.parametrize("text", ['!whisper "AI-3"', '!whisper "AI-3" hello there', "!whisper AI-3 hi"])
+def test_whisper_without_quoted_text_is_explained(text):
+    command = single(text)
+    assert command.args == ()
+    assert command.error is not None and "!whisper" in command.error
+    assert command.raw == text
+
+
+def test_whisper_is_cut_from_what_others_see():
+    text = 'I agree.\n!whisper "AI-2" "but between us, no"\nOn we go.'
+    assert visible_text(text) == "I agree.\nOn we go."
+
+
+def test_remove_ai_reason_is_optional_and_kept_when_given():
+    assert names_and_args('!remove_ai "AI-3" "it only repeats"') == [("remove_ai", ("AI-3", "it only repeats"))]
+    assert names_and_args('!remove_ai "AI-3"') == [("remove_ai", ("AI-3",))]
+    assert single("!remove_ai AI-3").error is not None
+
+
+def test_remove_ai_and_vote_stay_visible():
+    text = '!remove_ai "AI-3" "loops"\n!vote yes'
+    assert visible_text(text) == text
+
+
+@pytest.mark.parametrize(("text", "vote"), [("!vote yes", "yes"), ("!vote NO.", "no"), ("**!vote Yes**", "yes")])
+def test_vote_is_yes_or_no(text, vote):
+    assert names_and_args(text) == [("vote", (vote,))]
+
+
+@pytest.mark.parametrize("text", ["!vote", "!vote maybe", "!vote yesterday", '!vote "yes"'])
+def test_vote_that_is_not_yes_or_no_is_explained(text):
+    command = single(text)
+    assert command.error == "needs yes or no, like !vote yes"
+    assert command.raw == text
