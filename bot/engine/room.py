@@ -792,7 +792,7 @@ class Room:
 
     def member_removal_vote(self, member: str, vote: bool | None) -> bool:
         """A member's vote on the open removal (a reaction); None takes it back. False if none is open."""
-        if self.removal is None:
+        if self.removal is None or member in self.blocked:
             return False
         key = f"member:{member}"
         if vote is None:

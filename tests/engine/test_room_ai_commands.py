@@ -223,3 +223,11 @@ def test_the_ais_are_told_about_the_new_commands_and_addressing():
     room = make_room(*THREE, commands=frozenset({"image"}))
     system = room.request_for(room.participants[1]).system
     assert "!whisper" not in system and "!remove_ai" not in system
+
+
+def test_a_blocked_member_cannot_vote_on_a_removal():
+    room = make_room(*THREE)
+    room.block("troll", "Troll")
+    speak(room, '!remove_ai "AI-3"')
+    assert not room.member_removal_vote("troll", True)
+    assert room.removal is not None and room.removal.ballots == {}
