@@ -426,12 +426,19 @@ class Store:
         origin: str | None = None,
         room_id: int | None = None,
         pending_pictures: bool = False,
+        owing: bool = False,
     ) -> list[RoomRecord]:
-        """Stored rooms, oldest first; ``pending_pictures``: only those with picture jobs unfinished."""
+        """Stored rooms, oldest first; ``pending_pictures``: only those with picture jobs unfinished;
+        ``owing``: only those that still owe their channel something (pictures, or events never shown)."""
         query = "SELECT id, origin, guild_id, channel_id, thread_id, scenario, state, options, created_at, updated_at FROM rooms"
         clauses, args = [], []
         if pending_pictures:
             clauses.append("json_extract(snapshot, '$.jobs') != '{}'")
+        if owing:
+            clauses.append(
+                "(json_extract(snapshot, '$.jobs') != '{}'"
+                " OR EXISTS (SELECT 1 FROM events WHERE events.room_id = rooms.id AND events.posted_at IS NULL))"
+            )
         if states is not None:
             states = list(states)
             clauses.append(f"state IN ({','.join('?' * len(states))})")

@@ -298,12 +298,13 @@ class Coordinator(commands.Cog):
 
     async def restore(self) -> None:
         """Bring back every stored Discord room that was running or paused when the bot went down,
-        then ended rooms whose last pictures were still being made, to post those (after the
-        live rooms, which keep their channels first)."""
+        then ended rooms that still owe their channel something (last pictures still being made,
+        messages Discord failed to take before the shutdown), to post those (after the live
+        rooms, which keep their channels first)."""
         if self.store is None:
             return
         live = await self.store.rooms(states=("running", "paused"), origin="discord")
-        ended = await self.store.rooms(states=("stopped",), origin="discord", pending_pictures=True)
+        ended = await self.store.rooms(states=("stopped",), origin="discord", owing=True)
         for record in live + ended:
             try:
                 await self._restore(record)

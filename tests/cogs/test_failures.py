@@ -183,6 +183,22 @@ async def test_a_channel_that_keeps_failing_pauses_its_room_once_and_tells_the_m
     await assert_shown_once_in_order(world, session.room_id)
 
 
+async def test_what_a_failing_channel_kept_back_is_posted_after_a_restart(world: World) -> None:
+    await world.start(turns=2, delay=1)
+    world.env.inject_error("POST", webhook_path(world), status=503, times=None)
+    await world.env.advance_time(20)
+    [record] = await world.bot.store.rooms()
+    assert record.state == "stopped" and await world.bot.store.unposted(record.id) != []
+
+    await world.restart()  # the host restarts the bot while Discord still fails
+    world.env.backend.faults.clear()
+    await world.env.advance_time(120)
+
+    assert len(by_persona(world.channel)) == 2
+    await assert_shown_once_in_order(world, record.id)
+    assert world.session() is None  # an ended room only posts what it owed, then goes
+
+
 async def test_several_rooms_fail_and_recover_independently(world: World) -> None:
     second = world.guild.create_text_channel("second")
     third = world.guild.create_text_channel("third")
