@@ -231,3 +231,35 @@ async def test_storage_that_fails_pauses_the_room_says_so_once_and_resume_loses_
         e for e in stage.shown if isinstance(e, Reply)
     ]
     await store.close()
+
+
+class CountingImages(SlowImages):
+    def __init__(self) -> None:
+        super().__init__(0.001)
+        self.prompts: list[str] = []
+
+    async def generate(self, prompt: str):
+        self.prompts.append(prompt)
+        return await super().generate(prompt)
+
+
+@pytest.mark.logs_errors
+async def test_a_picture_is_made_only_once_its_reply_is_recorded(tmp_path):
+    """A picture job begins after the reply that asked for it is stored: with storage
+    failing, nothing is made (and nothing spent); once it works, the picture is made once."""
+    store = await Store.open(tmp_path / "db.sqlite3")
+    room = room_of(ais=1, turns=1)
+    room_id = await store.create_room(room, "console")
+    images = CountingImages()
+    provider = Scripted('!image "a lantern over still water"\nLook.')
+    runner = RoomRunner(room, lambda m: provider, images, Recorder(), journal=Journal(store, room_id))
+    faults = BrokenWrites(store)
+    await asyncio.wait_for(runner.run(return_on_pause=True), 10)
+    assert room.state == "paused" and images.prompts == []
+
+    faults.broken = False
+    room.resume("Morgan")
+    await asyncio.wait_for(runner.run(), 10)
+    assert images.prompts == ["a lantern over still water"]
+    assert any(e.picture for e in (await store.load_room(room_id, data.catalog(), data.scenarios())).history)
+    await store.close()
