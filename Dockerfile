@@ -2,7 +2,9 @@
 # `docker run --env-file .env -v seance-data:/app/data seance` (or `docker compose up`, see compose.yaml).
 # The embedded model (the `local` extra) is left out: it builds llama.cpp from source and
 # only the console uses it without a key; the bot needs model keys anyway.
-FROM python:3.11-slim
+# Overridable (--build-arg PYTHON_IMAGE=...) for hosts that pull through a registry mirror.
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

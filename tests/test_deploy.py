@@ -84,7 +84,7 @@ def test_a_drifted_lock_is_named_line_by_line() -> None:
 def test_the_lock_python_is_the_one_hosts_and_the_image_run() -> None:
     python = lock_python(LOCK)
     assert (ROOT / ".python-version").read_text(encoding="utf-8").strip() == python
-    assert f"FROM python:{python}-slim" in (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert f"PYTHON_IMAGE=python:{python}-slim\nFROM ${{PYTHON_IMAGE}}" in (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert Version(python) in Requirement(f"seance{PROJECT['requires-python']}").specifier
 
 
