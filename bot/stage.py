@@ -76,6 +76,7 @@ class _Message:
     file: Callable[[], discord.File] | None = None
     author: int | None = None  # the AI it speaks for, so reactions on it are votes
     draft_of: int | None = None  # a reply's first part may replace that reply's streamed draft
+    ballot: bool = False  # holds a removal proposal: ✅/❌ reactions on it are members' votes
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class DiscordStage:
         self.reasoning = reasoning  # SHOW_REASONING: off, spoiler or file
         self.human_avatars: dict[str, str] = {}
         self._authored: OrderedDict[int, int] = OrderedDict()
+        self._ballot: set[int] = set()  # the latest removal proposal's message(s); one vote is open at a time
         self._draft: _Draft | None = None
         self._claimed: dict[int, _Draft] = {}  # drafts a reply took over, until its first part is out
         self._draft_lock = asyncio.Lock()
@@ -143,6 +145,10 @@ class DiscordStage:
         """The AI number that posted ``message_id``, for reaction votes."""
         return self._authored.get(message_id)
 
+    def is_ballot(self, message_id: int) -> bool:
+        """Whether ``message_id`` shows the latest removal proposal (reactions on it vote)."""
+        return message_id in self._ballot
+
     # --- the Stage protocol -------------------------------------------------
 
     async def show(self, events: list[Event], done: Sequence[int] = ()) -> list[int]:
@@ -159,6 +165,8 @@ class DiscordStage:
                 posted.append(sent.id if sent is not None else 0)
                 if sent is not None and message.author is not None:
                     self._remember(sent.id, message.author)
+                if sent is not None and message.ballot:
+                    self._ballot = {sent.id}
             self._blocked = None
         except StageBlocked as exc:
             await self._report(exc.reason)
@@ -244,7 +252,8 @@ class DiscordStage:
         messages: list[_Message] = []
         for item in _runs(events):
             if isinstance(item, list):
-                messages += [_Message(content) for content in subtext_messages([n.text for n in item])]
+                ballot = any(n.ballot for n in item)
+                messages += [_Message(content, ballot=ballot) for content in subtext_messages([n.text for n in item])]
             elif isinstance(item, Reply):
                 messages += self._render_reply(item)
             elif isinstance(item, ImageMade):

@@ -1,4 +1,5 @@
-"""The community's vote: a reaction on an AI's message asks for that AI to speak next.
+"""The community's vote: a reaction on an AI's message asks for that AI to speak next,
+and ✅ or ❌ on the notice of an AI's proposal to remove another is a yes or a no.
 
 Only the mapping lives here (message -> AI, member -> voter); counting, one
 vote per member per turn, ties and the announcement are the engine's. The
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     from bot.bot import SeanceBot
 
 
+# Reactions on a removal proposal's notice that are votes, and what they mean.
+REMOVAL_EMOJI = {"✅": True, "❌": False}
+
 # How many (message, member) pairs of reactions are remembered; the oldest are forgotten first.
 REMEMBERED_REACTIONS = 10_000
 
@@ -40,6 +44,7 @@ class Votes(commands.Cog):
             return
         session, number = found
         if number is None:
+            self._removal_vote(session, payload, adding=True)
             return
         self._remember(payload)
         voter = str(payload.user_id)
@@ -55,8 +60,21 @@ class Votes(commands.Cog):
         if (found := await self._ballot(payload)) is None:
             return
         session, number = found
-        if number is not None and not self._forget(payload):
+        if number is None:
+            self._removal_vote(session, payload, adding=False)
+        elif not self._forget(payload):
             session.room.unvote(str(payload.user_id), number)
+
+    def _removal_vote(self, session: Session, payload: discord.RawReactionActionEvent, adding: bool) -> None:
+        """✅/❌ on the open removal proposal's notice; taking one back takes back that vote only.
+        Blocked members and the vote rate limit are the same as for choosing who speaks."""
+        vote = REMOVAL_EMOJI.get(str(payload.emoji))
+        if vote is None or not session.stage.is_ballot(payload.message_id):
+            return
+        voter = str(payload.user_id)
+        if adding and not session.vote_limit.allow(voter, time.monotonic()):
+            return
+        session.room.member_removal_vote(voter, vote, taking_back=not adding)
 
     def _remember(self, payload: discord.RawReactionActionEvent) -> None:
         key = (payload.message_id, payload.user_id)

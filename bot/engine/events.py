@@ -36,11 +36,13 @@ class Notice:
 
     ``private`` is for moderators only (a whisper's words): stored and exported,
     never shown in the channel or the terminal, which render ``text``.
+    ``ballot`` marks a removal proposal, whose message members vote on with reactions.
     """
 
     text: str
     context: bool = False
     private: str = ""
+    ballot: bool = False
 
 
 @dataclass(frozen=True)

@@ -763,7 +763,7 @@ class Room:
         reason = command.args[1].strip()[:MAX_ADDITION] if len(command.args) > 1 else ""
         voters = {p.number for p in self.present if p.number not in (participant.number, target.number)}
         self.removal = Removal(target.number, participant.number, reason, waiting=voters)
-        self._notice(ev.removal_proposed(participant.short, target.label, reason))
+        self._outbox.append(ev.Notice(ev.removal_proposed(participant.short, target.label, reason), ballot=True))
         because = f': "{reason}"' if reason else ""
         self.history.append(
             Entry("notice", f"[{participant.short} proposes removing {target.short}{because}. "
@@ -790,15 +790,16 @@ class Room:
         self._notice(ev.removal_vote(participant.short, vote, target.short, yes, no))
         return f"your {vote} on removing {target.short} is counted; everyone is told the result."
 
-    def member_removal_vote(self, member: str, vote: bool | None) -> bool:
-        """A member's vote on the open removal (a reaction); None takes it back. False if none is open."""
+    def member_removal_vote(self, member: str, vote: bool, taking_back: bool = False) -> bool:
+        """A member's vote on the open removal (a reaction; their latest counts). ``taking_back``
+        withdraws ``vote`` if it is theirs. False if no vote is open or the member is blocked."""
         if self.removal is None or member in self.blocked:
             return False
         key = f"member:{member}"
-        if vote is None:
-            self.removal.ballots.pop(key, None)
-        else:
+        if not taking_back:
             self.removal.ballots[key] = vote
+        elif self.removal.ballots.get(key) == vote:
+            del self.removal.ballots[key]
         return True
 
     def _ballot_note(self, participant: Participant) -> str:

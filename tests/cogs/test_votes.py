@@ -6,6 +6,7 @@ import discord
 import pytest
 
 from tests.discord_world import World, by_persona, notices
+from tests.fakes import FakeLLMServer, Reply
 
 THREE = "Gemini 3 Flash, DeepSeek R1, Claude Haiku 4.5"
 
@@ -137,3 +138,33 @@ async def test_one_member_cannot_vote_more_than_the_limit_a_minute(world: World)
     assert world.session().room.tally() == {3: 1, 2: 1}
     stored = await world.bot.store.db.execute_fetchall("SELECT voter FROM votes")
     assert sorted(v for (v,) in stored) == sorted([str(world.viewer.id)] * 2 + [str(world.mod.id)])
+
+
+async def test_members_vote_on_a_removal_with_reactions_on_its_notice(world: World, fake_llm: FakeLLMServer) -> None:
+    fake_llm.script(Reply.text('!remove_ai "AI-3" "it only repeats"'), Reply.text("I disagree.\n!vote no"))
+    await world.start(models=THREE, turns=20, delay=60)
+    proposal = next(m for m in world.channel.history() if "proposes removing" in m.content)
+    assert "🗳️ AI-1 proposes removing AI-3 (Claude Haiku 4.5)" in proposal.content
+    await world.viewer.react(proposal, "✅")
+    await world.mod.react(proposal, "✅")
+    third = world.guild.add_member(world.env.create_user("ivo"))
+    opening = next(m for m in world.channel.history() if "A séance begins" in m.content)
+    await third.react(opening, "✅")  # not on the proposal: not a vote
+    await world.env.advance_time(60)  # AI-2 votes no
+    assert "🗳️ [AI-2]: !vote no on removing AI-3 (2 yes, 1 no so far)" in notices(world.channel)
+    await world.viewer.unreact(proposal, "✅")
+    await world.viewer.react(proposal, "❌")  # Vera changes her mind
+    await world.env.advance_time(60)
+    assert "🗳️ The vote is closed: AI-3 (Claude Haiku 4.5) stays (1 yes, 2 no)" in notices(world.channel)
+    assert world.session().room.participants[3].present
+
+
+async def test_a_removal_majority_from_reactions_removes_the_ai(world: World, fake_llm: FakeLLMServer) -> None:
+    fake_llm.script(Reply.text('!remove_ai "AI-3" "it only repeats"'), Reply.text("!vote no"))
+    await world.start(models=THREE, turns=20, delay=60)
+    proposal = next(m for m in world.channel.history() if "proposes removing" in m.content)
+    await world.viewer.react(proposal, "✅")
+    await world.mod.react(proposal, "✅")
+    await world.env.advance_time(120)
+    assert "👋 AI-3 (Claude Haiku 4.5) was removed by a vote (2 yes, 1 no)" in notices(world.channel)
+    assert not world.session().room.participants[3].present

@@ -113,7 +113,8 @@ def test_members_votes_count_with_the_ais():
     assert room.member_removal_vote("ana", False)
     assert room.member_removal_vote("bo", False)
     assert room.member_removal_vote("cy", True)
-    assert room.member_removal_vote("cy", None)  # a reaction taken back
+    assert room.member_removal_vote("bo", True, taking_back=True)  # not bo's vote: it stays
+    assert room.member_removal_vote("cy", True, taking_back=True)  # a reaction taken back
     room.next_turn()
     assert "🗳️ The vote is closed: AI-3 (Claude Haiku 4.5) stays (1 yes, 2 no)" in texts(room.take_events())
     assert not room.member_removal_vote("ana", True)  # nothing is open any more
