@@ -297,8 +297,8 @@ class RoomRunner:
                 return
             if not await self._mark(ids, done):
                 return
+            self._recovered()  # progress: a channel that takes messages again is not failing
         self._backlog = self._reconcile = False
-        self._recovered()
 
     async def _not_shown(self, first_id: int, posted: list[int], exc: NotShown) -> None:
         self._backlog = True
