@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     read_timeout: float = Field(60.0, gt=0, description="Longest silence between streamed chunks.")
     total_timeout: float = Field(300.0, gt=0)
     max_attempts: int = Field(3, ge=1, le=10)
+    # Open connections to one provider service at most, shared by every room on it.
+    provider_connections: int = Field(1000, ge=1, le=100_000)
 
     # Rooms
     max_ais: int = Field(5, ge=1, le=10)

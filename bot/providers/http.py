@@ -350,7 +350,25 @@ def limits_from(settings: Settings) -> dict[str, Any]:
         "read_timeout": settings.read_timeout,
         "total_timeout": settings.total_timeout,
         "max_attempts": settings.max_attempts,
+        "max_connections": settings.provider_connections,
     }
+
+
+def pool_timeout(connect: float, read: float) -> httpx.Timeout:
+    """httpx's read timeout bounds each wait for the next chunk, i.e. the model's silence.
+
+    Waiting for a free connection is not the model's silence: with many rooms on
+    one service, requests queue for the pool, and a pool timeout equal to the read
+    timeout failed them as "did not answer". It has no limit of its own here; the
+    turn's total deadline (``asyncio.timeout_at`` in ``_attempt``) bounds it.
+    """
+    return httpx.Timeout(read, connect=connect, pool=None)
+
+
+def pool_limits(connections: int) -> httpx.Limits:
+    """As many connections to one service as rooms may ask at once, all kept alive between
+    turns: reconnecting (TCP and TLS) for every turn would cost more than an idle socket."""
+    return httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
 
 
 class StreamingProvider:
@@ -374,6 +392,7 @@ class StreamingProvider:
         read_timeout: float = 60.0,
         total_timeout: float = 300.0,
         max_attempts: int = 3,
+        max_connections: int = 1000,
         backoff_base: float = 1.0,
         backoff_cap: float = 20.0,
         sleep: Sleep = asyncio.sleep,
@@ -389,10 +408,9 @@ class StreamingProvider:
         self.backoff_cap = backoff_cap
         self._sleep = sleep
         self._api_key = api_key or None
-        # httpx's read timeout bounds each wait for the next chunk, i.e. the silence between chunks.
-        self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self._timeout = pool_timeout(connect_timeout, read_timeout)  # requests carry it, a shared client too
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=self._timeout)
+        self._client = client or httpx.AsyncClient(timeout=self._timeout, limits=pool_limits(max_connections))
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -3,6 +3,7 @@ a garbled chunk breaks the stream, a failed turn keeps its usage, unfixable erro
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -10,7 +11,8 @@ import pytest
 
 from bot.engine import ChatRequest, Message, ModelInfo, Usage
 from bot.providers import AnthropicProvider, GeminiProvider, OpenAICompatProvider, ProviderError, complete
-from bot.providers.http import StreamingProvider, after_attempts, plural
+from bot.providers.http import StreamingProvider, after_attempts, limits_from, plural, pool_limits, pool_timeout
+from bot.settings import Settings
 from tests.fakes import AnthropicReply, FakeAnthropicServer, FakeGeminiServer, FakeLLMServer, GeminiReply, Reply
 
 MODEL = ModelInfo(
@@ -161,3 +163,39 @@ async def test_a_billed_attempt_that_was_retried_is_counted_once_with_the_failur
     assert error.reason == "FakeProvider's content filter stopped the reply"
     assert error.usage == Usage(input_tokens=200, output_tokens=7, cost_usd=0.002)
     assert len(server.chat_requests) == 2
+
+
+# --- the connection pool --------------------------------------------------------------
+
+
+async def test_waiting_for_a_free_connection_is_not_the_models_silence(sleeps):
+    """One connection, two turns: the second waits for the first reply (about 1.2 s),
+    far longer than the 0.3 s read timeout, and still gets its answer."""
+    with FakeLLMServer() as server:
+        options = LIMITS | {"sleep": sleeps, "read_timeout": 0.3, "max_attempts": 1, "max_connections": 1}
+        provider = OpenAICompatProvider("openrouter", server.base_url, "sk-or-test", **options)  # type: ignore[arg-type]
+        server.default = lambda body: Reply.text("One word at a time.", chunks=6, delay=0.1)
+        first, second = await asyncio.gather(complete(provider, ask()), complete(provider, ask()))
+        await provider.aclose()
+    assert first.text == second.text == "One word at a time."
+
+
+async def test_a_turn_that_waits_for_a_connection_past_the_total_deadline_says_so(sleeps):
+    with FakeLLMServer() as server:
+        options = LIMITS | {"sleep": sleeps, "read_timeout": 3.0, "total_timeout": 0.6, "max_connections": 1}
+        provider = OpenAICompatProvider("openrouter", server.base_url, "sk-or-test", **options)  # type: ignore[arg-type]
+        server.default = lambda body: Reply.text("Slow.", chunks=6, delay=0.2)
+        results = await asyncio.gather(complete(provider, ask()), failure(provider), return_exceptions=True)
+        await provider.aclose()
+    assert isinstance(results[1], ProviderError)
+    assert results[1].reason == "the reply was not finished within 0.6 seconds"
+
+
+def test_the_pool_is_sized_by_the_setting():
+    settings = Settings(_env_file=None, openrouter_api_key="sk-or-test", provider_connections=7)
+    assert limits_from(settings)["max_connections"] == 7
+    assert Settings(_env_file=None).provider_connections == 1000
+    limits = pool_limits(7)
+    assert (limits.max_connections, limits.max_keepalive_connections) == (7, 7)
+    timeout = pool_timeout(10.0, 60.0)
+    assert (timeout.read, timeout.connect, timeout.pool) == (60.0, 10.0, None)
