@@ -70,6 +70,7 @@ class SeanceBot(commands.Bot):
             timeout=settings.send_timeout,
             webhook_requests_per_2s=settings.webhook_requests_per_2s,
             channel_messages_per_minute=settings.channel_messages_per_minute,
+            typing_per_second=settings.typing_per_second,
         )
         self.store: Store | None = None  # opened in setup_hook, so a bot can be built without touching disk
         # Wraps each room's waits between turns; tests declare them to simcord (see RoomRunner.idle).

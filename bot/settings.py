@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     # Discord's unannounced limits, kept by design (0 switches one off).
     webhook_requests_per_2s: int = Field(5, ge=0)
     channel_messages_per_minute: int = Field(30, ge=0)
+    # "is typing" triggers per second for all rooms together, out of the bot's global 50 (0: no typing).
+    typing_per_second: int = Field(20, ge=0, le=50)
     # How long a room's channel may keep failing (Discord 5xx, timeouts) before the room pauses.
     channel_patience_minutes: float = Field(5.0, gt=0)
     default_models: str = "Gemini 3 Flash, DeepSeek R1"

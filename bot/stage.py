@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
 STREAM_EVERY = 1.5  # seconds between edits of a reply being written
 STREAM_MARK = " ▌"
+TYPING_EVERY = 9.0  # seconds between "is typing" triggers; Discord shows one for about 10 s
 REMEMBERED_MESSAGES = 2000  # message ids kept for votes, per room
 RECONCILE_LOOKBACK = 50  # recent messages searched for a batch posted just before a crash
 MAX_WEBHOOKS = 30007  # the channel holds 15 webhooks already
@@ -126,6 +127,7 @@ class DiscordStage:
         self._draft: _Draft | None = None
         self._claimed: dict[int, _Draft] = {}  # drafts a reply took over, until its first part is out
         self._draft_lock = asyncio.Lock()
+        self._typing: asyncio.Task[None] | None = None  # held here: the loop keeps only weak references
         self._blocked: str | None = None
         # Set after a restart: the newest message the journal knows; only newer ones can be unrecorded posts.
         self.reconcile_after: int | None = None
@@ -213,16 +215,37 @@ class DiscordStage:
 
     @contextlib.asynccontextmanager
     async def writing(self, turn: Turn) -> AsyncIterator[None]:
+        """While an AI writes: its streamed draft, or else "is typing" under the channel.
+
+        Typing runs beside the turn, never before it: the model is asked at once,
+        whatever Discord takes to answer the typing request.
+        """
         if self.streams:
-            self._draft = _Draft(turn.number)
-        async with contextlib.AsyncExitStack() as stack:
-            with contextlib.suppress(discord.HTTPException, TimeoutError, OSError, aiohttp.ClientError):
-                await asyncio.wait_for(stack.enter_async_context(self.channel.typing()), self.send_timeout)
-            try:
-                yield
-            finally:
-                if self._draft is not None and self._draft.number == turn.number:
-                    self._draft.done = True
+            self._draft = _Draft(turn.number)  # the draft shows the writing; no typing request
+        else:
+            self._typing = asyncio.create_task(self._show_typing())
+        try:
+            yield
+        finally:
+            if self._typing is not None:
+                self._typing.cancel()
+                self._typing = None
+            if self._draft is not None and self._draft.number == turn.number:
+                self._draft.done = True
+
+    async def _show_typing(self) -> None:
+        """Trigger "is typing" now and again every TYPING_EVERY seconds until cancelled.
+
+        Each trigger is a request on the bot's global budget (50 a second for all
+        rooms together), which the webhooks' posts need more: a trigger the shared
+        typing budget cannot afford is skipped, since typing is only a courtesy.
+        """
+        while True:
+            if self.webhooks.may_type():
+                with contextlib.suppress(discord.HTTPException, TimeoutError, OSError, aiohttp.ClientError):
+                    async with asyncio.timeout(self.send_timeout):
+                        await self.channel.typing()  # awaited, not entered: one request, no 5 s loop
+            await asyncio.sleep(TYPING_EVERY)
 
     async def partial(self, turn: Turn, text: str) -> None:
         draft = self._draft
@@ -240,6 +263,8 @@ class DiscordStage:
 
     async def close(self) -> None:
         """Remove a half-written reply left behind when the room stopped mid-turn."""
+        if self._typing is not None:
+            self._typing.cancel()
         if self._draft is not None:
             self._draft.done = True
         await self._drop_unused_draft()

@@ -68,6 +68,19 @@ class Window:
                 await wait(sent[0] + self.per - now)
             sent.append(now)
 
+    def try_take(self, key: int) -> bool:
+        """Count one request for ``key`` if it fits under the limit now; False (uncounted) if not."""
+        if self.limit <= 0:
+            return True
+        now = asyncio.get_running_loop().time()
+        sent = self._sent.setdefault(key, deque())
+        while sent and now - sent[0] >= self.per:
+            sent.popleft()
+        if len(sent) >= self.limit:
+            return False
+        sent.append(now)
+        return True
+
 
 class WebhookPool:
     def __init__(
@@ -78,6 +91,7 @@ class WebhookPool:
         *,
         webhook_requests_per_2s: int = 5,
         channel_messages_per_minute: int = 30,
+        typing_per_second: int = 20,
     ):
         self.client = client
         self.timeout = timeout
@@ -87,6 +101,12 @@ class WebhookPool:
         # Rooms in threads post through their parent's webhook, so they share its budget.
         self.per_webhook = Window(webhook_requests_per_2s, 2.0)
         self.per_channel = Window(channel_messages_per_minute, 60.0)
+        self.typing_per_second = typing_per_second
+        self._typing = Window(typing_per_second, 1.0)  # one key: all rooms share the bot's global budget
+
+    def may_type(self) -> bool:
+        """Whether one more "is typing" request fits the bot-wide typing budget now (0: never)."""
+        return self.typing_per_second > 0 and self._typing.try_take(0)
 
     async def pace(self, home_id: int, channel_id: int, *, webhook: bool = True, message: bool = True) -> None:
         """Wait for room under Discord's per-webhook and per-channel limits before a request.

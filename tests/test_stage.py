@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -13,6 +15,7 @@ from bot.engine import ImageMade, Notice, Picture, Reply, Room, Said, Turn
 from bot.providers.images import draw
 from bot.runner import NotShown
 from bot.stage import DiscordStage
+from bot.webhooks import WebhookPool
 from tests.discord_world import AVATARS, World, by_persona, persona_sends, settings, simcord_bot, world  # noqa: F401
 
 GEMINI = "AI-1 (Gemini 3 Flash)"
@@ -143,11 +146,50 @@ async def test_nothing_the_bot_or_a_persona_posts_pings_anyone(rig: Rig) -> None
         assert stored.ping_user_ids == [] and stored.ping_role_ids == []
 
 
+def typing_requests(world: World) -> list[str]:
+    return [r.path for r in world.env.http_requests if r.path.endswith("/typing")]
+
+
 async def test_the_channel_shows_typing_while_an_ai_writes(rig: Rig) -> None:
     async with rig.stage.writing(rig.turn(1)):
-        pass
-    typing = [r for r in rig.world.env.http_requests if r.path.endswith("/typing")]
-    assert typing and typing[0].path == f"/channels/{rig.world.channel.id}/typing"
+        await asyncio.sleep(0.05)  # the model at work
+    assert typing_requests(rig.world) == [f"/channels/{rig.world.channel.id}/typing"]  # once, no 5 s loop
+
+
+async def test_a_typing_request_discord_is_slow_to_answer_does_not_delay_the_model(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, answered = asyncio.Event(), asyncio.Event()
+
+    async def send_typing(channel_id: int) -> None:
+        started.set()
+        await answered.wait()  # Discord sits on the request
+
+    monkeypatch.setattr(rig.world.bot.http, "send_typing", send_typing)
+    began = time.monotonic()
+    async with rig.stage.writing(rig.turn(1)):
+        entered = time.monotonic() - began  # where the runner asks the model
+        await asyncio.wait_for(started.wait(), 1)  # typing is under way beside the turn
+    assert entered < 0.5 and not answered.is_set()
+    assert rig.stage._typing is None  # ended with the turn, not left to run
+
+
+async def test_typing_beyond_the_bots_shared_budget_is_skipped(world: World) -> None:
+    pool = WebhookPool(world.bot, typing_per_second=1)
+    channel = world.bot.get_channel(world.channel.id)
+    stages = [DiscordStage(channel, rig_for(world, channel).room, pool, avatar_template=AVATARS) for _ in range(3)]
+    async with contextlib.AsyncExitStack() as writing:
+        for stage in stages:
+            await writing.enter_async_context(stage.writing(rig_for(world, channel).turn(1)))
+        await asyncio.sleep(0.05)
+    assert len(typing_requests(world)) == 1
+
+
+async def test_a_room_that_streams_drafts_sends_no_typing(world: World) -> None:
+    rig = rig_for(world, world.bot.get_channel(world.channel.id), stream=True)
+    async with rig.stage.writing(rig.turn(1)):
+        await asyncio.sleep(0.05)
+    assert typing_requests(world) == []
 
 
 async def test_a_streamed_reply_is_edited_in_place_and_never_pings(world: World) -> None:
