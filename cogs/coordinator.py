@@ -70,7 +70,7 @@ class Session:
     room: Room
     runner: RoomRunner
     stage: DiscordStage
-    moderator: discord.abc.User | None  # None after a restart if they cannot be found: no DMs then
+    moderator: discord.abc.User | None  # after a restart, None until a DM needs them (see _tell_moderator)
     open_floor: bool = False
     last_activity: float = field(default_factory=time.monotonic)
     task: asyncio.Task[None] | None = None
@@ -79,6 +79,11 @@ class Session:
     vote_limit: RateLimit = field(default_factory=lambda: RateLimit(0))  # votes per member
     marks: RateLimit = field(default_factory=lambda: RateLimit(1))  # ⏳/🚫 reactions per member
     told: set[str] = field(default_factory=set)  # failure details the moderator has had
+    moderator_id: int | None = None  # who ``moderator`` is, known even before they are fetched
+
+    def __post_init__(self) -> None:
+        if self.moderator is not None and self.moderator_id is None:
+            self.moderator_id = self.moderator.id
 
     def touch(self) -> None:
         """A person did something here: the idle clock starts again."""
@@ -90,6 +95,7 @@ class Coordinator(commands.Cog):
         self.bot = bot
         self.sessions: dict[int, Session] = {}
         self._restored = False  # on_ready fires again after every reconnect; rooms come back once
+        self._users: dict[int, asyncio.Task[discord.User | None]] = {}  # fetched (or being fetched) by id
 
     async def cog_load(self) -> None:
         limit = self.bot.settings.idle_pause_minutes * 60
@@ -184,7 +190,7 @@ class Coordinator(commands.Cog):
             return
         channel = session.channel
         thread = channel if isinstance(channel, discord.Thread) else None
-        stored = asdict(options) | {"moderator_id": session.moderator.id if session.moderator else None}
+        stored = asdict(options) | {"moderator_id": session.moderator_id}
         room_id = await self.store.create_room(
             session.room,
             "discord",
@@ -281,6 +287,8 @@ class Coordinator(commands.Cog):
     async def _tell_moderator(self, session: Session, text: str) -> None:
         """A direct message to the moderator who started the room, if they can be reached; best effort."""
         if session.moderator is None:
+            session.moderator = await self._user(session.moderator_id)
+        if session.moderator is None:
             return
         with contextlib.suppress(discord.HTTPException, TimeoutError, OSError):
             await asyncio.wait_for(
@@ -318,10 +326,14 @@ class Coordinator(commands.Cog):
             reason = "its channel is gone or out of reach" if place is None else "another room took its channel"
             return await self._retire(record, reason)
         room = await self.store.load_room(record.id, data.catalog(), data.scenarios())
-        moderator = await self._user(record.options.get("moderator_id"))
         last_posted = await self.store.last_message_id(record.id)
+        # The moderator is needed only for a DM: from the cache if there, else fetched when a DM is due,
+        # so bringing back many rooms does not ask Discord for the same person once per room.
+        moderator_id = record.options.get("moderator_id")
+        moderator = self.bot.get_user(moderator_id) if moderator_id is not None else None
         # Nothing awaited from here on: a failure cannot leave a session bound but never launched.
         session = self.open(place, room, moderator, _options(record.options))
+        session.moderator_id = moderator_id
         self._bind(session, record.id)
         session.stage.reconcile_after = last_posted
         session.runner.resume_backlog(resumable_jobs(room))
@@ -354,13 +366,26 @@ class Coordinator(commands.Cog):
         log.warning("room %s cannot come back (%s); it is marked stopped", record.id, reason)
 
     async def _user(self, user_id: int | None) -> discord.abc.User | None:
+        """A user by id, asked of Discord at most once per process: rooms asking at the same
+        time share one request (discord.py does not cache users it fetches). None if not found."""
         if user_id is None:
             return None
-        user = self.bot.get_user(user_id)
-        if user is None:
-            with contextlib.suppress(discord.HTTPException):
-                user = await self.bot.fetch_user(user_id)
-        return user
+        cached = self.bot.get_user(user_id)
+        if cached is not None:
+            return cached
+        fetching = self._users.get(user_id)
+        if fetching is None:
+            fetching = self._users[user_id] = asyncio.create_task(self._fetch_user(user_id))
+        return await asyncio.shield(fetching)  # one asker cancelled does not cancel the others' answer
+
+    async def _fetch_user(self, user_id: int) -> discord.User | None:
+        try:
+            return await asyncio.wait_for(self.bot.fetch_user(user_id), self.bot.settings.send_timeout)
+        except discord.NotFound:
+            return None  # remembered: they are gone
+        except (discord.HTTPException, TimeoutError, OSError):
+            self._users.pop(user_id, None)  # may pass: asked again at the next need
+            return None
 
     # --- idle rooms ---------------------------------------------------------
 

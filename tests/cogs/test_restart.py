@@ -307,3 +307,26 @@ async def test_an_ended_rooms_picture_waits_for_a_channel_a_new_room_holds(world
     assert session is not None and session.room.state == "running"  # the live room keeps its channel
     assert not [m for m in world.channel.history() if m.attachments]
     assert await world.bot.store.rooms(pending_pictures=True) == []  # given up, not tried at every start
+
+
+def user_fetches(world: World) -> int:
+    return sum(1 for r in world.env.http_requests if r.method == "GET" and r.path == f"/users/{world.mod.id}")
+
+
+async def test_rooms_of_one_moderator_come_back_without_asking_for_them_and_share_one_fetch(world: World) -> None:
+    second = world.guild.create_text_channel("second")
+    await world.start(turns=6, delay=600)
+    await world.start(second, turns=6, delay=600)
+    before = user_fetches(world)
+
+    await world.restart(crash=True)
+    assert user_fetches(world) == before  # bringing rooms back does not need the moderator
+
+    sessions = [world.session(), world.session(second)]
+    assert all(s.moderator_id == world.mod.id for s in sessions)
+    await asyncio.gather(*(s.runner.on_problem("⚠️ A test problem.") for s in sessions))
+    await world.env.settle()
+    assert user_fetches(world) == before + 1  # both DMs, one fetch
+    assert all(s.moderator is not None and s.moderator.id == world.mod.id for s in sessions)
+    dms = [r for r in world.env.http_requests if r.method == "POST" and "A test problem" in str(r.json)]
+    assert len(dms) == 4  # in each channel, and to the moderator for each room
