@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     # What one member may do in a room, per minute (0: no limit); see README, "Open floor and votes".
     floor_messages_per_minute: int = Field(6, ge=0)
     votes_per_minute: int = Field(10, ge=0)
+    loop_nudge: bool = True  # when a room goes in circles, privately ask the next AI to change course
     # Where the Discord bot stores rooms, so a restart resumes them (pictures go beside it).
     database_path: Path = Path("data/seance.sqlite3")
 
@@ -107,4 +108,5 @@ class Settings(BaseSettings):
             context_tokens=self.context_tokens,
             vision_pictures=self.vision_pictures,
             budget_usd=self.room_budget_usd,
+            loop_nudge=self.loop_nudge,
         )

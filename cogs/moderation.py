@@ -24,7 +24,8 @@ from bot import data
 from bot.engine import ModelInfo, Participant, Room, RoomError, UnknownModel
 from bot.engine.context import person_name
 from bot.export import FORMATS, export
-from bot.formatting import clip
+from bot.engine.commands import COMMAND_NAMES
+from bot.formatting import clip, split_message
 from bot.providers import ProviderError
 from cogs.coordinator import Coordinator, RoomOptions, Session
 from cogs.errors import mark_handled
@@ -36,10 +37,6 @@ log = logging.getLogger(__name__)
 
 UPLOAD_LIMIT = 10 * 1024 * 1024  # what Discord accepts from a bot in any server
 FORMAT_CHOICES = [app_commands.Choice(name=fmt, value=fmt) for fmt in FORMATS]
-
-SCENARIO_CHOICES = [
-    app_commands.Choice(name=clip(scenario.title, 100), value=name) for name, scenario in data.scenarios().items()
-][:25]
 
 
 class NotModerator(app_commands.CheckFailure):
@@ -87,14 +84,13 @@ class Moderation(commands.Cog):
     @seance.command(name="start", description="Start a room of AIs in this channel (or in a new thread).")
     @app_commands.describe(
         models="Catalog models, comma-separated (e.g. Gemini 3 Flash, DeepSeek R1)",
-        scenario="The framing the room starts from",
+        scenario="The framing the room starts from (see /seance scenarios)",
         topic="What the AIs start talking about",
         turns="AI turns before the room ends",
         delay="Seconds between turns",
         thread="Hold the room in a new thread of this channel",
         open_floor="Let the AIs read what people write in the channel",
     )
-    @app_commands.choices(scenario=SCENARIO_CHOICES)
     @moderators_only
     async def start(
         self,
@@ -292,6 +288,11 @@ class Moderation(commands.Cog):
         session.touch()
         await interaction.response.send_message(embed=status_embed(session.room), ephemeral=True)
 
+    @seance.command(name="scenarios", description="The scenarios a room can start from, one line each.")
+    async def scenarios(self, interaction: discord.Interaction) -> None:
+        for part in split_message(scenario_lines()):
+            await _say(interaction, part)
+
     # Moderators only, although a transcript repeats what the channel showed: it also
     # holds what moderators have since deleted there (an AI's offensive reply), a reply's
     # hidden reasoning (jsonl), and building one with its pictures is heavy work that
@@ -342,6 +343,16 @@ class Moderation(commands.Cog):
         prefix = f"{done.strip()}, " if comma else ""
         names = [prefix + name for name in data.catalog().search(typing.strip())]
         return [app_commands.Choice(name=n, value=n) for n in names if len(n) <= 100][:25]
+
+    @start.autocomplete("scenario")
+    async def _scenario(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        # Autocomplete rather than fixed choices: Discord allows 25 choices, and scenarios keep coming.
+        wanted = current.strip().casefold()
+        found = [
+            (name, s.title) for name, s in data.scenarios().items()
+            if wanted in name.casefold() or wanted in s.title.casefold()
+        ]
+        return [app_commands.Choice(name=clip(f"{title} ({name})", 100), value=name) for name, title in found][:25]
 
     @add.autocomplete("model")
     async def _model(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -441,6 +452,21 @@ def status_embed(room: Room) -> discord.Embed:
         inline=False,
     )
     return embed
+
+
+def scenario_lines() -> str:
+    """One line per scenario: its name (what /seance start takes), title, description and commands."""
+    lines = ["Scenarios for `/seance start scenario:`"]
+    for name, scenario in data.scenarios().items():
+        allowed = "every command" if scenario.commands is None else _commands(scenario.commands)
+        about = f": {scenario.description}" if scenario.description else ""
+        lines.append(f"• `{name}` **{scenario.title}**{about} ({allowed})")
+    return "\n".join(lines)
+
+
+def _commands(names: frozenset[str]) -> str:
+    ordered = [f"!{n}" for n in COMMAND_NAMES if n in names]
+    return " ".join(ordered) if ordered else "no commands"
 
 
 def _line(participant: Participant, votes: int) -> str:

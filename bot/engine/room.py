@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import events as ev
 from .catalog import Catalog, ModelInfo, UnknownModel
@@ -29,6 +29,7 @@ from .context import (
     system_prompt,
     token_budget,
 )
+from .loops import Judgement, LoopWatch
 from .scenarios import Scenario
 
 MIN_IMAGE_PROMPT = 3
@@ -40,6 +41,11 @@ KEPT_ADDITIONS = 5
 MAX_WHISPER = 1000
 # "@AI-3" or a full label ("AI-3 (Gemini 3 Flash)") at the start of a line hands AI-3 the next turn.
 _ADDRESS_RE = re.compile(r"^[ \t*_]*(@?)AI-(\d+)(?!\d)", re.MULTILINE)
+NUDGE = (
+    "A note only you can see: the last replies in this room keep saying the same things. "
+    "Do not agree, thank or sum up again; take the conversation somewhere new "
+    "(a new question, a disagreement, a story, a picture)."
+)
 
 
 class RoomError(Exception):
@@ -56,6 +62,7 @@ class RoomSettings:
     vision_pictures: int = 3
     budget_usd: float | None = None
     default_temperature: float = 1.0
+    loop_nudge: bool = True  # nudge the next AI when the room goes in circles
 
 
 @dataclass
@@ -117,6 +124,8 @@ class Room:
         self.catalog = catalog
         self.scenario = scenario
         self.settings = settings or RoomSettings()
+        if scenario.commands is not None:  # a scenario narrows what the host allows, never widens it
+            self.settings = replace(self.settings, commands=self.settings.commands & scenario.commands)
         self.topic = topic
         self.state = "running"
         self.participants: dict[int, Participant] = {}
@@ -142,6 +151,8 @@ class Room:
         self._alerts: list[ev.Alert] = []  # for the host, apart from the events: never stored
         # Per AI: the refusal its last turns ended with, and how many turns in a row.
         self._refusals: dict[int, tuple[str, int]] = {}
+        self._loops = LoopWatch()
+        self._nudge = False  # the room went in circles: the next AI is asked to change course
 
     # --- history -----------------------------------------------------------
 
@@ -464,6 +475,8 @@ class Room:
             self._notice(f"🗳️ {participant.label} speaks next by vote ({_count(votes, 'vote')})")
         self.votes.clear()
         self._current = number
+        if self._nudge:
+            self._give_nudge(participant)
         return Turn(number, participant.label, self.request_for(participant), votes)
 
     def _pick(self) -> tuple[int | None, int]:
@@ -550,8 +563,16 @@ class Room:
             self._check_budget()
             return
         commands = parse_commands(text)
-        outcomes = [self._apply(participant, i, cmd) for i, cmd in enumerate(commands)]
         shown = visible_text(text, commands)
+        prose = _prose(text, commands)
+        judgement = self._loops.judge(participant.number, prose)
+        if judgement.verbatim is not None:
+            self._refuse_copy(participant, judgement.verbatim, prose, judgement)
+            self._turn_taken(participant.number)  # a failed turn, as fail_turn counts one
+            self._check_budget()
+            return
+        outcomes = [self._apply(participant, i, cmd) for i, cmd in enumerate(commands)]
+        self._watch(participant, prose, judgement, posted=True)
         if shown:
             self.history.append(
                 Entry(
@@ -607,6 +628,33 @@ class Room:
             self.pause(f"{participant.label}'s provider needs attention ({reason})")
         else:
             self._check_budget()
+
+    # --- going in circles -----------------------------------------------------
+
+    def _refuse_copy(self, participant: Participant, copied: str, text: str, judgement: Judgement) -> None:
+        """A reply that copies the previous speaker's: not posted, its commands not run, the AI told why."""
+        reason = f"its reply repeated {copied}'s almost word for word, so it was not posted"
+        self._notice(ev.turn_failed(participant.label, reason))
+        self.history.append(
+            Entry(
+                "private",
+                f"Your last reply was not posted: it repeated {copied}'s reply almost word for word. "
+                "Say something of your own.",
+                audience=participant.number,
+            )
+        )
+        self._watch(participant, text, judgement, posted=False)
+
+    def _watch(self, participant: Participant, text: str, judgement: Judgement, posted: bool) -> None:
+        looping = self._loops.record(participant.number, participant.label, text, judgement, posted)
+        if looping and self.settings.loop_nudge:
+            self._nudge = True
+
+    def _give_nudge(self, participant: Participant) -> None:
+        """The private note that asks this AI to break the circle, and the spectators' notice."""
+        self._nudge = False
+        self.history.append(Entry("private", NUDGE, audience=participant.number))
+        self._notice(f"🔁 The room is going in circles; {participant.short} is asked to take it somewhere new")
 
     def _refused_again(self, number: int, reason: str) -> bool:
         """Count one more refusal; True once the same one has come back enough turns in a row.
@@ -892,6 +940,17 @@ def _invitation_note(inviter: str | None, invitation: str | None) -> str:
 def _unknown_reason(exc: UnknownModel) -> str:
     hint = f"; closest: {', '.join(exc.suggestions)}" if exc.suggestions else ""
     return f'there is no model called "{exc.name}"{hint}'
+
+
+def _prose(text: str, commands: list[Command]) -> str:
+    """The reply without its commands: what loops are judged on, so a new !image line
+    does not hide a copied reply and a repeated one does not make a fresh reply a copy."""
+    pieces, at = [], 0
+    for command in sorted(commands, key=lambda c: c.start):
+        pieces.append(text[at : command.start])
+        at = max(at, command.end)
+    pieces.append(text[at:])
+    return " ".join(pieces)
 
 
 def _count(n: int, word: str) -> str:

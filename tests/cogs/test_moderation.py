@@ -248,6 +248,40 @@ async def test_scenarios_are_offered_as_choices(world: World) -> None:
     assert world.channel.history()[1].webhook_id is not None
 
 
+async def test_scenarios_lists_every_scenario_on_one_line_each(world: World) -> None:
+    from bot import data
+
+    result = await world.viewer.slash(world.channel, "seance scenarios")  # anyone may look
+
+    assert result.ephemeral
+    lines = "\n".join(m.content for m in [result.response, *result.followups] if m is not None).splitlines()
+    assert lines[0] == "Scenarios for `/seance start scenario:`"
+    assert len(lines) == 1 + len(data.scenarios()) >= 11
+    assert "• `gallery` **Silent gallery**: The AIs speak mostly in pictures" in lines[-1]
+    assert lines[-1].endswith("(!image !mute_self)")
+    assert lines[1].endswith("(every command)")  # open-room sets no list
+
+
+async def test_scenario_autocomplete_matches_name_or_title_past_discords_25_choices(world: World) -> None:
+    choices = await world.mod.autocomplete(world.channel, "seance start", "scenario", "adventure")
+    assert [c["value"] for c in choices] == ["tabletop", "text-adventure"]
+    assert choices[0]["name"] == "Tabletop adventure (tabletop)"
+    every = await world.mod.autocomplete(world.channel, "seance start", "scenario", "")
+    assert len(every) == min(25, len(data_scenarios()))
+
+
+async def test_an_unknown_scenario_typed_past_autocomplete_is_explained(world: World) -> None:
+    result = await world.mod.slash(world.channel, "seance start", models="Gemini 3 Flash", scenario="disco")
+    assert result.ephemeral and answer(result).startswith('There is no scenario "disco". Choose one of: open-room,')
+    assert world.session() is None
+
+
+def data_scenarios() -> dict:
+    from bot import data
+
+    return data.scenarios()
+
+
 def test_the_permission_check_reads_manage_messages_or_the_role() -> None:
     from cogs.moderation import is_moderator
 
