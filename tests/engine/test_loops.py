@@ -160,3 +160,11 @@ def test_an_ai_may_come_back_to_its_own_words() -> None:
 
 def test_the_copy_threshold_sits_above_the_repeat_threshold() -> None:
     assert REPEAT < VERBATIM < 1
+
+
+def test_loop_nudge_is_a_setting_read_from_the_environment(monkeypatch) -> None:
+    from bot.settings import Settings
+
+    assert Settings(_env_file=None).room_settings(None).loop_nudge is True
+    monkeypatch.setenv("LOOP_NUDGE", "false")
+    assert Settings(_env_file=None).room_settings(None).loop_nudge is False
