@@ -53,7 +53,7 @@ async def test_setup_hook_loads_the_cogs_and_their_commands(tmp_path) -> None:
         [seance] = bot.tree.get_commands()
         assert {c.name for c in seance.commands} == {
             "start", "stop", "pause", "resume", "say", "next", "add", "kick", "mute", "unmute",
-            "temperature", "prompt", "block", "unblock", "status", "export",
+            "temperature", "prompt", "block", "unblock", "status", "export", "scenarios",
         }
         assert bot.store is not None and bot.webhooks.store is bot.store
     await bot.close()

@@ -256,15 +256,20 @@ async def test_the_same_refusal_three_turns_in_a_row_pauses_the_room(fake_llm):
 
 
 class Trickle:
-    """Streams each reply word by word, three words per network read."""
+    """Streams each reply word by word, three words per network read; each reply its own words
+    (a reply copying the previous one would be refused)."""
 
     name = "trickle"
 
+    def __init__(self) -> None:
+        self.replies = 0
+
     async def stream(self, request: ChatRequest) -> AsyncIterator:
+        self.replies += 1
         for i in range(60):
             if i % 3 == 0:
                 await asyncio.sleep(0)  # the next read from the socket
-            yield TextDelta(f"w{i} ")
+            yield TextDelta(f"r{self.replies}w{i} ")
 
     async def aclose(self) -> None:
         return None
@@ -296,14 +301,15 @@ async def test_a_streamed_reply_reaches_the_stage_through_one_task_per_turn():
     loop.set_task_factory(counting)
     try:
         stage = Drafts()
-        await RoomRunner(new_room(2), lambda m: Trickle(), SlowImages(), stage).run()
+        trickle = Trickle()
+        await RoomRunner(new_room(2), lambda m: trickle, SlowImages(), stage).run()
     finally:
         loop.set_task_factory(None)
-    full = "".join(f"w{i} " for i in range(60))
+    full = ["".join(f"r{n}w{i} " for i in range(60)) for n in (1, 2)]
     assert created <= 2 * 2  # per turn: the turn and its relay (a task per delta made 60 more)
-    assert stage.drafts and all(full.startswith(text) for text in stage.drafts)
+    assert stage.drafts and all(any(f.startswith(text) for f in full) for text in stage.drafts)
     assert len(stage.drafts) < 60  # deltas that arrived while the stage was busy made one call
-    assert [e.text for e in stage.shown if isinstance(e, Reply)] == [full.strip()] * 2
+    assert [e.text for e in stage.shown if isinstance(e, Reply)] == [f.strip() for f in full]
 
 
 class Broke:

@@ -324,7 +324,7 @@ async def test_a_long_room_keeps_in_memory_only_what_models_can_still_be_sent(tm
     whole = list(room.history)  # every entry as appended, to compare with what was stored
     for i in range(300):
         turn = room.next_turn()
-        room.complete_turn(turn, f"reply {i}: " + "the tide " * 30 + ('\n!image "a harbour of glass"' if i % 25 == 0 else ""))
+        room.complete_turn(turn, f"reply {i}: " + f"the tide{i % 10} " * 30 + ('\n!image "a harbour of glass"' if i % 25 == 0 else ""))
         for event in room.take_events():
             if isinstance(event, ImageJob):
                 room.image_done(event.job_id, Picture(f"picture {i}".encode()))
