@@ -17,6 +17,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
+import aiohttp
 import discord
 from discord.ext import commands
 
@@ -111,6 +112,21 @@ def create_bot(settings: Settings | None = None, *, images: ImageProvider | None
     return SeanceBot(settings or Settings(), images=images)
 
 
+NO_DISCORD = (
+    "Could not reach Discord ({why}). Check this machine's network (and https://discordstatus.com); "
+    "the bot exits with code 1 so that a process manager starts it again."
+)
+
+
+def unreachable(error: BaseException) -> str | None:
+    """The sentence for a start that failed because Discord could not be reached, if it did."""
+    if isinstance(error, (aiohttp.ClientConnectionError, discord.GatewayNotFound, TimeoutError)):
+        return NO_DISCORD.format(why=str(error) or type(error).__name__)
+    if isinstance(error, discord.DiscordServerError):
+        return NO_DISCORD.format(why=f"Discord answered HTTP {error.status}")
+    return None
+
+
 def explain_startup_error(error: BaseException) -> str | None:
     """What a person must do about a start-up failure, or None if it is not theirs to fix."""
     if isinstance(error, discord.LoginFailure):
@@ -136,6 +152,9 @@ def run(settings: Settings, out: TextIO | None = None) -> int:
     except (discord.LoginFailure, discord.PrivilegedIntentsRequired, StorageError) as exc:
         print(explain_startup_error(exc), file=out)
         return 2
+    except (aiohttp.ClientConnectionError, discord.GatewayNotFound, discord.DiscordServerError, TimeoutError) as exc:
+        print(unreachable(exc), file=out)
+        return 1
     return 0
 
 

@@ -169,3 +169,18 @@ async def test_a_stop_signal_closes_the_bot_as_ctrl_c_does(
     store = await Store.open(database)
     assert [r.state for r in await store.rooms()] == ["running"]  # it comes back at the next start
     await store.close()
+
+
+def test_a_start_that_cannot_reach_discord_says_so_in_one_line(monkeypatch) -> None:
+    """No network (DNS fails, the gateway is down): one sentence and exit 1, for a supervisor to retry."""
+    import aiohttp
+
+    async def offline(bot, token):
+        raise aiohttp.ClientConnectionError("Cannot connect to host discord.com:443")
+
+    monkeypatch.setattr(app, "_serve", offline)
+    out = io.StringIO()
+    settings = Settings(_env_file=None, discord_token="token")
+    assert app.run(settings, out) == 1
+    [line] = out.getvalue().strip().splitlines()
+    assert line.startswith("Could not reach Discord (Cannot connect to host discord.com:443)")
