@@ -21,6 +21,8 @@ import aiohttp
 import discord
 from discord.ext import commands
 
+from bot import data
+from bot.guilds import GuildSettings
 from bot.process import stopped_by_signal, stopping_on_signals
 from bot.providers import ImageProvider, ProviderPool
 from bot.providers.images import make_image_provider
@@ -66,6 +68,8 @@ class SeanceBot(commands.Bot):
         self.settings = settings
         self.pool = ProviderPool(settings)
         self.images: ImageProvider = images or make_image_provider(settings)
+        self.picture_price = data.picture_price(self.images)  # IMAGE_PRICE_USD overrides it per room
+        self.guild_settings = GuildSettings(settings, None)  # each server's /seance config; its store comes with open_store
         self.webhooks = WebhookPool(
             self,
             timeout=settings.send_timeout,
@@ -83,6 +87,7 @@ class SeanceBot(commands.Bot):
         if self.store is None:
             self.store = await Store.open(self.settings.database_path)
             self.webhooks.store = self.store
+            self.guild_settings.store = self.store
         return self.store
 
     async def setup_hook(self) -> None:
@@ -100,6 +105,7 @@ class SeanceBot(commands.Bot):
     async def _close_store(self) -> None:
         store, self.store = self.store, None
         self.webhooks.store = None
+        self.guild_settings.store = None
         if store is not None:
             await store.close()
 

@@ -115,7 +115,7 @@ def build_room(args: argparse.Namespace, settings: Settings, catalog: Catalog | 
         raise RoomError(f'Unknown scenario "{args.scenario}". Choose one of: {", ".join(scenarios)}.')
     if args.turns < 1:
         raise RoomError("--turns must be at least 1.")
-    room_settings = settings.room_settings(args.turns)
+    room_settings = settings.room_settings(args.turns, data.picture_price(make_image_provider(settings)))
     room = Room(catalog or data.catalog(), scenarios[args.scenario], room_settings, topic=args.topic)
     for name in args.ai or DEFAULT_AIS:
         room.add(name)

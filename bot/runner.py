@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
-from bot.engine import Alert, Event, ImageJob, ModelInfo, Notice, Room, Turn
+from bot.engine import Alert, Event, ImageJob, ModelInfo, Notice, Room, Spent, Turn
 from bot.providers.base import ChatProvider, ImageProvider, ProviderError, complete
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class MemoryJournal:
     async def record(self, room: Room) -> list[tuple[int | None, Event]]:
         stored: list[tuple[int | None, Event]] = []
         for event in room.take_events():
-            if isinstance(event, ImageJob):
+            if isinstance(event, (ImageJob, Spent)):  # remembered by the room, or booked: not shown
                 stored.append((None, event))
                 continue
             self._waiting[self._next] = (event, [])
@@ -149,6 +149,7 @@ class RoomRunner:
         *,
         on_problem: Problem | None = None,
         patience: float = 300.0,
+        gate: Callable[[], Awaitable[str | None]] | None = None,
     ):
         self.room = room
         self.chat = chat
@@ -164,6 +165,9 @@ class RoomRunner:
         self.on_problem = on_problem
         self.patience = patience  # seconds a channel may keep failing before the room pauses
         self._backlog = False  # stored events wait to be shown (after a failure or a restart)
+        # Asked before each turn and each picture: a reason (a spending limit the host or
+        # server set, beyond this room's own) pauses the room or refuses the picture.
+        self.gate = gate
         self._reconcile = False  # look for already-posted copies before showing the backlog
         self._retry_at: float | None = None  # when to try a failing stage again
         self._failures = 0  # failed attempts in a row, for the backoff
@@ -184,6 +188,7 @@ class RoomRunner:
         """
         try:
             while self.room.state != "stopped":
+                await self._check_gate()
                 turn = self.room.next_turn()
                 await self.flush()
                 if turn is None:
@@ -459,8 +464,14 @@ class RoomRunner:
         self._image_tasks.add(task)
         task.add_done_callback(self._image_tasks.discard)
 
+    async def _check_gate(self) -> None:
+        if self.gate is not None and self.room.state == "running" and (reason := await self.gate()):
+            self.room.pause(reason)
+
     async def _make_image(self, job: ImageJob) -> None:
         try:
+            if self.gate is not None and (reason := await self.gate()):
+                raise ProviderError(reason)
             picture = await self.images.generate(job.prompt)
         except ProviderError as exc:
             self.room.image_failed(job.job_id, exc.public, detail=exc.reason)

@@ -64,11 +64,23 @@ class Settings(BaseSettings):
     context_tokens: int = Field(60_000, ge=2_000)
     vision_pictures: int = Field(3, ge=0)
     turn_delay: float = Field(2.0, ge=0)
+    # Money and pictures: on Discord each server may lower these (never raise them) with /seance config.
     room_budget_usd: float | None = Field(None, gt=0)
     # What one member may do in a room, per minute (0: no limit); see README, "Open floor and votes".
     floor_messages_per_minute: int = Field(6, ge=0)
     votes_per_minute: int = Field(10, ge=0)
     loop_nudge: bool = True  # when a room goes in circles, privately ask the next AI to change course
+    daily_budget_usd: float | None = Field(None, gt=0, description="Per server and UTC day, chat and pictures.")
+    image_price_usd: float | None = Field(None, ge=0, description="Per picture; empty: the catalog's price.")
+    images_per_ai: int | None = Field(3, ge=0)
+    image_window_turns: int = Field(10, ge=1)
+    images_per_room: int | None = Field(50, ge=0)
+    images_at_once: int | None = Field(3, ge=1)
+    # Discord: the models servers may use (comma-separated; empty: every model a key can run),
+    # whether the embedded CPU model is offered there, and whether rooms may open the floor.
+    allowed_models: str | None = None
+    offer_embedded_model: bool = False
+    open_floor_allowed: bool = True
     # Where the Discord bot stores rooms, so a restart resumes them (pictures go beside it).
     database_path: Path = Path("data/seance.sqlite3")
 
@@ -99,8 +111,12 @@ class Settings(BaseSettings):
         keys = (self.openrouter_api_key, self.anthropic_api_key, self.gemini_api_key)
         return any(key is not None for key in keys + (self.openai_api_key, self.deepseek_api_key))
 
-    def room_settings(self, max_turns: int | None) -> RoomSettings:
-        """The engine's settings for a new room: the console and Discord start rooms alike."""
+    def room_settings(self, max_turns: int | None, image_price: float = 0.0) -> RoomSettings:
+        """The engine's settings for a new room: the console and Discord start rooms alike.
+
+        ``image_price`` is the catalog's price of a picture from the image provider in use;
+        IMAGE_PRICE_USD overrides it.
+        """
         return RoomSettings(
             max_ais=self.max_ais,
             max_commands=self.max_commands_per_reply,
@@ -109,4 +125,9 @@ class Settings(BaseSettings):
             vision_pictures=self.vision_pictures,
             budget_usd=self.room_budget_usd,
             loop_nudge=self.loop_nudge,
+            image_price_usd=image_price if self.image_price_usd is None else self.image_price_usd,
+            images_per_ai=self.images_per_ai,
+            image_window=self.image_window_turns,
+            images_per_room=self.images_per_room,
+            images_at_once=self.images_at_once,
         )

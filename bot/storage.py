@@ -20,13 +20,13 @@ import sqlite3
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from bot.engine import Catalog, Event, ImageMade, Notice, Picture, Reply, Room, Said, Scenario, StateChanged
+from bot.engine import Catalog, Event, ImageMade, Notice, Picture, Reply, Room, Said, Scenario, Spent, StateChanged
 from bot.engine.context import Entry, Usage
 from bot.engine.snapshot import (
     entry_from_dict,
@@ -131,7 +131,44 @@ MIGRATIONS: list[str] = [
         synced_at REAL NOT NULL
     );
     """,
+    # 4: per-server settings (NULL: the environment's value) and spending per room and UTC day
+    """
+    CREATE TABLE guild_settings (
+        guild_id INTEGER PRIMARY KEY,
+        moderator_roles TEXT,
+        allowed_models TEXT,
+        default_models TEXT,
+        default_turns INTEGER,
+        turn_delay REAL,
+        open_floor INTEGER,
+        images_per_ai INTEGER,
+        image_window INTEGER,
+        images_per_room INTEGER,
+        images_at_once INTEGER,
+        room_budget_usd REAL,
+        daily_budget_usd REAL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE spend (
+        room_id INTEGER NOT NULL,
+        guild_id INTEGER,
+        day TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        count INTEGER NOT NULL DEFAULT 0,
+        tokens INTEGER NOT NULL DEFAULT 0,
+        usd REAL NOT NULL DEFAULT 0,
+        PRIMARY KEY (room_id, day, kind)
+    ) WITHOUT ROWID;
+    CREATE INDEX spend_by_guild ON spend(guild_id, day);
+    """,
 ]
+
+# Columns of guild_settings a server may set; JSON lists are stored as text.
+GUILD_COLUMNS = (
+    "moderator_roles", "allowed_models", "default_models", "default_turns", "turn_delay", "open_floor",
+    "images_per_ai", "image_window", "images_per_room", "images_at_once", "room_budget_usd", "daily_budget_usd",
+)
+GUILD_LISTS = frozenset({"moderator_roles", "allowed_models", "default_models"})
 
 # aiosqlite logs every statement with its parameters at DEBUG, webhook tokens among them.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
@@ -257,6 +294,7 @@ class RoomSave:
     first_seq: int  # the history index of entries[0]: everything before it is stored already
     entries: list[Entry]
     events: list[Event]
+    spent: list[Spent] = field(default_factory=list)  # costs to book with this save, in its transaction
 
     @property
     def history_len(self) -> int:
@@ -265,13 +303,28 @@ class RoomSave:
 
 def capture(room: Room, saved: int, events: Iterable[Event] = ()) -> RoomSave:
     """The room now, with the history entries from ``saved`` on and the ``events`` to record."""
+    events = list(events)
     return RoomSave(
         room.state,
         json.dumps(room_state(room)),
         saved,
         [entry for _, entry in room.history_since(saved)],
         [event for event in events if type(event).__name__ in EVENT_TYPES],
+        [event for event in events if isinstance(event, Spent)],
     )
+
+
+@dataclass(frozen=True)
+class SpendRow:
+    """Spending of one room on one UTC day, of one kind (chat or image)."""
+
+    room_id: int
+    guild_id: int | None
+    day: str
+    kind: str
+    count: int
+    tokens: int
+    usd: float
 
 
 @dataclass(frozen=True)
@@ -290,6 +343,11 @@ class Store:
         self.path = path
         self.pictures = path.parent / f"{path.stem}-pictures"
         self._writing = asyncio.Lock()
+        self.clock = time.time  # spending is booked on the UTC day of this clock (tests move it)
+
+    def today(self) -> str:
+        """The current UTC day, as spending is booked."""
+        return time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
@@ -388,6 +446,8 @@ class Store:
         async with self._transaction():
             await self._save_entries(room_id, save.first_seq, save.entries)
             ids = [await self._add_event(room_id, event) for event in save.events]
+            if save.spent:
+                await self._book(room_id, save.spent)
             await self.db.execute(
                 "UPDATE rooms SET state = ?, snapshot = ?, history_len = ?, updated_at = ? WHERE id = ?",
                 (save.state, save.snapshot, save.history_len, time.time(), room_id),
@@ -550,6 +610,79 @@ class Store:
             StoredEvent(i, room_id, self._event_from(kind, json.loads(data)), created, posted, json.loads(ids or "[]"))
             for i, kind, data, created, posted, ids in rows
         ]
+
+    # --- spending and per-server settings ----------------------------------------
+
+    async def _book(self, room_id: int, spent: list[Spent]) -> None:
+        """Add costs to the room's row for today: in the save's transaction, so a cost is
+        booked exactly when the room state that counted it is."""
+        async with self.db.execute("SELECT guild_id FROM rooms WHERE id = ?", (room_id,)) as cursor:
+            row = await cursor.fetchone()
+        guild_id = row[0] if row else None
+        day = self.today()
+        rows = [(room_id, guild_id, day, s.kind, s.tokens, s.usd) for s in spent]
+        if rows:
+            await self.db.executemany(
+                "INSERT INTO spend (room_id, guild_id, day, kind, count, tokens, usd) VALUES (?, ?, ?, ?, 1, ?, ?)"
+                " ON CONFLICT (room_id, day, kind) DO UPDATE SET count = count + 1,"
+                " tokens = tokens + excluded.tokens, usd = usd + excluded.usd",
+                rows,
+            )
+
+    async def spent(self, day: str, *, guild_id: int | None = None, room_id: int | None = None) -> float:
+        """Dollars spent on ``day`` (UTC, YYYY-MM-DD) by one server or one room."""
+        column, value = ("room_id", room_id) if room_id is not None else ("guild_id", guild_id)
+        async with self.db.execute(
+            f"SELECT COALESCE(SUM(usd), 0) FROM spend WHERE {column} = ? AND day = ?", (value, day)
+        ) as cursor:
+            (total,) = await cursor.fetchone()
+        return total
+
+    async def spending(
+        self, since: str | None = None, until: str | None = None, guild_id: int | None = None
+    ) -> list[SpendRow]:
+        """Spending rows between two UTC days (inclusive), for the host's bookkeeping."""
+        clauses, args = [], []
+        for clause, value in (("day >= ?", since), ("day <= ?", until), ("guild_id = ?", guild_id)):
+            if value is not None:
+                clauses.append(clause)
+                args.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        async with self.db.execute(
+            f"SELECT room_id, guild_id, day, kind, count, tokens, usd FROM spend{where} ORDER BY guild_id, room_id, day",
+            args,
+        ) as cursor:
+            return [SpendRow(*row) async for row in cursor]
+
+    async def guild_settings(self, guild_id: int) -> dict[str, Any]:
+        """What a server has set (absent or None: the environment's value)."""
+        columns = ", ".join(GUILD_COLUMNS)
+        async with self.db.execute(f"SELECT {columns} FROM guild_settings WHERE guild_id = ?", (guild_id,)) as c:
+            row = await c.fetchone()
+        if row is None:
+            return {}
+        return {
+            name: json.loads(value) if name in GUILD_LISTS and value is not None else value
+            for name, value in zip(GUILD_COLUMNS, row)
+        }
+
+    async def set_guild_settings(self, guild_id: int, values: dict[str, Any]) -> None:
+        """Set some of a server's settings; None puts one back to the environment's value."""
+        unknown = set(values) - set(GUILD_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown server settings: {', '.join(sorted(unknown))}")
+        if not values:
+            return
+        names = list(values)
+        stored = [json.dumps(values[n]) if n in GUILD_LISTS and values[n] is not None else values[n] for n in names]
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names)
+        async with self._transaction():
+            await self.db.execute(
+                f"INSERT INTO guild_settings (guild_id, {', '.join(names)}, updated_at)"
+                f" VALUES (?, {', '.join('?' * len(names))}, ?)"
+                f" ON CONFLICT (guild_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at",
+                (guild_id, *stored, time.time()),
+            )
 
     # --- Discord bookkeeping ----------------------------------------------------
 

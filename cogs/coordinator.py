@@ -26,6 +26,7 @@ from discord.ext import commands, tasks
 from bot import data
 from bot.engine import Room, RoomError
 from bot.engine.limits import RateLimit
+from bot.guilds import GuildConfig
 from bot.providers import ProviderError
 from bot.engine.snapshot import resumable_jobs
 from bot.runner import RoomRunner
@@ -116,8 +117,9 @@ class Coordinator(commands.Cog):
     def session_for(self, channel_id: int | None) -> Session | None:
         return self.sessions.get(channel_id) if channel_id is not None else None
 
-    def build_room(self, options: RoomOptions) -> Room:
-        """A room as the options describe; RoomError says what is wrong with them."""
+    def build_room(self, options: RoomOptions, config: GuildConfig) -> Room:
+        """A room as the options describe, within what ``config`` (its server's settings)
+        allows; RoomError says what is wrong with them."""
         settings = self.bot.settings
         scenarios = data.scenarios()
         if options.scenario not in scenarios:
@@ -126,8 +128,20 @@ class Coordinator(commands.Cog):
             raise RoomError("Name at least one model.")
         if len(options.models) > settings.max_ais:
             raise RoomError(f"A room holds at most {settings.max_ais} AIs.")
-        room_settings = settings.room_settings(options.turns)
-        room = Room(data.catalog(), scenarios[options.scenario], room_settings, topic=options.topic)
+        if options.open_floor and not config.open_floor:
+            raise RoomError(
+                "This server does not allow the open floor (a server manager can allow it with "
+                "`/seance config rooms open_floor:True`)."
+            )
+        try:
+            self.bot.guild_settings.check_models(config, options.models)
+        except ValueError as exc:
+            raise RoomError(str(exc)) from None
+        room_settings = config.room_settings(settings, options.turns, self.bot.picture_price)
+        room = Room(
+            data.catalog(), scenarios[options.scenario], room_settings, topic=options.topic,
+            invitable=self.bot.guild_settings.catalog(config),
+        )
         for name in options.models:
             room.add(name)
         try:
@@ -158,6 +172,7 @@ class Coordinator(commands.Cog):
             stream=self.bot.settings.stream_replies,
             reasoning=self.bot.settings.show_reasoning,
         )
+        guild_id = channel.guild.id
         runner = RoomRunner(
             room,
             self.bot.pool.get,
@@ -166,6 +181,7 @@ class Coordinator(commands.Cog):
             options.delay,
             idle=self.bot.room_wait,
             patience=self.bot.settings.channel_patience_minutes * 60,
+            gate=lambda: self.bot.guild_settings.over_daily_limit(guild_id),
         )
         settings = self.bot.settings
         session = Session(
@@ -233,6 +249,17 @@ class Coordinator(commands.Cog):
         await session.runner.flush()
         if wake or session.room.state == "stopped":
             session.runner.poke()
+
+    def apply_config(self, config: GuildConfig) -> None:
+        """A server changed its settings: its running rooms follow at once (limits, models,
+        the open floor); what they already spent and who is seated stay as they are."""
+        catalog = self.bot.guild_settings.catalog(config)
+        for session in self.sessions.values():
+            if session.channel.guild.id != config.guild_id:
+                continue
+            session.room.settings = config.apply(session.room.settings)
+            session.room.invitable = catalog
+            session.open_floor = session.open_floor and config.open_floor
 
     async def go_offline(self, timeout: float = 5.0) -> None:
         """The bot is shutting down: rooms keep their stored state, and say they will be back."""
@@ -332,8 +359,10 @@ class Coordinator(commands.Cog):
         moderator_id = record.options.get("moderator_id")
         moderator = self.bot.get_user(moderator_id) if moderator_id is not None else None
         # Nothing awaited from here on: a failure cannot leave a session bound but never launched.
+        config = await self.bot.guild_settings.get(place.guild.id)
         session = self.open(place, room, moderator, _options(record.options))
         session.moderator_id = moderator_id
+        self.apply_config(config)  # the server's settings of today, not of the room's start
         self._bind(session, record.id)
         session.stage.reconcile_after = last_posted
         session.runner.resume_backlog(resumable_jobs(room))

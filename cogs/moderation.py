@@ -27,6 +27,8 @@ from bot.export import FORMATS, export
 from bot.engine.commands import COMMAND_NAMES
 from bot.formatting import clip, split_message
 from bot.providers import ProviderError
+from bot.guilds import GuildConfig
+from cogs.config import ConfigGroup, models_choices
 from cogs.coordinator import Coordinator, RoomOptions, Session
 from cogs.errors import mark_handled
 
@@ -43,23 +45,32 @@ class NotModerator(app_commands.CheckFailure):
     """Raised by the moderator check; its message is what the member is told."""
 
 
-def is_moderator(member: discord.abc.User, permissions: discord.Permissions, role: str | None) -> bool:
-    """Manage Messages in the channel, or the configured role (by name, any case, or by id)."""
+def is_moderator(member: discord.abc.User, permissions: discord.Permissions, roles: tuple[str, ...]) -> bool:
+    """Manage Messages in the channel, or one of the server's moderator roles (by id, or by name in any case)."""
     if permissions.manage_messages:
         return True
-    if not role or not isinstance(member, discord.Member):
+    if not roles or not isinstance(member, discord.Member):
         return False
-    wanted = role.strip().casefold()
-    return any(r.name.casefold() == wanted or str(r.id) == wanted for r in member.roles)
+    wanted = {role.strip().casefold() for role in roles}
+    return any(r.name.casefold() in wanted or str(r.id) in wanted for r in member.roles)
+
+
+def role_names(guild: discord.Guild | None, roles: tuple[str, ...]) -> list[str]:
+    """Roles as people read them: a stored id becomes the role's name while the role exists."""
+    found = [guild.get_role(int(r)) if guild is not None and r.isdigit() else None for r in roles]
+    return [role.name if role is not None else r for r, role in zip(roles, found)]
 
 
 async def _moderators_only(interaction: discord.Interaction) -> bool:
-    role = interaction.client.settings.moderator_role  # type: ignore[attr-defined]
-    if is_moderator(interaction.user, interaction.permissions, role):
+    if interaction.guild_id is None:
+        return False
+    config = await interaction.client.guild_settings.get(interaction.guild_id)  # type: ignore[attr-defined]
+    if is_moderator(interaction.user, interaction.permissions, config.moderator_roles):
         return True
     command = interaction.command.qualified_name if interaction.command else "seance"
-    needs = "the Manage Messages permission" + (f" or the {role} role" if role else "")
-    raise NotModerator(f"Only moderators can use `/{command}`: it needs {needs}.")
+    names = role_names(interaction.guild, config.moderator_roles)
+    roles = f" or the {' or '.join(names)} role" if names else ""
+    raise NotModerator(f"Only moderators can use `/{command}`: it needs the Manage Messages permission{roles}.")
 
 
 moderators_only = app_commands.check(_moderators_only)
@@ -73,6 +84,7 @@ class Moderation(commands.Cog):
 
     def __init__(self, bot: SeanceBot):
         self.bot = bot
+        self.seance.add_command(ConfigGroup(bot))  # /seance config ...: each server's own settings
 
     @property
     def coordinator(self) -> Coordinator:
@@ -111,16 +123,19 @@ class Moderation(commands.Cog):
             return await _say(interaction, "This is a thread already: start the room without `thread`.")
         if missing := self.coordinator.missing_permissions(channel, thread):
             return await _say(interaction, f"I cannot hold a room here: I need {_and(missing)} in {channel.mention}.")
+        if limit := await self.bot.guild_settings.over_daily_limit(channel.guild.id):
+            return await _say(interaction, f"No room can start: {limit}.")
+        config = await self.bot.guild_settings.get(channel.guild.id)
         options = RoomOptions(
-            models=_names(models or settings.default_models),
+            models=_names(models) if models else list(config.default_models),
             scenario=scenario or data.DEFAULT_SCENARIO,
             topic=topic,
-            turns=turns or settings.default_turns,
-            delay=settings.turn_delay if delay is None else delay,
+            turns=turns or config.default_turns,
+            delay=config.turn_delay if delay is None else delay,
             open_floor=open_floor,
         )
         try:
-            room = self.coordinator.build_room(options)
+            room = self.coordinator.build_room(options, config)
             session = None if thread else self.coordinator.open(channel, room, interaction.user, options)
         except RoomError as exc:
             return await _say(interaction, str(exc))
@@ -171,6 +186,9 @@ class Moderation(commands.Cog):
     @seance.command(name="resume", description="Resume a paused room.")
     @moderators_only
     async def resume(self, interaction: discord.Interaction) -> None:
+        if interaction.guild_id is not None and (limit := await self.bot.guild_settings.over_daily_limit(interaction.guild_id)):
+            return await _say(interaction, f"The room cannot resume: {limit}.")
+
         def resume(session: Session, by: str) -> str:
             if session.room.state == "running":
                 return "The room is running already."
@@ -207,9 +225,11 @@ class Moderation(commands.Cog):
         model: app_commands.Range[str, 1, 100],
         invitation: app_commands.Range[str, 1, 1000] | None = None,
     ) -> None:
+        config = await self.bot.guild_settings.get(interaction.guild_id or 0)
+
         def invite(session: Session, by: str) -> str:
             with contextlib.suppress(UnknownModel):  # room.add explains an unknown name
-                self._check_provider(session.room.catalog.get(model))
+                self._check_provider(session.room.catalog.get(model), config)
             newcomer = session.room.add(model, invitation, by=by)
             return f"{newcomer.label} joined; it speaks at the end of this round."
 
@@ -286,7 +306,26 @@ class Moderation(commands.Cog):
         if (session := await self._session(interaction)) is None:
             return
         session.touch()
-        await interaction.response.send_message(embed=status_embed(session.room), ephemeral=True)
+        embed = status_embed(session.room)
+        if (spending := await self._spending(session)) is not None:
+            embed.add_field(name="Spent today (UTC)", value=spending, inline=False)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    async def _spending(self, session: Session) -> str | None:
+        """What the room and its server spent today, against their limits."""
+        store, guilds = self.bot.store, self.bot.guild_settings
+        if store is None or session.room_id is None:
+            return None
+        guild_id = session.channel.guild.id
+        config = await guilds.get(guild_id)
+        room = await store.spent(store.today(), room_id=session.room_id)
+        server = await store.spent(store.today(), guild_id=guild_id)
+        room_limit, daily = session.room.settings.budget_usd, config.daily_budget_usd
+        room_line = f"this room ${room:.4f}" + (
+            f" (${session.room.cost_usd:.4f} in all, limit ${room_limit:.2f})" if room_limit is not None else ""
+        )
+        server_line = f"this server ${server:.4f}" + (f" of ${daily:.2f} a day" if daily is not None else "")
+        return f"{room_line} · {server_line}"
 
     @seance.command(name="scenarios", description="The scenarios a room can start from, one line each.")
     async def scenarios(self, interaction: discord.Interaction) -> None:
@@ -339,10 +378,7 @@ class Moderation(commands.Cog):
 
     @start.autocomplete("models")
     async def _models_list(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        done, comma, typing = current.rpartition(",")
-        prefix = f"{done.strip()}, " if comma else ""
-        names = [prefix + name for name in data.catalog().search(typing.strip())]
-        return [app_commands.Choice(name=n, value=n) for n in names if len(n) <= 100][:25]
+        return await models_choices(self.bot, interaction, current)
 
     @start.autocomplete("scenario")
     async def _scenario(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -356,7 +392,8 @@ class Moderation(commands.Cog):
 
     @add.autocomplete("model")
     async def _model(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return [app_commands.Choice(name=n, value=n) for n in data.catalog().search(current)][:25]
+        catalog = self.bot.guild_settings.catalog(await self.bot.guild_settings.get(interaction.guild_id or 0))
+        return [app_commands.Choice(name=n, value=n) for n in catalog.search(current)][:25]
 
     @next_speaker.autocomplete("ai")
     @kick.autocomplete("ai")
@@ -374,7 +411,9 @@ class Moderation(commands.Cog):
 
     # --- plumbing -----------------------------------------------------------
 
-    def _check_provider(self, model: ModelInfo) -> None:
+    def _check_provider(self, model: ModelInfo, config: GuildConfig) -> None:
+        if (reason := self.bot.guild_settings.why_not(config, model)) is not None:
+            raise RoomError(reason)
         try:
             self.bot.pool.check([model])
         except ProviderError as exc:

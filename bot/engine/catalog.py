@@ -90,6 +90,12 @@ class Catalog:
             models.append(ModelInfo(name=name, routes=routes, preferred=preferred, **entry))
         return cls(models)
 
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and normalize(name) in self._by_key
+
+    def __len__(self) -> int:
+        return len(self.models)
+
     @property
     def names(self) -> list[str]:
         return [m.name for m in self.models]

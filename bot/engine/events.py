@@ -103,7 +103,19 @@ class Alert:
     text: str
 
 
-Event = Notice | Reply | Said | ImageMade | ImageJob | StateChanged
+@dataclass(frozen=True)
+class Spent:
+    """Not for display: what a turn or a picture cost, so storage can add it to the day's spending.
+
+    Emitted where the room counts the cost, so nothing is counted twice.
+    """
+
+    kind: str  # "chat" or "image"
+    usd: float
+    tokens: int = 0
+
+
+Event = Notice | Reply | Said | ImageMade | ImageJob | StateChanged | Spent
 
 
 # --- notice wording ---------------------------------------------------------
@@ -181,6 +193,10 @@ def max_ais(limit: int) -> str:
 
 def refused(short: str, raw: str, reason: str) -> str:
     return f"⚠️ [{short}]: {raw.strip()} was not applied: {reason}"
+
+
+def limit_reached(limit: float, spent: float) -> str:
+    return f"this room has reached its spending limit of ${limit:.2f} (${spent:.4f} spent)"
 
 
 def turn_failed(label: str, reason: str) -> str:

@@ -60,9 +60,14 @@ class RoomSettings:
     commands: frozenset[str] = frozenset(COMMAND_NAMES)
     context_tokens: int = 60_000
     vision_pictures: int = 3
-    budget_usd: float | None = None
+    budget_usd: float | None = None  # the room's spending limit, chat and pictures together
     default_temperature: float = 1.0
     loop_nudge: bool = True  # nudge the next AI when the room goes in circles
+    image_price_usd: float = 0.0  # what one picture costs
+    images_per_ai: int | None = None  # pictures one AI may ask for within image_window turns
+    image_window: int = 10
+    images_per_room: int | None = None  # pictures made (or being made) in the room's life
+    images_at_once: int | None = None  # pictures being made at the same time
 
 
 @dataclass
@@ -78,6 +83,7 @@ class Participant:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     turns: int = 0
+    image_turns: list[int] = field(default_factory=list)  # the room turns of its recent !image requests
 
     @property
     def label(self) -> str:
@@ -120,8 +126,12 @@ class Room:
         scenario: Scenario,
         settings: RoomSettings | None = None,
         topic: str | None = None,
+        invitable: Catalog | None = None,
     ):
         self.catalog = catalog
+        # The models AIs and moderators may bring in (a host narrows it to what its keys
+        # and rules allow); seats already taken keep their model whatever this says.
+        self.invitable = invitable if invitable is not None else catalog
         self.scenario = scenario
         self.settings = settings or RoomSettings()
         if scenario.commands is not None:  # a scenario narrows what the host allows, never widens it
@@ -138,6 +148,7 @@ class Room:
         self.turns_taken = 0
         self.usage = Usage()
         self.cost_usd = 0.0
+        self.pictures = 0  # pictures made, for the per-room limit
         self.votes: dict[str, int] = {}
         self._queue: deque[int] = deque()
         self._forced: int | None = None
@@ -292,6 +303,8 @@ class Room:
             model = self.catalog.get(model_name)
         except UnknownModel as exc:
             raise RoomError(str(exc)) from None
+        if model.name not in self.invitable:
+            raise RoomError(f"{model.name} cannot join this room. {_invitable_line(self.invitable)}")
         participant = self._admit(model, invitation, by)
         if by is not None:
             self._notice(f"✨ {by} added {participant.label}")
@@ -350,6 +363,8 @@ class Room:
             raise RoomError("This room has stopped; start a new one.")
         if self.state == "running":
             return
+        if (limit := self.settings.budget_usd) is not None and self.cost_usd >= limit:
+            raise RoomError(f"This room has reached its spending limit of ${limit:.2f}; raise the limit to resume it.")
         self.state = "running"
         self._notice("▶️ The room resumes" + (f" ({by})" if by else ""))
         self._outbox.append(ev.StateChanged("running", by or ""))
@@ -463,6 +478,8 @@ class Room:
         if self.settings.max_turns is not None and self.turns_taken >= self.settings.max_turns:
             self.stop(f"reached the limit of {_count(self.settings.max_turns, 'turn')}")
             return None
+        if self._check_budget():  # a restored room, or a limit lowered since the last turn
+            return None
         self._settle_removal()
         if self.state != "running":  # the vote removed the last AI
             return None
@@ -530,7 +547,7 @@ class Room:
         model = participant.model
         docs = command_docs(
             enabled,
-            self.catalog.names,
+            self.invitable.names,
             self.settings.max_ais,
             self.settings.max_commands,
             model.max_temperature if model.temperature else None,
@@ -675,20 +692,31 @@ class Room:
         if cost is None:
             cost = participant.model.cost(usage)
         participant.usage.add(usage)
-        participant.cost_usd += cost
+        tokens = usage.input_tokens + usage.cached_input_tokens + usage.cache_write_tokens + usage.output_tokens
+        self._charge(participant, cost, "chat", tokens)
         self.usage.add(usage)
-        self.cost_usd += cost
 
-    def _check_budget(self) -> None:
+    def _charge(self, participant: Participant, cost: float, kind: str, tokens: int = 0) -> None:
+        """Add a cost to the AI and the room, and tell storage (the one place money is counted)."""
+        participant.cost_usd += cost
+        self.cost_usd += cost
+        self._outbox.append(ev.Spent(kind, cost, tokens))
+
+    def _check_budget(self) -> bool:
+        """Pause the room if it has reached its spending limit; True if it has."""
         budget = self.settings.budget_usd
-        if budget is not None and self.cost_usd >= budget:
-            self.pause(f"the budget of ${budget:.2f} is spent (${self.cost_usd:.4f} so far)")
+        if budget is None or self.cost_usd < budget:
+            return False
+        self.pause(ev.limit_reached(budget, self.cost_usd))
+        return True
 
     # --- pictures ----------------------------------------------------------
 
     def image_done(self, job_id: int, picture: ev.Picture) -> None:
         number, prompt = self._jobs.pop(job_id)
         participant = self.participants[number]
+        self.pictures += 1
+        self._charge(participant, self.settings.image_price_usd, "image")
         caption = ev.image_caption(participant.label, prompt)
         self._notice(ev.image_created(participant.label, picture.offline))
         entry = Entry("image", caption, speaker=number, name=participant.label, picture=picture)
@@ -698,6 +726,7 @@ class Room:
         else:
             self._holding.append(entry)
         self._outbox.append(ev.ImageMade(number, participant.label, caption, prompt, picture))
+        self._check_budget()
 
     def image_failed(self, job_id: int, reason: str, detail: str = "") -> None:
         """A picture that could not be made: ``reason`` for everyone, ``detail`` for the host (see fail_turn)."""
@@ -734,12 +763,35 @@ class Room:
         prompt = command.args[0].strip()
         if len(prompt) < MIN_IMAGE_PROMPT:
             return self._refuse(participant, command, f"the description needs at least {MIN_IMAGE_PROMPT} characters")
+        if (limit := self._image_limit(participant)) is not None:
+            return self._refuse(participant, command, limit)
+        participant.image_turns.append(self.turns_taken)
         job_id = self._next_job
         self._next_job += 1
         self._jobs[job_id] = (participant.number, prompt)
         self._notice(ev.image_pending(participant.label, prompt))
         self._outbox.append(ev.ImageJob(job_id, participant.number, prompt))
         return "the picture is being made; everyone will see it when it is ready."
+
+    def _image_limit(self, participant: Participant) -> str | None:
+        """Why one more picture is not allowed now, or None. Pictures being made count
+        at their price, so a burst of !image cannot overshoot the spending limit."""
+        s = self.settings
+        participant.image_turns = [t for t in participant.image_turns if t > self.turns_taken - s.image_window]
+        if s.images_at_once is not None and len(self._jobs) >= s.images_at_once:
+            return f"{_count(s.images_at_once, 'picture')} at a time, and that many are being made"
+        if s.images_per_room is not None and self.pictures + len(self._jobs) >= s.images_per_room:
+            return f"this room may make {_count(s.images_per_room, 'picture')}, and it has"
+        if s.images_per_ai is not None and len(participant.image_turns) >= s.images_per_ai:
+            wait = participant.image_turns[0] + s.image_window - self.turns_taken
+            return (
+                f"each AI may ask for {_count(s.images_per_ai, 'picture')} every {_count(s.image_window, 'turn')};"
+                f" try again in {_count(wait, 'turn')}"
+            )
+        committed = self.cost_usd + (len(self._jobs) + 1) * s.image_price_usd
+        if s.budget_usd is not None and s.image_price_usd > 0 and committed > s.budget_usd:
+            return f"a picture costs ${s.image_price_usd:.2f} and the room's spending limit of ${s.budget_usd:.2f} is nearly reached"
+        return None
 
     def _cmd_prompt(self, participant: Participant, command: Command) -> str:
         text = command.args[0].strip()
@@ -776,6 +828,8 @@ class Room:
             model = self.catalog.get(name)
         except UnknownModel as exc:
             return self._refuse(participant, command, _unknown_reason(exc))
+        if model.name not in self.invitable:
+            return self._refuse(participant, command, f"{model.name} cannot be invited here; see !list_models")
         newcomer = self._admit(model, invitation, participant.label)
         self._notice(ev.add_ai_spectator(participant.short, model.name, invitation))
         return f"{newcomer.label} joined and will speak at the end of this round."
@@ -785,7 +839,7 @@ class Room:
         return "you will skip your next turn."
 
     def _cmd_list_models(self, participant: Participant, command: Command) -> str:
-        return "models you can invite: " + ", ".join(self.catalog.names) + "."
+        return "models you can invite: " + (", ".join(self.invitable.names) or "none") + "."
 
     def _cmd_whisper(self, participant: Participant, command: Command) -> str:
         target = self._other(participant, command.args[0])
@@ -951,6 +1005,10 @@ def _prose(text: str, commands: list[Command]) -> str:
         at = max(at, command.end)
     pieces.append(text[at:])
     return " ".join(pieces)
+
+
+def _invitable_line(catalog: Catalog) -> str:
+    return f"Models that can: {', '.join(catalog.names)}." if catalog.names else "No model can join here."
 
 
 def _count(n: int, word: str) -> str:

@@ -48,6 +48,7 @@ def room_state(room: Room) -> dict[str, Any]:
         "turns_taken": room.turns_taken,
         "usage": asdict(room.usage),
         "cost_usd": room.cost_usd,
+        "pictures": room.pictures,
         "votes": dict(room.votes),
         "queue": list(room._queue),
         "forced": room._forced,
@@ -94,6 +95,7 @@ def restore_room(
     room.turns_taken = state.get("turns_taken", 0)
     room.usage = Usage(**state.get("usage", {}))
     room.cost_usd = state.get("cost_usd", 0.0)
+    room.pictures = state.get("pictures", 0)
     room.votes = dict(state.get("votes", {}))
     room._queue = deque(state.get("queue", []))
     # A turn that was in flight when the room was saved never finished: that AI goes first.

@@ -16,8 +16,10 @@ from bot.engine import (
     RoomError,
     RoomSettings,
     Said,
+    Spent,
     Usage,
 )
+from bot.engine.catalog import Catalog
 from bot.engine.scenarios import Scenario
 
 SCENARIO = Scenario("test", "Test", system="You are in a test room.", opening="Topic: {topic}")
@@ -496,7 +498,12 @@ def test_usage_and_cost_totals_and_budget_pause():
     _, events = speak(room, "hi", Usage(input_tokens=10, output_tokens=10, cost_usd=0.005))  # reported cost wins
     assert room.cost_usd == pytest.approx(0.011)
     assert room.state == "paused"
-    assert any("budget of $0.01 is spent" in t for t in texts(events))
+    assert "⏸️ The room is paused: this room has reached its spending limit of $0.01 ($0.0110 spent)" in texts(events)
+    with pytest.raises(RoomError, match="reached its spending limit of \\$0.01"):
+        room.resume("Morgan")
+    room.settings.budget_usd = 1.0  # a server manager raised it
+    room.resume("Morgan")
+    assert room.state == "running"
 
 
 def test_cost_prices_cached_input_and_cache_writes_apart():
@@ -616,3 +623,84 @@ def test_a_blocked_member_does_not_vote_and_their_standing_vote_is_dropped():
     assert room.vote("666", 2) is None and room.tally() == {}
     assert room.unblock("666") and not room.unblock("666")
     assert room.vote("666", 2) is not None and room.tally() == {2: 1}
+
+
+# --- spending and picture limits --------------------------------------------------
+
+
+def spent(events) -> list[tuple[str, float, int]]:
+    return [(e.kind, round(e.usd, 6), e.tokens) for e in events if isinstance(e, Spent)]
+
+
+def test_each_cost_is_told_to_storage_once_where_it_is_counted():
+    room = make_room("Claude Haiku 4.5", image_price_usd=0.04)
+    _, events = speak(room, '!image "a lamp in the fog"', Usage(input_tokens=1000, output_tokens=1000))
+    assert spent(events) == [("chat", 0.006, 2000)]
+    job = next(e for e in events if isinstance(e, ImageJob))
+    room.image_done(job.job_id, Picture(b"png"))
+    assert spent(room.take_events()) == [("image", 0.04, 0)]
+    assert room.cost_usd == pytest.approx(0.046)
+    assert room.participants[1].cost_usd == pytest.approx(0.046)
+    assert room.pictures == 1
+
+
+def test_a_failed_picture_costs_nothing():
+    room = make_room(image_price_usd=0.04)
+    _, events = speak(room, '!image "a storm at sea"')
+    room.image_failed(next(e for e in events if isinstance(e, ImageJob)).job_id, "refused")
+    assert spent(room.take_events()) == [] and room.cost_usd == 0
+
+
+def test_pictures_per_ai_within_a_window_of_turns():
+    room = make_room("Gemini 3 Flash", images_per_ai=2, image_window=4)
+    _, events = speak(room, '!image "one lamp"\n!image "two lamps"\n!image "three lamps"')
+    assert len([e for e in events if isinstance(e, ImageJob)]) == 2
+    assert texts(events)[-1] == (
+        '⚠️ [AI-1]: !image "three lamps" was not applied: each AI may ask for 2 pictures every 4 turns;'
+        " try again in 4 turns"
+    )
+    told = room.request_for(room.participants[1]).messages[-1].content
+    assert '!image "three lamps": not applied: each AI may ask for 2 pictures every 4 turns' in told
+    for _ in range(3):
+        assert not any(isinstance(e, ImageJob) for e in speak(room, '!image "again, please"')[1])
+    assert any(isinstance(e, ImageJob) for e in speak(room, '!image "at last, a lamp"')[1])
+
+
+def test_pictures_per_room_and_at_once():
+    room = make_room(images_at_once=2, images_per_room=3)
+    _, events = speak(room, '!image "one lamp"\n!image "two lamps"\n!image "three lamps"')
+    jobs = [e for e in events if isinstance(e, ImageJob)]
+    assert len(jobs) == 2
+    assert "2 pictures at a time, and that many are being made" in texts(events)[-1]
+    for job in jobs:
+        room.image_done(job.job_id, Picture(b"png"))
+    _, events = speak(room, '!image "four lamps"\n!image "five lamps"')
+    assert len([e for e in events if isinstance(e, ImageJob)]) == 1
+    assert "this room may make 3 pictures, and it has" in texts(events)[-1]
+
+
+def test_pictures_being_made_count_against_the_spending_limit():
+    room = make_room(image_price_usd=0.25, budget_usd=0.6)
+    _, events = speak(room, '!image "one lamp"\n!image "two lamps"\n!image "three lamps"')
+    assert len([e for e in events if isinstance(e, ImageJob)]) == 2  # a third would pass $0.60
+    assert "a picture costs $0.25 and the room's spending limit of $0.60 is nearly reached" in texts(events)[-1]
+
+
+def test_a_room_over_its_limit_takes_no_turn():
+    room = make_room(budget_usd=1.0)
+    room.cost_usd = 1.5  # restored, or the limit was lowered since
+    assert room.next_turn() is None
+    assert room.state == "paused"
+
+
+def test_ais_may_invite_only_what_the_room_allows():
+    allowed = Catalog([data.catalog().get("Gemini 3 Flash"), data.catalog().get("DeepSeek R1")])
+    room = Room(data.catalog(), SCENARIO, RoomSettings(), topic="tides", invitable=allowed)
+    room.add("Gemini 3 Flash")
+    with pytest.raises(RoomError, match="GPT 5.2 cannot join this room. Models that can: Gemini 3 Flash, DeepSeek R1."):
+        room.add("GPT 5.2")
+    _, events = speak(room, '!add_ai "Claude Haiku 4.5"\n!list_models')
+    assert "Claude Haiku 4.5 cannot be invited here; see !list_models" in texts(events)[0]
+    request = room.request_for(room.participants[1])
+    assert "Models you can invite: Gemini 3 Flash, DeepSeek R1." in request.system
+    assert "models you can invite: Gemini 3 Flash, DeepSeek R1." in request.messages[-1].content
