@@ -142,7 +142,7 @@ class ConfigGroup(app_commands.Group):
         self,
         interaction: discord.Interaction,
         turns: app_commands.Range[int, 1, 1000] | None = None,
-        delay: app_commands.Range[float, 0, 3600] | None = None,
+        delay: app_commands.Range[float, 0.0, 3600.0] | None = None,
         open_floor: bool | None = None,
     ) -> None:
         values = {"default_turns": turns, "turn_delay": delay, "open_floor": open_floor}
@@ -179,8 +179,8 @@ class ConfigGroup(app_commands.Group):
     async def spending(
         self,
         interaction: discord.Interaction,
-        room_usd: app_commands.Range[float, 0.01, 100000] | None = None,
-        daily_usd: app_commands.Range[float, 0.01, 100000] | None = None,
+        room_usd: app_commands.Range[float, 0.01, 100000.0] | None = None,
+        daily_usd: app_commands.Range[float, 0.01, 100000.0] | None = None,
     ) -> None:
         values = {"room_budget_usd": room_usd, "daily_budget_usd": daily_usd}
         await self._limits(interaction, values, "Give `room_usd`, `daily_usd`, or both.")
