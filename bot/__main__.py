@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import logging
 import sqlite3
 import sys
@@ -29,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     exporter.add_argument("--out", type=Path, help="file to write (default: standard output)")
     deleter = commands.add_parser("delete", help="forget an ended room, its transcript and its pictures")
     deleter.add_argument("room", type=int)
+    usage = commands.add_parser("usage", help="tokens and dollars per server and per room, for bookkeeping")
+    usage.add_argument("--since", type=_day, metavar="DATE", help="first UTC day, YYYY-MM-DD (default: the start)")
+    usage.add_argument("--until", type=_day, metavar="DATE", help="last UTC day, YYYY-MM-DD (default: today)")
+    usage.add_argument("--guild", type=int, metavar="ID", help="one Discord server only")
     args = parser.parse_args(argv)
     try:
         settings = Settings()
@@ -38,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from bot.process import setup_logging
 
     setup_logging(settings, logging.INFO if args.command in (None, "sync") else logging.WARNING)
-    if args.command in ("rooms", "export", "delete"):
+    if args.command in ("rooms", "export", "delete", "usage"):
         return asyncio.run(_transcripts(args, settings))
     if args.command == "console":
         try:
@@ -91,6 +96,11 @@ async def _transcripts(args: argparse.Namespace, settings: Settings) -> int:
             return await list_rooms(store, sys.stdout)
         if args.command == "delete":
             return await _delete(store, args.room)
+        if args.command == "usage":
+            from bot.guilds import usage_report
+
+            print(await usage_report(store, args.since, args.until, args.guild))
+            return 0
         said = await export_room(store, args.room, args.format, args.out, sys.stdout.buffer)
         if said:
             print(said, file=sys.stderr)
@@ -103,6 +113,14 @@ async def _transcripts(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     finally:
         await store.close()
+
+
+def _day(text: str) -> str:
+    """A UTC day as YYYY-MM-DD, the form spending is booked under."""
+    try:
+        return datetime.date.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-12-01") from None
 
 
 async def _delete(store, room_id: int) -> int:

@@ -217,3 +217,45 @@ class GuildSettings:
             f"this server has reached its daily spending limit of ${limit:.2f} (${spent:.4f} today); "
             f"rooms can run again after 00:00 UTC, in {day_ends_in(clock())}"
         )
+
+
+# --- the host's bookkeeping: python -m bot usage ----------------------------------------
+
+
+@dataclass
+class _Tally:
+    usd: float = 0.0
+    tokens: int = 0
+    turns: int = 0
+    pictures: int = 0
+
+    def add(self, kind: str, count: int, tokens: int, usd: float) -> None:
+        self.usd += usd
+        self.tokens += tokens
+        if kind == "image":
+            self.pictures += count
+        else:
+            self.turns += count
+
+    def line(self, name: str) -> str:
+        return f"{name:<28} ${self.usd:>10.4f} {self.tokens:>13,} tokens {self.turns:>6} turns {self.pictures:>5} pictures"
+
+
+async def usage_report(store: Store, since: str | None, until: str | None, guild_id: int | None) -> str:
+    """Tokens and dollars per server and per room between two UTC days (inclusive)."""
+    rows = await store.spending(since, until, guild_id)
+    span = f"from {since or 'the start'} to {until or 'today'} (UTC days)"
+    if not rows:
+        return f"Nothing was spent {span}."
+    servers: dict[int | None, _Tally] = {}
+    rooms: dict[int | None, dict[int, _Tally]] = {}
+    total = _Tally()
+    for row in rows:
+        for tally in (servers.setdefault(row.guild_id, _Tally()), rooms.setdefault(row.guild_id, {}).setdefault(row.room_id, _Tally()), total):
+            tally.add(row.kind, row.count, row.tokens, row.usd)
+    lines = [f"Spending {span}:"]
+    for guild, tally in servers.items():
+        lines.append(tally.line("console" if guild is None else f"server {guild}"))
+        lines += [room_tally.line(f"  room {room}") for room, room_tally in rooms[guild].items()]
+    lines.append(total.line("total"))
+    return "\n".join(lines)

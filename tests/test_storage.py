@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from bot import data, storage
-from bot.engine import ImageJob, ImageMade, Notice, Picture, Reply, Room, RoomSettings
+from bot.engine import ImageJob, ImageMade, Notice, Picture, Reply, Room, RoomSettings, Usage
 from bot.storage import Store, StorageError
 
 
@@ -312,6 +312,66 @@ async def test_pictures_that_cannot_be_removed_are_named(tmp_path, monkeypatch):
     with pytest.raises(StorageError, match=rf"Room {room_id} is deleted, but some of its pictures could not be removed"):
         await store.delete_room(room_id)
     assert await store.rooms() == []  # the room is gone all the same
+    await store.close()
+
+
+# --- spending and per-server settings ------------------------------------------------
+
+
+async def test_costs_are_booked_per_room_day_and_kind_with_the_save(tmp_path):
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    room = new_room()
+    room.settings.image_price_usd = 0.04
+    room_id = await store.create_room(room, "discord", guild_id=7, channel_id=5)
+    store.clock = lambda: 1_780_000_000.0  # 2026-05-28, UTC
+    turn = room.next_turn()
+    room.complete_turn(turn, '!image "a lamp in the fog"', Usage(input_tokens=1000, output_tokens=500))
+    await store.save(room_id, room, room.take_events())
+    room.image_done(1, Picture(b"png"))
+    turn = room.next_turn()
+    room.complete_turn(turn, "and more", Usage(input_tokens=100, output_tokens=50, cost_usd=0.5))
+    await store.save(room_id, room, room.take_events())
+
+    rows = await store.spending()
+    assert [(r.room_id, r.guild_id, r.day, r.kind, r.count, r.tokens) for r in rows] == [
+        (room_id, 7, "2026-05-28", "chat", 2, 1650),
+        (room_id, 7, "2026-05-28", "image", 1, 0),
+    ]
+    assert await store.spent("2026-05-28", guild_id=7) == pytest.approx(0.002 + 0.5 + 0.04)  # Gemini 3 Flash at catalog prices, a reported cost, a picture
+    assert await store.spent("2026-05-29", guild_id=7) == 0
+    await store.delete_room(room_id)  # the host's bookkeeping outlives the room
+    assert len(await store.spending(guild_id=7)) == 2
+    await store.close()
+
+
+async def test_a_failed_save_books_nothing(tmp_path, monkeypatch):
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    room = new_room()
+    room_id = await store.create_room(room, "discord", guild_id=7)
+    turn = room.next_turn()
+    room.complete_turn(turn, "hello", Usage(input_tokens=10, output_tokens=10, cost_usd=0.2))
+
+    async def broken(room_id, event):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "_add_event", broken)
+    with pytest.raises(sqlite3.OperationalError):
+        await store.save(room_id, room, room.take_events())
+    assert await store.spending() == []
+    await store.close()
+
+
+async def test_guild_settings_are_stored_and_reset(tmp_path):
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    assert await store.guild_settings(7) == {}
+    await store.set_guild_settings(7, {"allowed_models": ["Gemini 3 Flash"], "daily_budget_usd": 5.0})
+    await store.set_guild_settings(7, {"default_turns": 12})
+    saved = await store.guild_settings(7)
+    assert (saved["allowed_models"], saved["daily_budget_usd"], saved["default_turns"]) == (["Gemini 3 Flash"], 5.0, 12)
+    await store.set_guild_settings(7, {"daily_budget_usd": None})
+    assert (await store.guild_settings(7))["daily_budget_usd"] is None
+    with pytest.raises(ValueError, match="unknown server settings: webhook_token"):
+        await store.set_guild_settings(7, {"webhook_token": "x"})
     await store.close()
 
 
