@@ -185,12 +185,13 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         host = guild.add_member(env.create_user("host"))
         moderator = await bot.fetch_user(host.id)
         coordinator: Any = bot.get_cog("Coordinator")
+        config = await bot.guild_settings.get(guild.id)
         sessions = []
         for i in range(count):
             channel = bot.get_channel(guild.create_text_channel(f"room-{i}").id)
             models = random.sample(MODELS, args.ais)
             options = RoomOptions(models=models, scenario="open-room", turns=100_000, delay=args.delay)
-            session = coordinator.open(channel, coordinator.build_room(options), moderator, options)
+            session = coordinator.open(channel, coordinator.build_room(options, config), moderator, options)
             await coordinator.persist(session, options)
             coordinator.launch(session)
             sessions.append(session)

@@ -286,8 +286,8 @@ def test_the_permission_check_reads_manage_messages_or_the_role() -> None:
     from cogs.moderation import is_moderator
 
     nobody = discord.Permissions.none()
-    assert is_moderator(object(), discord.Permissions(manage_messages=True), None)  # type: ignore[arg-type]
-    assert not is_moderator(object(), nobody, "Hosts")  # type: ignore[arg-type]
+    assert is_moderator(object(), discord.Permissions(manage_messages=True), ())  # type: ignore[arg-type]
+    assert not is_moderator(object(), nobody, ("Hosts",))  # type: ignore[arg-type]
 
 
 # --- blocking a member -------------------------------------------------------------
