@@ -150,7 +150,7 @@ async def _hold_room(args: argparse.Namespace, settings: Settings, store: Store,
     notice = None
     try:
         if args.resume is not None:
-            room_id, room = await _resumable(store, args.resume)
+            room_id, room = await _resumable(store, args.resume, settings)
         else:
             notice = choose_models(args, settings)
             room = build_room(args, settings, usable_catalog(settings))
@@ -235,11 +235,12 @@ async def _say(sentence: str, out: TextIO) -> None:
     print(sentence, file=out, flush=True)
 
 
-async def _resumable(store: Store, room_id: int) -> tuple[int, Room]:
+async def _resumable(store: Store, room_id: int, settings: Settings) -> tuple[int, Room]:
     record = await store.room(room_id)
     if record.origin != "console":
         raise RoomError(f"Room {room_id} belongs to Discord; it resumes when the bot starts.")
     room = await store.load_room(room_id, data.catalog(), data.scenarios())
+    room.settings.budget_usd = settings.room_budget_usd  # today's ROOM_BUDGET_USD, so a raised one lets it go on
     if room.state != "stopped":
         room.resume("in the console")
     elif not room.pending_images and not await store.unposted(room_id):

@@ -250,3 +250,18 @@ async def test_a_whisper_prints_only_that_it_happened():
     out = io.StringIO()
     await ConsoleStage(out, Path("unused")).show([Notice("🤫 AI-1 whispered to AI-2", private='"psst"')])
     assert out.getvalue() == "🤫 AI-1 whispered to AI-2\n"
+
+
+async def test_console_room_pauses_at_its_spending_limit_and_resumes_under_a_raised_one(fake_llm, tmp_path, capsys):
+    fake_llm.script(*[Reply.text(f"Turn {n}.", cost=0.02) for n in range(5)])
+    settings = settings_for(fake_llm).model_copy(update={"room_budget_usd": 0.03, "database_path": tmp_path / "db.sqlite3"})
+    out = io.StringIO()
+    assert await run_console(console_args("--turns", "5"), settings, out) == 0
+    assert "⏸️ The room is paused: this room has reached its spending limit of $0.03 ($0.0400 spent)" in out.getvalue()
+    assert len(fake_llm.chat_requests) == 2
+
+    assert await run_console(console_args("--resume", "1"), settings, io.StringIO()) == 2
+    assert "This room has reached its spending limit of $0.03; raise the limit to resume it." in capsys.readouterr().err
+    raised = settings.model_copy(update={"room_budget_usd": 0.05})
+    assert await run_console(console_args("--resume", "1"), raised, io.StringIO()) == 0
+    assert len(fake_llm.chat_requests) == 3  # $0.06: paused again
