@@ -53,9 +53,13 @@ async def test_setup_hook_loads_the_cogs_and_their_commands(tmp_path) -> None:
         [seance] = bot.tree.get_commands()
         assert {c.name for c in seance.commands} == {
             "start", "stop", "pause", "resume", "say", "next", "add", "kick", "mute", "unmute",
-            "temperature", "prompt", "block", "unblock", "status", "export", "scenarios",
+            "temperature", "prompt", "block", "unblock", "status", "export", "scenarios", "config",
         }
-        assert bot.store is not None and bot.webhooks.store is bot.store
+        config = next(c for c in seance.commands if c.name == "config")
+        assert {c.name for c in config.commands} == {
+            "show", "moderators", "models", "rooms", "pictures", "spending", "reset",
+        }
+        assert bot.store is not None and bot.webhooks.store is bot.store and bot.guild_settings.store is bot.store
     await bot.close()
     assert bot.store is None
 

@@ -12,15 +12,17 @@ SIX_PICTURES = "\n".join(f'!image "a lighthouse, study {n}"' for n in range(1, 7
 CHAT_COST = 0.003  # what OpenRouter reports for each turn
 
 
-def looping_ai(fake_llm, turns: int = 50) -> None:
+def looping_ai(fake_llm, turns: int = 50, cost: float = CHAT_COST) -> None:
     """An AI that asks for six pictures in every reply."""
-    fake_llm.script(*[Reply.text(f"Turn {n}: more light.\n{SIX_PICTURES}", cost=CHAT_COST) for n in range(turns)])
+    fake_llm.script(*[Reply.text(f"Turn {n}: more light.\n{SIX_PICTURES}", cost=cost) for n in range(turns)])
 
 
-async def run_turns(world: World, turns: int) -> None:
+async def run_turns(world: World, turns: int, until_paused: bool = False) -> None:
     """Start a one-AI room and let it take up to ``turns`` turns, a minute apart."""
     await world.start(models="Gemini 3 Flash", turns=turns, delay=60)
     for _ in range(turns):
+        if until_paused and world.session().room.state == "paused":
+            return
         await world.env.advance_time(60)
 
 
@@ -52,26 +54,28 @@ async def test_an_ai_asking_for_six_pictures_every_turn_for_50_turns(world: Worl
     assert "not applied: this room may make 12 pictures, and it has" in told  # the AI hears why
 
 
-@pytest.mark.settings(image_price_usd=0.05, images_per_ai=3, image_window_turns=10, images_per_room=7)
+@pytest.mark.settings(image_price_usd=0.05, images_per_ai=3, image_window_turns=10)
 async def test_the_same_ai_in_a_room_with_a_spending_limit(world: World, fake_llm) -> None:
-    await manager(world).slash(world.channel, "seance config spending", room_usd=0.45)
-    looping_ai(fake_llm)
-    await run_turns(world, 50)
+    await manager(world).slash(world.channel, "seance config spending", room_usd=0.31)
+    looping_ai(fake_llm, cost=0.012)
+    await run_turns(world, 50, until_paused=True)
 
-    # Seven pictures ($0.35); then $0.003 a turn until $0.45: the room pauses after turn 34.
-    assert pictures_posted(world) == 7
-    assert await booked(world) == {"chat": (34, 0.102), "image": (7, 0.35)}
-    assert notices(world.channel)[-1] == "⏸️ The room is paused: this room has reached its spending limit of $0.45 ($0.4520 spent)"
+    # Three pictures at turn 1 ($0.15); at turn 11 ($0.282 spent) one more would pass $0.31;
+    # then $0.012 a turn until $0.31: the room pauses after turn 14.
+    assert pictures_posted(world) == 3
+    assert await booked(world) == {"chat": (14, 0.168), "image": (3, 0.15)}
+    assert any(n.endswith("a picture costs $0.05 and the room's spending limit of $0.31 is nearly reached") for n in notices(world.channel))
+    assert notices(world.channel)[-1] == "⏸️ The room is paused: this room has reached its spending limit of $0.31 ($0.3180 spent)"
     assert world.session().room.state == "paused"
-    assert len(fake_llm.chat_requests) == 34
+    assert len(fake_llm.chat_requests) == 14
 
     resumed = await world.mod.slash(world.channel, "seance resume")
-    assert answer(resumed) == "This room has reached its spending limit of $0.45; raise the limit to resume it."
-    await manager(world).slash(world.channel, "seance config spending", room_usd=0.46)
+    assert answer(resumed) == "This room has reached its spending limit of $0.31; raise the limit to resume it."
+    await manager(world).slash(world.channel, "seance config spending", room_usd=0.34)
     await world.mod.slash(world.channel, "seance resume")
-    for _ in range(5):
+    for _ in range(3):
         await world.env.advance_time(60)
-    assert (await booked(world))["chat"] == (37, 0.111)  # three more turns, to $0.461
+    assert (await booked(world))["chat"] == (16, 0.192)  # two more turns, to $0.342
     assert world.session().room.state == "paused"
 
 
