@@ -778,6 +778,8 @@ class Room:
         at their price, so a burst of !image cannot overshoot the spending limit."""
         s = self.settings
         participant.image_turns = [t for t in participant.image_turns if t > self.turns_taken - s.image_window]
+        if s.images_per_ai == 0 or s.images_per_room == 0:
+            return "pictures are switched off in this room"
         if s.images_at_once is not None and len(self._jobs) >= s.images_at_once:
             return f"{_count(s.images_at_once, 'picture')} at a time, and that many are being made"
         if s.images_per_room is not None and self.pictures + len(self._jobs) >= s.images_per_room:

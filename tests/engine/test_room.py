@@ -679,6 +679,14 @@ def test_pictures_per_room_and_at_once():
     assert "this room may make 3 pictures, and it has" in texts(events)[-1]
 
 
+@pytest.mark.parametrize("limit", ["images_per_ai", "images_per_room"])
+def test_a_limit_of_zero_switches_pictures_off(limit):
+    room = make_room(**{limit: 0})
+    _, events = speak(room, '!image "a quiet harbour"')
+    assert not any(isinstance(e, ImageJob) for e in events)
+    assert texts(events) == ['⚠️ [AI-1]: !image "a quiet harbour" was not applied: pictures are switched off in this room']
+
+
 def test_pictures_being_made_count_against_the_spending_limit():
     room = make_room(image_price_usd=0.25, budget_usd=0.6)
     _, events = speak(room, '!image "one lamp"\n!image "two lamps"\n!image "three lamps"')
