@@ -251,7 +251,8 @@ async def usage_report(store: Store, since: str | None, until: str | None, guild
     rooms: dict[int | None, dict[int, _Tally]] = {}
     total = _Tally()
     for row in rows:
-        for tally in (servers.setdefault(row.guild_id, _Tally()), rooms.setdefault(row.guild_id, {}).setdefault(row.room_id, _Tally()), total):
+        room = rooms.setdefault(row.guild_id, {}).setdefault(row.room_id, _Tally())
+        for tally in (servers.setdefault(row.guild_id, _Tally()), room, total):
             tally.add(row.kind, row.count, row.tokens, row.usd)
     lines = [f"Spending {span}:"]
     for guild, tally in servers.items():

@@ -168,7 +168,9 @@ class ConfigGroup(app_commands.Group):
         per_room: app_commands.Range[int, 0, 10000] | None = None,
         at_once: app_commands.Range[int, 1, 100] | None = None,
     ) -> None:
-        values = {"images_per_ai": per_ai, "image_window": every_turns, "images_per_room": per_room, "images_at_once": at_once}
+        values = {
+            "images_per_ai": per_ai, "image_window": every_turns, "images_per_room": per_room, "images_at_once": at_once,
+        }
         await self._limits(interaction, values, "Give `per_ai`, `every_turns`, `per_room`, `at_once`, or several.")
 
     @app_commands.command(name="spending", description="Spending limits in dollars: per room, and per server per UTC day.")
@@ -205,7 +207,8 @@ class ConfigGroup(app_commands.Group):
             ceiling = host_ceiling(self.bot.settings, column)
             if ceiling is not None and value > ceiling:
                 shown = f"${ceiling:.2f}" if column.endswith("_usd") else f"{ceiling}"
-                return await _say(interaction, f"The host allows at most {shown} for {_LABELS[column]}; choose that or less.")
+                limit = f"The host allows at most {shown} for {_LABELS[column]}; choose that or less."
+                return await _say(interaction, limit)
         await self._save(interaction, **values)
 
     async def _save(self, interaction: discord.Interaction, **values: Any) -> None:
@@ -215,7 +218,8 @@ class ConfigGroup(app_commands.Group):
         if coordinator is not None:
             coordinator.apply_config(config)
         spent = await self.guild_settings.spent_today(interaction.guild_id)
-        await _say(interaction, "Saved; running rooms here follow at once.\n" + describe(config, self.bot, interaction.guild, spent))
+        shown = describe(config, self.bot, interaction.guild, spent)
+        await _say(interaction, "Saved; running rooms here follow at once.\n" + shown)
 
     def _runnable(self, text: str) -> list[str]:
         """Catalog names from ``text``, each one the host can run; ValueError otherwise."""
@@ -264,14 +268,17 @@ def describe(config: GuildConfig, bot: SeanceBot, guild: discord.Guild | None, s
         return "no limit" if value is None else str(value)
 
     roles = ", ".join(role_names(guild, config.moderator_roles)) or "none"
-    allowed = "every model the host can run" if config.allowed_models is None else ", ".join(config.allowed_models) or "none"
+    allowed = ", ".join(config.allowed_models or ()) or "none"
+    if config.allowed_models is None:
+        allowed = "every model the host can run"
     usable = ", ".join(bot.guild_settings.catalog(config).names) or "none"
     clock = bot.store.clock() if bot.store is not None else 0.0
     lines = [
         f"**Moderators**: Manage Messages, or the role(s): {roles}{mark('moderator_roles')}",
         f"**Allowed models**: {allowed}{mark('allowed_models')} · usable now: {usable}",
         f"**Default models**: {', '.join(config.default_models)}{mark('default_models')}",
-        f"**Rooms**: {config.default_turns} turns, {config.turn_delay:g} s between turns{mark('default_turns', 'turn_delay')}"
+        f"**Rooms**: {config.default_turns} turns, {config.turn_delay:g} s between turns"
+        f"{mark('default_turns', 'turn_delay')}"
         f" · open floor {'allowed' if config.open_floor else 'not allowed'}{mark('open_floor')}",
         f"**Pictures**: {count(config.images_per_ai)} per AI every {config.image_window} turns,"
         f" {count(config.images_per_room)} per room, {count(config.images_at_once)} at once"

@@ -792,7 +792,8 @@ class Room:
             )
         committed = self.cost_usd + (len(self._jobs) + 1) * s.image_price_usd
         if s.budget_usd is not None and s.image_price_usd > 0 and committed > s.budget_usd:
-            return f"a picture costs ${s.image_price_usd:.2f} and the room's spending limit of ${s.budget_usd:.2f} is nearly reached"
+            price, limit = s.image_price_usd, s.budget_usd
+            return f"a picture costs ${price:.2f} and the room's spending limit of ${limit:.2f} is nearly reached"
         return None
 
     def _cmd_prompt(self, participant: Participant, command: Command) -> str:
