@@ -81,6 +81,16 @@ def test_restored_room_keeps_people_pictures_and_jobs():
     assert copy.pending_images == 0
 
 
+def test_restored_room_keeps_its_picture_limits():
+    original = played_room()
+    original.settings.images_per_room = 2
+    copy = round_trip(original)
+    assert copy.pictures == 1 and copy.participants[1].image_turns == [1, 4]
+    turn = copy.next_turn()
+    copy.complete_turn(turn, '!image "a third picture"')  # one made, one still being made: the room's two
+    assert any("this room may make 2 pictures" in getattr(e, "text", "") for e in copy.take_events())
+
+
 def test_model_missing_from_catalog_keeps_its_seat():
     room = played_room()
     state = room_state(room)
