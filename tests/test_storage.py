@@ -238,6 +238,7 @@ async def test_deleting_a_room_leaves_a_picture_another_room_shares(tmp_path):
     assert left.read_bytes() == b"\x89PNG same"
     await store.delete_room(ids[1])
     assert folder.exists() and not list(folder.iterdir())  # a folder someone chose stays
+    await store.close()
 
 
 async def test_a_path_under_a_file_is_refused_in_one_sentence(tmp_path):
