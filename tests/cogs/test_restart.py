@@ -296,7 +296,7 @@ async def test_an_ended_rooms_picture_waits_for_a_channel_a_new_room_holds(world
     # Meanwhile a new room took the channel (stored directly: the ended room holds the
     # channel while it waits for its picture, and only the restart matters here).
     options = RoomOptions(models=["Gemini 3 Flash"], scenario="open-room", turns=5, delay=60)
-    newer = world.coordinator.build_room(options)
+    newer = world.coordinator.build_room(options, await world.bot.guild_settings.get(world.guild.id))
     await world.bot.store.create_room(
         newer, "discord", guild_id=world.guild.id, channel_id=world.channel.id, options=asdict(options)
     )

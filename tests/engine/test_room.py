@@ -457,7 +457,7 @@ def test_a_failed_turn_that_spends_the_budget_pauses():
     room = make_room("Claude Haiku 4.5", "DeepSeek R1", budget_usd=0.01)
     _, events = fail(room, "cut off", usage=Usage(input_tokens=10, output_tokens=10, cost_usd=0.012))
     assert room.state == "paused"
-    assert "⏸️ The room is paused: the budget of $0.01 is spent ($0.0120 so far)" in texts(events)
+    assert "⏸️ The room is paused: this room has reached its spending limit of $0.01 ($0.0120 spent)" in texts(events)
 
 
 def test_the_same_refusal_three_turns_in_a_row_pauses_the_room():
