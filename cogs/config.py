@@ -11,7 +11,6 @@ The group hangs under ``/seance`` (``Moderation`` attaches it), so commands read
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,12 +20,12 @@ from discord import app_commands
 from bot import data
 from bot.engine import UnknownModel
 from bot.guilds import GuildConfig, day_ends_in, host_ceiling
+from cogs.errors import mark_handled
 
 if TYPE_CHECKING:
     from bot.bot import SeanceBot
     from cogs.coordinator import Coordinator
 
-log = logging.getLogger(__name__)
 
 NOT_MANAGER = "Only members with the Manage Server permission (or the bot's owner) can change Séance's settings here."
 
@@ -72,11 +71,10 @@ class ConfigGroup(app_commands.Group):
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         original = getattr(error, "original", error)
-        if isinstance(original, app_commands.CheckFailure) and str(original):
-            return await _say(interaction, str(original))
-        name = interaction.command.qualified_name if interaction.command else "seance config"
-        log.error("/%s failed", name, exc_info=original)
-        await _say(interaction, f"Something went wrong ({type(original).__name__}); the log has the details.")
+        if isinstance(original, NotManager):
+            await _say(interaction, str(original))
+            mark_handled(interaction)
+        # anything else: the bot-wide tree (cogs/errors.py) answers with an error id and logs it once
 
     # --- reading -------------------------------------------------------------------
 
