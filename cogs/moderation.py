@@ -277,9 +277,11 @@ class Moderation(commands.Cog):
     @app_commands.describe(member="The member the AIs should no longer hear, whose votes no longer count")
     @moderators_only
     async def block(self, interaction: discord.Interaction, member: discord.Member) -> None:
+        roles = (await self.bot.guild_settings.get(interaction.guild_id or 0)).moderator_roles
+
         def block(session: Session, by: str) -> str:
             name = person_name(member.display_name)
-            if member.bot or is_moderator(member, session.channel.permissions_for(member), self._role):
+            if member.bot or is_moderator(member, session.channel.permissions_for(member), roles):
                 raise RoomError(f"{name} is a moderator or a bot here; blocking is for members.")
             if not session.room.block(str(member.id), member.display_name):
                 return f"{name} is blocked here already."
@@ -418,10 +420,6 @@ class Moderation(commands.Cog):
             self.bot.pool.check([model])
         except ProviderError as exc:
             raise RoomError(exc.reason) from None
-
-    @property
-    def _role(self) -> str | None:
-        return self.bot.settings.moderator_role
 
     def _here(self, interaction: discord.Interaction) -> Session | None:
         """The room of the channel the command was used in, and only if it belongs to the same server.

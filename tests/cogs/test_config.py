@@ -101,6 +101,8 @@ async def test_a_moderator_role_set_in_discord(world: World) -> None:
     await manager(world).slash(world.channel, "seance config moderators", add=hosts)
     started = await hana.slash(world.channel, "seance start", models="Gemini 3 Flash", turns=3, delay=60)
     assert not started.ephemeral and world.session() is not None
+    blocked = await world.mod.slash(world.channel, "seance block", member=hana)
+    assert answer(blocked) == "hana is a moderator or a bot here; blocking is for members."
     refused_member = await world.viewer.slash(world.channel, "seance pause")
     assert answer(refused_member) == (
         "Only moderators can use `/seance pause`: it needs the Manage Messages permission or the Séance hosts role."
