@@ -49,6 +49,7 @@ bench: $(VENV)/.test  ## install, then run the benchmarks under bench/
 	$(PY) bench/cost.py
 	$(PY) bench/storage.py
 	$(PY) bench/loops.py
+	$(PY) bench/soak.py
 
 sync: $(VENV)/.base  ## install, then install the slash commands (ARGS='--guild ID' for one server, at once)
 	$(PY) -m bot sync $(ARGS)
