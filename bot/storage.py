@@ -361,6 +361,20 @@ class Store:
                 raise
             await self.db.commit()
 
+    async def _run(self, sql: str, args: Iterable[Any] = ()) -> int | None:
+        """Run one statement and close its cursor at once, on the database's own thread.
+
+        A cursor left to the garbage collector is finalised on the event loop's thread,
+        where it can reset a cached statement that the worker thread is running at that
+        moment (SQLite then answers "bad parameter or other API misuse").
+        """
+        async with self.db.execute(sql, tuple(args)) as cursor:
+            return cursor.lastrowid
+
+    async def _run_many(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        async with self.db.executemany(sql, rows):
+            pass
+
     @classmethod
     async def open(cls, path: Path | str, *, writing: bool = True) -> Store:
         """Open (or create) the database; StorageError says in one sentence what is wrong and what to do.
@@ -406,7 +420,7 @@ class Store:
         save = capture(room, 0)  # before any await: the room as it is now, whole
         async with self._transaction():
             now = time.time()
-            cursor = await self.db.execute(
+            row_id = await self._run(
                 "INSERT INTO rooms (origin, guild_id, channel_id, thread_id, scenario, settings, options, state,"
                 " snapshot, history_len, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -415,7 +429,7 @@ class Store:
                     save.snapshot, save.history_len, now, now,
                 ),
             )
-            room_id = cursor.lastrowid
+            room_id = row_id
             await self._save_entries(room_id, 0, save.entries)
         room.stored_upto = save.history_len  # from here on the room may forget what it no longer needs
         return room_id
@@ -448,7 +462,7 @@ class Store:
             ids = [await self._add_event(room_id, event) for event in save.events]
             if save.spent:
                 await self._book(room_id, save.spent)
-            await self.db.execute(
+            await self._run(
                 "UPDATE rooms SET state = ?, snapshot = ?, history_len = ?, updated_at = ? WHERE id = ?",
                 (save.state, save.snapshot, save.history_len, time.time(), room_id),
             )
@@ -456,7 +470,7 @@ class Store:
 
     async def set_options(self, room_id: int, options: dict[str, Any]) -> None:
         async with self._transaction():
-            await self.db.execute("UPDATE rooms SET options = ? WHERE id = ?", (json.dumps(options), room_id))
+            await self._run("UPDATE rooms SET options = ? WHERE id = ?", (json.dumps(options), room_id))
 
     async def load_room(self, room_id: int, catalog: Catalog, scenarios: dict[str, Scenario]) -> Room:
         async with self.db.execute("SELECT scenario, settings, snapshot FROM rooms WHERE id = ?", (room_id,)) as cur:
@@ -543,7 +557,7 @@ class Store:
                 files = [self._picture_path(key) async for (key,) in cursor]
             options = (await self.room(room_id)).options
             emptied = [Path(options["pictures"])] if options.get("pictures_folder_made") else []
-            await self.db.execute("DELETE FROM rooms WHERE id = ?", (room_id,))
+            await self._run("DELETE FROM rooms WHERE id = ?", (room_id,))
         try:
             await asyncio.to_thread(_remove_pictures, files, emptied, self.pictures / str(room_id))
         except OSError as exc:
@@ -571,7 +585,7 @@ class Store:
                 return
             message_ids = list(message_ids)
             marks = ",".join("?" * len(ids))
-            await self.db.execute(
+            await self._run(
                 f"UPDATE events SET posted_at = ?, message_ids = ? WHERE id IN ({marks})",
                 (time.time(), json.dumps(message_ids), *ids),
             )
@@ -582,7 +596,7 @@ class Store:
         """Some of an event's messages are out (a split reply cut short by Discord): remember
         them, so that showing it again posts only the rest."""
         async with self._transaction():
-            await self.db.execute(
+            await self._run(
                 "UPDATE events SET message_ids = ? WHERE id = ? AND posted_at IS NULL",
                 (json.dumps(list(message_ids)), event_id),
             )
@@ -622,7 +636,7 @@ class Store:
         day = self.today()
         rows = [(room_id, guild_id, day, s.kind, s.tokens, s.usd) for s in spent]
         if rows:
-            await self.db.executemany(
+            await self._run_many(
                 "INSERT INTO spend (room_id, guild_id, day, kind, count, tokens, usd) VALUES (?, ?, ?, ?, 1, ?, ?)"
                 " ON CONFLICT (room_id, day, kind) DO UPDATE SET count = count + 1,"
                 " tokens = tokens + excluded.tokens, usd = usd + excluded.usd",
@@ -677,7 +691,7 @@ class Store:
         stored = [json.dumps(values[n]) if n in GUILD_LISTS and values[n] is not None else values[n] for n in names]
         updates = ", ".join(f"{n} = excluded.{n}" for n in names)
         async with self._transaction():
-            await self.db.execute(
+            await self._run(
                 f"INSERT INTO guild_settings (guild_id, {', '.join(names)}, updated_at)"
                 f" VALUES (?, {', '.join('?' * len(names))}, ?)"
                 f" ON CONFLICT (guild_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at",
@@ -688,7 +702,7 @@ class Store:
 
     async def remember_message(self, message_id: int, room_id: int, ai_number: int) -> None:
         async with self._transaction():
-            await self.db.execute(
+            await self._run(
                 "INSERT OR REPLACE INTO messages (message_id, room_id, ai_number) VALUES (?, ?, ?)",
                 (message_id, room_id, ai_number),
             )
@@ -700,7 +714,7 @@ class Store:
 
     async def record_vote(self, room_id: int, voter: str, ai_number: int, turn: int) -> None:
         async with self._transaction():
-            await self.db.execute(
+            await self._run(
                 "INSERT INTO votes (room_id, voter, ai_number, turn, created_at) VALUES (?, ?, ?, ?, ?)",
                 (room_id, voter, ai_number, turn, time.time()),
             )
@@ -712,14 +726,14 @@ class Store:
 
     async def set_webhook(self, channel_id: int, webhook_id: int, token: str) -> None:
         async with self._transaction():
-            await self.db.execute(
+            await self._run(
                 "INSERT OR REPLACE INTO webhooks (channel_id, webhook_id, token) VALUES (?, ?, ?)",
                 (channel_id, webhook_id, token),
             )
 
     async def forget_webhook(self, channel_id: int) -> None:
         async with self._transaction():
-            await self.db.execute("DELETE FROM webhooks WHERE channel_id = ?", (channel_id,))
+            await self._run("DELETE FROM webhooks WHERE channel_id = ?", (channel_id,))
 
     async def command_copies(self) -> list[int]:
         """Servers where a server sync installed a copy of the slash commands."""
@@ -729,11 +743,11 @@ class Store:
     async def set_command_copy(self, guild_id: int, present: bool) -> None:
         async with self._transaction():
             if present:
-                await self.db.execute(
+                await self._run(
                     "INSERT OR REPLACE INTO command_copies (guild_id, synced_at) VALUES (?, ?)", (guild_id, time.time())
                 )
             else:
-                await self.db.execute("DELETE FROM command_copies WHERE guild_id = ?", (guild_id,))
+                await self._run("DELETE FROM command_copies WHERE guild_id = ?", (guild_id,))
 
     # --- internals -------------------------------------------------------------
 
@@ -747,7 +761,7 @@ class Store:
             rows = await cursor.fetchall()
         authored = [(m, room_id, json.loads(data)["number"]) for room_id, data in rows for m in message_ids]
         if authored:
-            await self.db.executemany(
+            await self._run_many(
                 "INSERT OR REPLACE INTO messages (message_id, room_id, ai_number) VALUES (?, ?, ?)", authored
             )
 
@@ -757,7 +771,7 @@ class Store:
             key = await self._write_picture(room_id, entry.picture) if entry.picture else None
             rows.append((room_id, seq, json.dumps(entry_to_dict(entry, key))))
         if rows:
-            await self.db.executemany("INSERT OR REPLACE INTO entries (room_id, seq, data) VALUES (?, ?, ?)", rows)
+            await self._run_many("INSERT OR REPLACE INTO entries (room_id, seq, data) VALUES (?, ?, ?)", rows)
 
     async def _add_event(self, room_id: int, event: Event) -> int:
         data = asdict(event)
@@ -767,11 +781,11 @@ class Store:
                 "mime": event.picture.mime,
                 "offline": event.picture.offline,
             }
-        cursor = await self.db.execute(
+        row_id = await self._run(
             "INSERT INTO events (room_id, kind, data, created_at) VALUES (?, ?, ?, ?)",
             (room_id, type(event).__name__, json.dumps(data), time.time()),
         )
-        return cursor.lastrowid
+        return row_id
 
     async def _write_picture(self, room_id: int, picture: Picture) -> str:
         """Store a picture once (by content) and return its key: relative to the store's
@@ -783,7 +797,7 @@ class Store:
         write_picture(path, picture.data)
         # Listed even when the file was already there (an earlier, rolled-back save wrote it),
         # so deleting the room always finds every file it has.
-        await self.db.execute(
+        await self._run(
             "INSERT OR IGNORE INTO pictures (key, room_id, mime) VALUES (?, ?, ?)", (key, room_id, picture.mime)
         )
         return key
