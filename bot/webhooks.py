@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import discord
+
+from bot.engine.limits import RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -42,44 +44,27 @@ class WebhookStore(Protocol):
 class Window:
     """At most ``limit`` requests in any ``per`` seconds for each key: a limit Discord
     enforces without announcing it in headers, so it is kept here by design rather
-    than learnt from 429s. ``limit`` 0 switches it off."""
+    than learnt from 429s. ``limit`` 0 switches it off. The counting is the engine's
+    sliding window (``RateLimit``); this adds waiting for room, one request at a time per key."""
 
     def __init__(self, limit: int, per: float):
-        self.limit = limit
-        self.per = per
-        self._sent: dict[int, deque[float]] = {}
+        self.rate = RateLimit(limit, per)
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.waited = 0  # how many requests had to wait, for benchmarks
 
     async def take(self, key: int, wait: Callable[[float], Awaitable[None]]) -> None:
         """Wait until one more request fits under the limit for ``key``, and count it."""
-        if self.limit <= 0:
+        if self.rate.limit <= 0:
             return
         async with self._locks[key]:
             loop = asyncio.get_running_loop()
-            sent = self._sent.setdefault(key, deque())
-            while True:
-                now = loop.time()
-                while sent and now - sent[0] >= self.per:
-                    sent.popleft()
-                if len(sent) < self.limit:
-                    break
+            while (delay := self.rate.take(key, loop.time())) > 0:
                 self.waited += 1
-                await wait(sent[0] + self.per - now)
-            sent.append(now)
+                await wait(delay)
 
     def try_take(self, key: int) -> bool:
         """Count one request for ``key`` if it fits under the limit now; False (uncounted) if not."""
-        if self.limit <= 0:
-            return True
-        now = asyncio.get_running_loop().time()
-        sent = self._sent.setdefault(key, deque())
-        while sent and now - sent[0] >= self.per:
-            sent.popleft()
-        if len(sent) >= self.limit:
-            return False
-        sent.append(now)
-        return True
+        return self.rate.allow(key, asyncio.get_running_loop().time())
 
 
 class WebhookPool:

@@ -24,3 +24,11 @@ def test_members_who_went_quiet_are_forgotten():
         limit.allow(f"poster {n}", 0)
     limit.allow("late", 100)  # the sweep runs: everyone else has been quiet for a whole period
     assert list(limit._times) == ["late"]
+
+
+def test_take_says_how_long_until_the_window_has_room():
+    rate = RateLimit(2, period=10.0)
+    assert rate.take("hook", 0.0) == 0.0 and rate.take("hook", 3.0) == 0.0
+    assert rate.take("hook", 4.0) == 6.0  # the first one leaves the window at 10
+    assert rate.take("hook", 10.0) == 0.0  # counted now
+    assert rate.take(42, 0.0) == 0.0  # keys need only be hashable (webhook ids are ints)
