@@ -59,7 +59,7 @@ class ConsoleStage:
             print(f"{event.label}\n{event.text}\n", file=self.out)
             if self.reasoning != "off" and event.reasoning:
                 print(self._thinking(event.reasoning), file=self.out)
-        elif isinstance(event, Said):
+        elif isinstance(event, Said) and event.echo:
             print(f"{event.name}\n{event.text}\n", file=self.out)
         elif isinstance(event, ImageMade):
             path = self._save(event)

@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from bot.engine import ImageMade, Notice, Reply, Said
+from bot.engine import ImageMade, Notice, Picture, Reply, Said
+from bot.engine.events import picture_attached
 from bot.storage import RoomRecord, Store, StoredEvent
 
 FORMATS = ("txt", "md", "html", "jsonl")
@@ -49,8 +50,12 @@ def to_txt(events: list[StoredEvent]) -> str:
         event = stored.event
         if isinstance(event, Notice):
             lines.append(_notice_line(event))
-        elif isinstance(event, (Reply, Said)):
-            lines += [event.label if isinstance(event, Reply) else event.name, event.text]
+        elif isinstance(event, Reply):
+            lines += [event.label, event.text]
+        elif isinstance(event, Said):
+            lines += [event.name, event.text] if event.text else [event.name]
+            if event.picture is not None:
+                lines.append(picture_attached(event.name))
         elif isinstance(event, ImageMade):
             lines.append(event.caption)
     return "\n".join(lines) + "\n"
@@ -74,9 +79,15 @@ def to_md(record: RoomRecord, events: list[StoredEvent], pictures_dir: Path | No
             out += [f"### {event.label}", "", _md_body(event.text), ""]
         elif isinstance(event, Said):
             out += [f"### {event.name} (human)", "", _md_body(event.text), ""]
+            if event.picture is not None:
+                if pictures_dir is not None:
+                    name = _save_picture(event.picture, pictures_dir)
+                    out += [f"![{_md_escape(picture_attached(event.name))}]({pictures_dir.name}/{name})", ""]
+                else:
+                    out += [f"*{_md_escape(picture_attached(event.name))}*", ""]
         elif isinstance(event, ImageMade):
             if pictures_dir is not None:
-                name = _save_picture(event, pictures_dir)
+                name = _save_picture(event.picture, pictures_dir)
                 out += [f"![{_md_escape(event.prompt)}]({pictures_dir.name}/{name})", ""]
             out += [f"*{_md_escape(event.caption)}*", ""]
     return "\n".join(out)
@@ -121,10 +132,10 @@ def _md_escape(text: str) -> str:
     return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _save_picture(event: ImageMade, folder: Path) -> str:
+def _save_picture(picture: Picture, folder: Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"{hashlib.sha256(event.picture.data).hexdigest()[:16]}.{event.picture.extension}"
-    (folder / name).write_bytes(event.picture.data)
+    name = f"{hashlib.sha256(picture.data).hexdigest()[:16]}.{picture.extension}"
+    (folder / name).write_bytes(picture.data)
     return name
 
 
@@ -148,7 +159,7 @@ h1 { font-size: 1.25rem; margin: .5rem 0 1rem; }
 .human { border-left-style: dashed; }
 .notice { color: var(--muted); font-size: .85rem; margin: .2rem .4rem; overflow-wrap: anywhere; }
 figure { margin: .6rem 0; }
-figure img { max-width: 100%; height: auto; border-radius: .4rem; display: block; }
+figure img, article img { max-width: 100%; height: auto; border-radius: .4rem; display: block; }
 figcaption { color: var(--muted); font-size: .85rem; margin-top: .3rem; overflow-wrap: anywhere; }
 """
 
@@ -172,7 +183,8 @@ def _html_event(stored: StoredEvent) -> str:
     if isinstance(event, Reply):
         return _html_message(event.label, event.text, _hue(event.label))
     if isinstance(event, Said):
-        return _html_message(event.name, event.text, _hue(event.name), "human")
+        shown = _html_picture(event.picture, picture_attached(event.name)) if event.picture is not None else ""
+        return _html_message(event.name, event.text, _hue(event.name), "human", shown)
     if isinstance(event, ImageMade):
         data = base64.b64encode(event.picture.data).decode()
         return (
@@ -183,11 +195,16 @@ def _html_event(stored: StoredEvent) -> str:
     return ""
 
 
-def _html_message(who: str, text: str, hue: int, extra: str = "") -> str:
+def _html_message(who: str, text: str, hue: int, extra: str = "", picture: str = "") -> str:
     return (
         f'<article class="msg {extra}" style="--hue:{hue}"><div class="who"><span class="dot"></span>'
-        f"{html.escape(who)}</div><div class=\"text\">{_html_text(text)}</div></article>"
+        f"{html.escape(who)}</div><div class=\"text\">{_html_text(text)}</div>{picture}</article>"
     )
+
+
+def _html_picture(picture: Picture, alt: str) -> str:
+    data = base64.b64encode(picture.data).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:{picture.mime};base64,{data}">'
 
 
 def _html_text(text: str) -> str:
@@ -212,12 +229,13 @@ def to_jsonl(record: RoomRecord, events: list[StoredEvent]) -> str:
     for stored in events:
         event = stored.event
         data = asdict(event)
-        if isinstance(event, ImageMade):
+        picture = getattr(event, "picture", None)  # an AI's (ImageMade) or a person's (Said)
+        if picture is not None:
             data["picture"] = {
-                "mime": event.picture.mime,
-                "offline": event.picture.offline,
-                "bytes": len(event.picture.data),
-                "sha256": hashlib.sha256(event.picture.data).hexdigest(),
+                "mime": picture.mime,
+                "offline": picture.offline,
+                "bytes": len(picture.data),
+                "sha256": hashlib.sha256(picture.data).hexdigest(),
             }
         line = {
             "room": record.id,

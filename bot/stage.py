@@ -283,9 +283,23 @@ class DiscordStage:
                 messages += self._render_reply(item)
             elif isinstance(item, ImageMade):
                 messages.append(self._render_picture(item))
-            elif isinstance(item, Said):
-                persona = Persona(persona_name(item.name), self.human_avatars.get(item.name))
-                messages += [_Message(chunk, persona) for chunk in split_message(item.text)]
+            elif isinstance(item, Said) and item.echo:
+                messages += self._render_said(item)
+        return messages
+
+    def _render_said(self, event: Said) -> list[_Message]:
+        """A person's words under their name; a picture they attached goes with the last part."""
+        persona = Persona(persona_name(event.name), self.human_avatars.get(event.name))
+        messages = [_Message(chunk, persona) for chunk in split_message(event.text)]
+        if event.picture is not None:
+            picture = event.picture
+
+            def attached() -> discord.File:
+                return discord.File(io.BytesIO(picture.data), filename=f"picture.{picture.extension}")
+
+            if not messages:
+                messages.append(_Message("", persona))
+            messages[-1].file = attached
         return messages
 
     def _render_reply(self, event: Reply) -> list[_Message]:

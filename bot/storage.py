@@ -775,11 +775,12 @@ class Store:
 
     async def _add_event(self, room_id: int, event: Event) -> int:
         data = asdict(event)
-        if isinstance(event, ImageMade):
+        picture = getattr(event, "picture", None)  # an AI's (ImageMade) or a person's (Said)
+        if picture is not None:
             data["picture"] = {
-                "key": await self._write_picture(room_id, event.picture),
-                "mime": event.picture.mime,
-                "offline": event.picture.offline,
+                "key": await self._write_picture(room_id, picture),
+                "mime": picture.mime,
+                "offline": picture.offline,
             }
         row_id = await self._run(
             "INSERT INTO events (room_id, kind, data, created_at) VALUES (?, ?, ?, ?)",
@@ -812,8 +813,7 @@ class Store:
 
     def _event_from(self, kind: str, data: dict[str, Any]) -> Event:
         cls = EVENT_TYPES[kind]
-        if cls is ImageMade:
-            ref = data.pop("picture")
+        if (ref := data.pop("picture", None)) is not None:
             raw = self._read_picture(ref["key"]) or b""
             data["picture"] = Picture(raw, ref["mime"], ref["offline"])
         if cls is Reply and isinstance(data.get("usage"), dict):

@@ -24,6 +24,7 @@ import discord
 from discord.ext import commands, tasks
 
 from bot import data
+from bot.attachments import AttachmentRefused, picture_from
 from bot.engine import Room, RoomError
 from bot.engine.limits import RateLimit
 from bot.guilds import GuildConfig
@@ -443,7 +444,8 @@ class Coordinator(commands.Cog):
         if session is None:
             return
         session.touch()
-        if session.open_floor and message.content.strip() and session.room.state != "stopped":
+        speaks = message.content.strip() or any(_is_picture(a) for a in message.attachments)
+        if session.open_floor and speaks and session.room.state != "stopped":
             await self._hear(session, message)
 
     async def _hear(self, session: Session, message: discord.Message) -> None:
@@ -458,13 +460,33 @@ class Coordinator(commands.Cog):
         elif not session.floor_limit.allow(member, now):
             mark = TOO_FAST
         else:
-            # clean_content: the AIs read "@Vera", not "<@1234>"
-            session.room.inject(message.author.display_name, message.clean_content, echo=False)
+            await self._pass_on(session, message)
             return
         log.debug("open floor in %s: message of member %s not passed on (%s)", session.channel.id, member, mark)
         if session.marks.allow(member, now):
             with contextlib.suppress(discord.HTTPException, TimeoutError):
                 await asyncio.wait_for(message.add_reaction(mark), self.bot.settings.send_timeout)
+
+    async def _pass_on(self, session: Session, message: discord.Message) -> None:
+        """The message to the AIs, with its first picture; a picture that cannot go is told
+        in a reply to its author (at most one a minute each), and its words go anyway."""
+        pictures = [a for a in message.attachments if _is_picture(a)]
+        picture, refusal = None, ""
+        if pictures:
+            try:
+                picture = await picture_from(pictures[0], self.bot.settings.send_timeout)
+            except AttachmentRefused as exc:
+                refusal = str(exc)
+            if len(pictures) > 1:
+                refusal = " ".join(part for part in (refusal, "Only the first picture of a message reaches the AIs.") if part)
+        text = message.clean_content.strip()  # clean_content: the AIs read "@Vera", not "<@1234>"
+        if (text or picture is not None) and session.room.state != "stopped":
+            session.room.inject(message.author.display_name, text, echo=False, picture=picture)
+        if refusal and session.marks.allow(str(message.author.id), time.monotonic()):
+            went = " Your words reached the AIs." if text else ""
+            with contextlib.suppress(discord.HTTPException, TimeoutError):
+                reply = message.reply(f"-# 🖼️ {refusal}{went}", mention_author=False, allowed_mentions=NO_MENTIONS)
+                await asyncio.wait_for(reply, self.bot.settings.send_timeout)
 
     @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
@@ -479,6 +501,13 @@ class Coordinator(commands.Cog):
     @commands.Cog.listener()
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         await self.stop_all("the bot left the server", guild_id=guild.id)
+
+
+def _is_picture(attachment: discord.Attachment) -> bool:
+    """An attachment meant as a picture: by its declared type, else by its name."""
+    if attachment.content_type:
+        return attachment.content_type.startswith("image/")
+    return attachment.filename.lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".gif"))
 
 
 def _options(stored: dict[str, Any]) -> RoomOptions:

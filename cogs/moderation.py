@@ -23,6 +23,7 @@ from discord.ext import commands
 from bot import data
 from bot.engine import ModelInfo, Participant, Room, RoomError, UnknownModel
 from bot.engine.context import person_name
+from bot.attachments import AttachmentRefused, picture_from
 from bot.export import FORMATS, export
 from bot.engine.commands import COMMAND_NAMES
 from bot.formatting import clip, split_message
@@ -200,12 +201,38 @@ class Moderation(commands.Cog):
     # --- steering -----------------------------------------------------------
 
     @seance.command(name="say", description="Speak into the room; the AIs see it under your name.")
-    @app_commands.describe(text="What you say")
+    @app_commands.describe(
+        text="What you say",
+        picture="A picture for the AIs that can see (PNG, JPEG or WebP, up to 3.75 MB)",
+    )
     @moderators_only
-    async def say(self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 2000]) -> None:
+    async def say(
+        self,
+        interaction: discord.Interaction,
+        text: app_commands.Range[str, 1, 2000] | None = None,
+        picture: discord.Attachment | None = None,
+    ) -> None:
+        if text is None and picture is None:
+            return await _say(interaction, "Say something, attach a picture, or both.")
+        if await self._session(interaction) is None:
+            return
+        seen, refusal = None, ""
+        if picture is not None:
+            await interaction.response.defer(ephemeral=True, thinking=True)  # a download may take seconds
+            try:
+                seen = await picture_from(picture, self.bot.settings.send_timeout)
+            except AttachmentRefused as exc:
+                refusal = str(exc)
+        if text is None and seen is None:
+            return await _say(interaction, f"Nothing was said: {refusal}")
+
         def speak(session: Session, by: str) -> str:
-            shown = session.room.inject(interaction.user.display_name, text)
+            shown = session.room.inject(interaction.user.display_name, text or "", picture=seen)
             session.stage.human_avatars[shown] = interaction.user.display_avatar.url
+            if refusal:
+                return f"Said, without the picture: {refusal}"
+            if seen is not None and not any(p.model.vision for p in session.room.present):
+                return "Said. None of the AIs here can see pictures: they read only that you attached one."
             return "Said."
 
         await self._act(interaction, speak)

@@ -30,6 +30,23 @@ class Picture:
         return {"image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}.get(self.mime, "png")
 
 
+def sniff_picture(data: bytes) -> str | None:
+    """The picture type its first bytes show (PNG, JPEG, GIF or WebP), or None.
+
+    People's pictures are typed by their content, not by the name or type their
+    uploader gave: that is what a provider will decode.
+    """
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
 @dataclass(frozen=True)
 class Notice:
     """A line about the room rather than in it. ``context`` lines are also seen by AIs.
@@ -59,10 +76,17 @@ class Reply:
 
 @dataclass(frozen=True)
 class Said:
-    """A human message injected into the room (a moderator's, or the open floor)."""
+    """A human message injected into the room (a moderator's, or the open floor).
+
+    ``picture`` is one the person attached. ``echo`` False: the person's own message is
+    in the channel already (the open floor), so stages show nothing; it is still stored
+    and exported, as what the AIs heard.
+    """
 
     name: str
     text: str
+    picture: Picture | None = field(default=None, repr=False)
+    echo: bool = True
 
 
 @dataclass(frozen=True)
@@ -133,6 +157,11 @@ def image_created(label: str, offline: bool) -> str:
 
 def image_caption(label: str, prompt: str) -> str:
     return f'[{label}]: !image "{prompt}"'
+
+
+def picture_attached(name: str) -> str:
+    """What an AI reads where a person attached a picture (vision models get the picture too)."""
+    return f"({name} attached a picture)"
 
 
 def image_failed(label: str, reason: str) -> str:

@@ -242,6 +242,13 @@ class Room:
                 entry.picture = ev.Picture(b"", picture.mime, picture.offline)
         self._holding = holding
 
+    def _hold(self, entry: Entry) -> None:
+        """Count a new entry's picture bytes as held in memory (``_release_pictures`` lets go of them)."""
+        if self._holding is None:
+            self._holding = [e for e in self._history if e.picture is not None and e.picture.data]
+        else:
+            self._holding.append(entry)
+
     def _tidy_if_due(self) -> None:
         if len(self._history) >= self._tidy_at:
             self._tidy()
@@ -380,20 +387,27 @@ class Room:
         self._notice(f"⏹️ The room has ended: {reason}")
         self._outbox.append(ev.StateChanged("stopped", reason))
 
-    def inject(self, name: str, text: str, echo: bool = True) -> str:
+    def inject(self, name: str, text: str, echo: bool = True, picture: ev.Picture | None = None) -> str:
         """A person speaks: the AIs see it as ``[person: name]``; ``echo`` shows it to spectators too.
 
-        Returns the name as the room shows it (``person_name``): one that imitates
-        an AI's label or the room's own is marked as a person's.
+        A ``picture`` reaches the vision models like an AI's own (the caller has checked
+        its type and size); the others read only that one was attached. Returns the
+        name as the room shows it (``person_name``): one that imitates an AI's label or
+        the room's own is marked as a person's.
         """
         text = text.strip()
-        if not text:
+        if not text and picture is None:
             raise RoomError("There is nothing to say.")
         name = person_name(name)
         self._remember_person(name)
-        self.history.append(Entry("human", escape_lines(text), name=name))  # escaped once: what the AIs read
-        if echo:
-            self._outbox.append(ev.Said(name, text))
+        heard = escape_lines(text)  # escaped once: what the AIs read
+        if picture is not None:
+            heard = "\n".join(part for part in (heard, ev.picture_attached(name)) if part)
+        entry = Entry("human", heard, name=name, picture=picture)
+        self.history.append(entry)
+        if picture is not None:
+            self._hold(entry)
+        self._outbox.append(ev.Said(name, text, picture, echo))  # stored and exported even when not echoed
         self._note_address(text, None, name)
         return name
 
@@ -721,10 +735,7 @@ class Room:
         self._notice(ev.image_created(participant.label, picture.offline))
         entry = Entry("image", caption, speaker=number, name=participant.label, picture=picture)
         self.history.append(entry)
-        if self._holding is None:
-            self._holding = [e for e in self._history if e.picture is not None and e.picture.data]
-        else:
-            self._holding.append(entry)
+        self._hold(entry)
         self._outbox.append(ev.ImageMade(number, participant.label, caption, prompt, picture))
         self._check_budget()
 

@@ -20,6 +20,7 @@ from bot.engine import (
     Usage,
 )
 from bot.engine.catalog import Catalog
+from bot.engine.events import sniff_picture
 from bot.engine.scenarios import Scenario
 
 SCENARIO = Scenario("test", "Test", system="You are in a test room.", opening="Topic: {topic}")
@@ -529,6 +530,44 @@ def test_inject_reaches_ais_under_display_name():
     assert "People who have spoken here: Ada." in request.system
 
 
+def test_a_persons_picture_reaches_the_vision_model_and_the_others_read_that_it_was_attached():
+    room = make_room("Gemini 3 Flash", "DeepSeek R1")
+    picture = Picture(b"\x89PNG\r\n\x1a\n a cat", "image/png")
+    room.inject("Ada", "Look at my cat.", picture=picture)
+    assert room.take_events() == [Said("Ada", "Look at my cat.", picture)]
+    gemini = room.request_for(room.participants[1])
+    assert [p for m in gemini.messages for p in m.pictures] == [picture]
+    r1 = room.request_for(room.participants[2])  # DeepSeek R1 has no vision
+    assert all(not m.pictures for m in r1.messages)
+    assert "[person: Ada]: Look at my cat.\n(Ada attached a picture)" in r1.messages[-1].content
+
+
+def test_a_picture_alone_is_something_said_and_nothing_at_all_is_not():
+    room = make_room()
+    room.inject("Ada", "  ", echo=False, picture=Picture(b"\xff\xd8\xff jpeg", "image/jpeg"))
+    (said,) = room.take_events()
+    assert isinstance(said, Said) and said.text == "" and not said.echo and said.picture is not None
+    assert room.next_turn().request.messages[-1].content.endswith("[person: Ada]: (Ada attached a picture)")
+    with pytest.raises(RoomError, match="nothing to say"):
+        room.inject("Ada", "   ")
+
+
+def test_a_persons_pictures_count_among_the_newest_a_vision_model_is_sent():
+    room = make_room(vision_pictures=2)
+    speak(room, '!image "picture number zero"')
+    room.image_done(1, Picture(b"ai"))
+    room.inject("Ada", "mine", picture=Picture(b"ada"))
+    room.inject("Bo", "mine too", picture=Picture(b"bo"))
+    request = room.next_turn().request
+    assert [p.data for m in request.messages for p in m.pictures] == [b"ada", b"bo"]
+
+
+def test_an_open_floor_message_is_stored_but_not_echoed():
+    room = make_room()
+    room.inject("Vera", "hello", echo=False)
+    assert room.take_events() == [Said("Vera", "hello", echo=False)]
+
+
 def test_moderator_hooks_validate():
     room = make_room()
     with pytest.raises(RoomError, match="between 0 and 2"):
@@ -712,3 +751,18 @@ def test_ais_may_invite_only_what_the_room_allows():
     request = room.request_for(room.participants[1])
     assert "Models you can invite: Gemini 3 Flash, DeepSeek R1." in request.system
     assert "models you can invite: Gemini 3 Flash, DeepSeek R1." in request.messages[-1].content
+
+
+@pytest.mark.parametrize(
+    ("start", "mime"),
+    [
+        (b"\x89PNG\r\n\x1a\n", "image/png"),
+        (b"\xff\xd8\xff\xe0", "image/jpeg"),
+        (b"GIF89a", "image/gif"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"),
+        (b"<svg xmlns=", None),
+        (b"RIFF\x00\x00\x00\x00WAVEfmt ", None),
+    ],
+)
+def test_a_picture_is_typed_by_its_first_bytes(start: bytes, mime: str | None):
+    assert sniff_picture(start + b"rest") == mime
