@@ -28,8 +28,13 @@ class AttachmentRefused(Exception):
     """An attachment that was not used; the message is for the person who attached it."""
 
 
-def mebibytes(size: int) -> str:
-    return f"{size / 1048576:.1f} MB" if size >= 104858 else f"{max(1, size // 1024)} KB"
+def megabytes(size: int) -> str:
+    """A size as people read it (MB of 1,048,576 bytes, as Discord counts them)."""
+    return f"{size / 1048576:.3g} MB" if size >= 104858 else f"{max(1, size // 1024)} KB"
+
+
+def _too_big(name: str, size: int, limit: int) -> AttachmentRefused:
+    return AttachmentRefused(f"`{name}` is {megabytes(size)}, over the {megabytes(limit)} I can take; send a smaller one.")
 
 
 async def download(attachment: discord.Attachment, limit: int, timeout: float) -> bytes:
@@ -41,7 +46,7 @@ async def download(attachment: discord.Attachment, limit: int, timeout: float) -
     """
     name = attachment.filename
     if attachment.size > limit:
-        raise AttachmentRefused(f"`{name}` is {mebibytes(attachment.size)}; the most I take is {mebibytes(limit)}.")
+        raise _too_big(name, attachment.size, limit)
     try:
         data = await asyncio.wait_for(attachment.read(), timeout)
     except discord.NotFound:
@@ -52,12 +57,16 @@ async def download(attachment: discord.Attachment, limit: int, timeout: float) -
         raise AttachmentRefused(
             f"Discord's file server could not give me `{name}` (it answered {exc.status}); try again in a moment."
         ) from None
-    except (TimeoutError, aiohttp.ClientError, OSError):
+    except TimeoutError:  # our bound, or the connection's own (aiohttp.ServerTimeoutError)
         raise AttachmentRefused(
-            f"`{name}` could not be downloaded from Discord within {timeout:g} seconds; try again in a moment."
+            f"Downloading `{name}` from Discord took longer than {timeout:g} seconds; try again in a moment."
+        ) from None
+    except (aiohttp.ClientError, OSError):
+        raise AttachmentRefused(
+            f"The connection to Discord's file server broke while downloading `{name}`; try again in a moment."
         ) from None
     if len(data) > limit:  # the declared size was wrong
-        raise AttachmentRefused(f"`{name}` is {mebibytes(len(data))}; the most I take is {mebibytes(limit)}.")
+        raise _too_big(name, len(data), limit)
     return data
 
 
