@@ -15,6 +15,7 @@ import discord
 
 from bot.engine import Picture
 from bot.engine.events import sniff_picture
+from bot.engine.scenarios import SCENARIO_FILE_BYTES
 
 # The types every vision route decodes: Gemini reads no GIF, OpenAI no animated one.
 PICTURE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WebP"}
@@ -89,3 +90,15 @@ async def picture_from(attachment: discord.Attachment, timeout: float) -> Pictur
     if mime not in PICTURE_TYPES:
         raise AttachmentRefused(f"`{name}` is not a {kinds} picture, which is what the AIs can look at.")
     return Picture(data, mime)
+
+
+async def scenario_file(attachment: discord.Attachment, timeout: float) -> str:
+    """A server's scenario file: a .toml file of UTF-8 text, at most 32 KB."""
+    name = attachment.filename
+    if not name.lower().endswith(".toml"):
+        raise AttachmentRefused(f"`{name}` is not a .toml file; scenarios are written in TOML (see the README).")
+    data = await download(attachment, SCENARIO_FILE_BYTES, timeout)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise AttachmentRefused(f"`{name}` is not UTF-8 text (byte {exc.start} is not); save it as UTF-8.") from None

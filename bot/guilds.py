@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot import data
-from bot.engine import Catalog, ModelInfo, RoomSettings, UnknownModel
+from bot.engine import Catalog, ModelInfo, RoomSettings, Scenario, UnknownModel
+from bot.engine.scenarios import scenario_from_table, scenario_table
 from bot.providers import ProviderError, route_for
 from bot.providers.local import EMBEDDED_ROUTE
 from bot.settings import Settings
@@ -57,6 +58,11 @@ class GuildConfig:
     room_budget_usd: float | None
     daily_budget_usd: float | None
     own: frozenset[str] = field(default_factory=frozenset)  # what the server set itself
+    scenarios: tuple[Scenario, ...] = ()  # the server's own, from /seance scenarios add:
+
+    def all_scenarios(self) -> dict[str, Scenario]:
+        """The scenarios rooms here may start from: the built-in ones, then the server's own."""
+        return data.scenarios() | {s.name: s for s in self.scenarios}
 
     def room_settings(self, settings: Settings, turns: int, image_price: float) -> RoomSettings:
         """The engine's settings for a room in this server."""
@@ -113,8 +119,28 @@ class GuildSettings:
         cached = self._cache.get(guild_id)
         if cached is None:
             own = await self.store.guild_settings(guild_id) if self.store is not None else {}
-            cached = self._cache[guild_id] = self.resolve(guild_id, own)
+            tables = await self.store.guild_scenarios(guild_id) if self.store is not None else {}
+            scenarios = tuple(scenario_from_table(name, table) for name, table in tables.items())
+            cached = self._cache[guild_id] = replace(self.resolve(guild_id, own), scenarios=scenarios)
         return cached
+
+    async def add_scenarios(self, guild_id: int, scenarios: dict[str, Scenario]) -> GuildConfig:
+        """Keep a server's new scenarios (replacing its own of the same name) and return the new config."""
+        if self.store is None:
+            raise RuntimeError("the database is not open")
+        self._cache.pop(guild_id, None)
+        await self.store.set_guild_scenarios(guild_id, {n: scenario_table(s) for n, s in scenarios.items()})
+        self._cache.pop(guild_id, None)
+        return await self.get(guild_id)
+
+    async def remove_scenario(self, guild_id: int, name: str) -> bool:
+        """Forget one of a server's scenarios; rooms already started from it keep their copy."""
+        if self.store is None:
+            raise RuntimeError("the database is not open")
+        self._cache.pop(guild_id, None)
+        removed = await self.store.remove_guild_scenario(guild_id, name)
+        self._cache.pop(guild_id, None)
+        return removed
 
     async def update(self, guild_id: int, **values: Any) -> GuildConfig:
         """Store what a server set (None: back to the host's value) and return the new config."""

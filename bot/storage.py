@@ -161,6 +161,16 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX spend_by_guild ON spend(guild_id, day);
     """,
+    # 5: scenarios a server added from its own TOML file (the fields of each table, as JSON)
+    """
+    CREATE TABLE guild_scenarios (
+        guild_id BIGINT NOT NULL,
+        name TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (guild_id, name)
+    );
+    """,
 ]
 
 # Columns of guild_settings a server may set; JSON lists are stored as text.
@@ -697,6 +707,31 @@ class Store:
                 f" ON CONFLICT (guild_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at",
                 (guild_id, *stored, time.time()),
             )
+
+    async def guild_scenarios(self, guild_id: int) -> dict[str, dict[str, Any]]:
+        """A server's own scenarios: name -> the fields of its table, oldest first."""
+        async with self.db.execute(
+            "SELECT name, data FROM guild_scenarios WHERE guild_id = ? ORDER BY created_at, name", (guild_id,)
+        ) as cursor:
+            return {name: json.loads(data) async for name, data in cursor}
+
+    async def set_guild_scenarios(self, guild_id: int, tables: dict[str, dict[str, Any]]) -> None:
+        """Add scenarios to a server, replacing any of its own with the same name, in one transaction."""
+        now = time.time()
+        async with self._transaction():
+            await self._run_many(
+                "INSERT INTO guild_scenarios (guild_id, name, data, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (guild_id, name) DO UPDATE SET data = excluded.data",
+                [(guild_id, name, json.dumps(table), now) for name, table in tables.items()],
+            )
+
+    async def remove_guild_scenario(self, guild_id: int, name: str) -> bool:
+        """Forget one of a server's scenarios; False if it had none by that name."""
+        async with self._transaction():
+            async with self.db.execute(
+                "DELETE FROM guild_scenarios WHERE guild_id = ? AND name = ?", (guild_id, name)
+            ) as cursor:
+                return cursor.rowcount > 0
 
     # --- Discord bookkeeping ----------------------------------------------------
 

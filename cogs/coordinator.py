@@ -25,7 +25,8 @@ from discord.ext import commands, tasks
 
 from bot import data
 from bot.attachments import AttachmentRefused, picture_from
-from bot.engine import Room, RoomError
+from bot.engine import Room, RoomError, Scenario
+from bot.engine.scenarios import scenario_from_table, scenario_table
 from bot.engine.limits import RateLimit
 from bot.guilds import GuildConfig
 from bot.providers import ProviderError
@@ -62,6 +63,8 @@ class RoomOptions:
     turns: int = 30
     delay: float = 2.0
     open_floor: bool = False
+    # A server's own scenario, as its table: the room keeps it even if the server removes it.
+    own_scenario: dict[str, Any] | None = None
 
 
 @dataclass(eq=False)
@@ -122,9 +125,11 @@ class Coordinator(commands.Cog):
         """A room as the options describe, within what ``config`` (its server's settings)
         allows; RoomError says what is wrong with them."""
         settings = self.bot.settings
-        scenarios = data.scenarios()
+        scenarios = config.all_scenarios()
         if options.scenario not in scenarios:
             raise RoomError(f'There is no scenario "{options.scenario}". Choose one of: {", ".join(scenarios)}.')
+        own = {s.name for s in config.scenarios}
+        options.own_scenario = scenario_table(scenarios[options.scenario]) if options.scenario in own else None
         if not options.models:
             raise RoomError("Name at least one model.")
         if len(options.models) > settings.max_ais:
@@ -353,7 +358,7 @@ class Coordinator(commands.Cog):
         if place is None or place.id in self.sessions:
             reason = "its channel is gone or out of reach" if place is None else "another room took its channel"
             return await self._retire(record, reason)
-        room = await self.store.load_room(record.id, data.catalog(), data.scenarios())
+        room = await self.store.load_room(record.id, data.catalog(), _scenarios(record.options))
         last_posted = await self.store.last_message_id(record.id)
         # The moderator is needed only for a DM: from the cache if there, else fetched when a DM is due,
         # so bringing back many rooms does not ask Discord for the same person once per room.
@@ -388,7 +393,7 @@ class Coordinator(commands.Cog):
     async def _retire(self, record: RoomRecord, reason: str) -> None:
         """Mark a room that cannot come back as stopped, so it is not tried at every start."""
         assert self.store is not None
-        room = await self.store.load_room(record.id, data.catalog(), data.scenarios())
+        room = await self.store.load_room(record.id, data.catalog(), _scenarios(record.options))
         room.stop(reason)
         for job in resumable_jobs(room):  # pictures with nowhere to go are not tried at every start
             room.image_failed(job.job_id, reason)
@@ -508,6 +513,14 @@ def _is_picture(attachment: discord.Attachment) -> bool:
     if attachment.content_type:
         return attachment.content_type.startswith("image/")
     return attachment.filename.lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".gif"))
+
+
+def _scenarios(stored: dict[str, Any]) -> dict[str, Scenario]:
+    """The scenarios a stored room may name: the built-in ones, and its server's own that it started from."""
+    scenarios = dict(data.scenarios())  # a copy: the built-in ones are cached for everyone
+    if (table := stored.get("own_scenario")) is not None:
+        scenarios[stored["scenario"]] = scenario_from_table(stored["scenario"], table)
+    return scenarios
 
 
 def _options(stored: dict[str, Any]) -> RoomOptions:

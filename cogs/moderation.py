@@ -21,9 +21,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import data
-from bot.engine import ModelInfo, Participant, Room, RoomError, UnknownModel
+from bot.engine import ModelInfo, Participant, Room, RoomError, Scenario, ScenarioError, UnknownModel
+from bot.engine.scenarios import load_server_scenarios
 from bot.engine.context import person_name
-from bot.attachments import AttachmentRefused, picture_from
+from bot.attachments import AttachmentRefused, picture_from, scenario_file
 from bot.export import FORMATS, export
 from bot.engine.commands import COMMAND_NAMES
 from bot.formatting import clip, split_message
@@ -356,10 +357,50 @@ class Moderation(commands.Cog):
         server_line = f"this server ${server:.4f}" + (f" of ${daily:.2f} a day" if daily is not None else "")
         return f"{room_line} · {server_line}"
 
-    @seance.command(name="scenarios", description="The scenarios a room can start from, one line each.")
-    async def scenarios(self, interaction: discord.Interaction) -> None:
-        for part in split_message(scenario_lines()):
-            await _say(interaction, part)
+    @seance.command(name="scenarios", description="The scenarios a room can start from; moderators add this server's own.")
+    @app_commands.describe(
+        add="A TOML file of [scenarios.NAME] tables to add to this server (moderators; see the README)",
+        remove="One of this server's own scenarios to remove (moderators)",
+    )
+    async def scenarios(
+        self,
+        interaction: discord.Interaction,
+        add: discord.Attachment | None = None,
+        remove: app_commands.Range[str, 1, 40] | None = None,
+    ) -> None:
+        guild_id = interaction.guild_id or 0
+        if add is None and remove is None:
+            config = await self.bot.guild_settings.get(guild_id)
+            for part in split_message(scenario_lines(config.scenarios)):
+                await _say(interaction, part)
+            return
+        await _moderators_only(interaction)  # listing is for anyone; changing them is for moderators
+        if add is not None and remove is not None:
+            return await _say(interaction, "Add or remove, one at a time.")
+        if remove is not None:
+            return await _say(interaction, await self._remove_scenario(guild_id, remove.strip()))
+        assert add is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)  # a download may take seconds
+        try:
+            text = await scenario_file(add, self.bot.settings.send_timeout)
+            config = await self.bot.guild_settings.get(guild_id)
+            kept = {s.name for s in config.scenarios}
+            added = load_server_scenarios(text, set(data.scenarios()), kept)
+        except (AttachmentRefused, ScenarioError) as exc:
+            return await _say(interaction, f"No scenario was added: {exc}")
+        await self.bot.guild_settings.add_scenarios(guild_id, added)
+        log.info("server %s added scenarios %s", guild_id, ", ".join(added))
+        await _say(interaction, _added(added, kept))
+
+    async def _remove_scenario(self, guild_id: int, name: str) -> str:
+        if name in data.scenarios():
+            return f"`{name}` is one of Séance's own scenarios; only a server's own can be removed."
+        if not await self.bot.guild_settings.remove_scenario(guild_id, name):
+            config = await self.bot.guild_settings.get(guild_id)
+            own = ", ".join(f"`{s.name}`" for s in config.scenarios) or "none yet"
+            return f"This server has no scenario called `{name}` (its own: {own})."
+        log.info("server %s removed scenario %s", guild_id, name)
+        return f"Removed `{name}`. Rooms already started from it keep it until they end."
 
     # Moderators only, although a transcript repeats what the channel showed: it also
     # holds what moderators have since deleted there (an AI's offensive reply), a reply's
@@ -413,11 +454,19 @@ class Moderation(commands.Cog):
     async def _scenario(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         # Autocomplete rather than fixed choices: Discord allows 25 choices, and scenarios keep coming.
         wanted = current.strip().casefold()
+        config = await self.bot.guild_settings.get(interaction.guild_id or 0)
         found = [
-            (name, s.title) for name, s in data.scenarios().items()
+            (name, s.title) for name, s in config.all_scenarios().items()
             if wanted in name.casefold() or wanted in s.title.casefold()
         ]
         return [app_commands.Choice(name=clip(f"{title} ({name})", 100), value=name) for name, title in found][:25]
+
+    @scenarios.autocomplete("remove")
+    async def _own_scenario(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        config = await self.bot.guild_settings.get(interaction.guild_id or 0)
+        wanted = current.strip().casefold()
+        names = [s.name for s in config.scenarios if wanted in s.name.casefold() or wanted in s.title.casefold()]
+        return [app_commands.Choice(name=name, value=name) for name in names][:25]
 
     @add.autocomplete("model")
     async def _model(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -518,14 +567,26 @@ def status_embed(room: Room) -> discord.Embed:
     return embed
 
 
-def scenario_lines() -> str:
-    """One line per scenario: its name (what /seance start takes), title, description and commands."""
-    lines = ["Scenarios for `/seance start scenario:`"]
-    for name, scenario in data.scenarios().items():
-        allowed = "every command" if scenario.commands is None else _commands(scenario.commands)
-        about = f": {scenario.description}" if scenario.description else ""
-        lines.append(f"• `{name}` **{scenario.title}**{about} ({allowed})")
+def scenario_lines(own: tuple[Scenario, ...] = ()) -> str:
+    """One line per scenario: its name (what /seance start takes), title, description and commands;
+    the server's own after the built-in ones."""
+    lines = ["Scenarios for `/seance start scenario:`"] + [_scenario_line(s) for s in data.scenarios().values()]
+    if own:
+        lines += ["This server's own (moderators remove one with `/seance scenarios remove:`)"]
+        lines += [_scenario_line(s) for s in own]
     return "\n".join(lines)
+
+
+def _scenario_line(scenario: Scenario) -> str:
+    allowed = "every command" if scenario.commands is None else _commands(scenario.commands)
+    about = f": {scenario.description}" if scenario.description else ""
+    return f"• `{scenario.name}` **{clip(scenario.title, 80)}**{about} ({allowed})"
+
+
+def _added(added: dict[str, Scenario], kept: set[str]) -> str:
+    names = [f"`{name}`" + (" (replaced)" if name in kept else "") for name in added]
+    first = next(iter(added))
+    return f"Added {_and(names)}. Start a room with `/seance start scenario:{first}`."
 
 
 def _commands(names: frozenset[str]) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bot import data
 from bot.engine import Room, RoomSettings, ScenarioError, load_scenarios
 from bot.engine.commands import COMMAND_NAMES
+from bot.engine.scenarios import SERVER_SCENARIOS, load_server_scenarios, scenario_from_table, scenario_table
 
 WANTED = {"salon", "workshop", "tabletop", "museum", "ascii-studio", "writers-room", "review-panel", "cafe",
           "text-adventure", "gallery"}
@@ -74,4 +77,64 @@ def test_commands_may_be_written_with_the_bang() -> None:
 def test_a_bad_scenario_file_gets_a_clear_error(text: str, message: str) -> None:
     with pytest.raises(ScenarioError) as caught:
         load_scenarios(text)
+    assert str(caught.value).startswith(message)
+
+
+# --- a server's own scenarios ------------------------------------------------------------
+
+BUILT_IN = set(data.scenarios())
+GOOD = '''
+[scenarios.night-shift]
+title = "Night shift"
+description = "Two radio hosts keep a town awake."
+system = "You host a late-night radio show."
+opening = "Tonight's call-in topic: {topic}"
+personas = ["You are the calm host.", "You take the calls."]
+commands = ["image", "mute_self"]
+'''
+
+
+def test_a_server_scenario_loads_and_comes_back_from_its_stored_table() -> None:
+    [scenario] = load_server_scenarios(GOOD, BUILT_IN, set()).values()
+    assert scenario.name == "night-shift" and scenario.persona(2) == "You take the calls."
+    again = scenario_from_table(scenario.name, json.loads(json.dumps(scenario_table(scenario))))
+    assert again == scenario
+
+
+def test_a_server_may_replace_its_own_scenario_without_counting_it_twice() -> None:
+    kept = {f"mine-{n}" for n in range(SERVER_SCENARIOS - 1)} | {"night-shift"}
+    assert set(load_server_scenarios(GOOD, BUILT_IN, kept)) == {"night-shift"}
+
+
+def _file(name: str = "night-shift", **fields: str) -> str:
+    values = {"system": '"Be."', "personas": '["One."]'} | fields
+    return f"[scenarios.{name}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items() if v)
+
+
+@pytest.mark.parametrize(
+    ("text", "kept", "message"),
+    [
+        ("[scenarios.x]\npersonas = [\"a\"]\nsystem = Be\n", set(),
+         "The scenario file is not valid TOML: Invalid value (at line 3, column 10)."),
+        (_file(persona='["typo"]'), set(), 'Scenario "night-shift": unknown field persona (known: commands,'),
+        (_file(personas=""), set(), 'Scenario "night-shift": personas is missing: a list of texts, one per seat'),
+        (_file(personas="[]"), set(), 'Scenario "night-shift": personas is missing'),
+        (_file(system=""), set(), 'Scenario "night-shift": system is missing'),
+        (_file(commands='["image", "dance"]'), set(), 'Scenario "night-shift": no command called dance'),
+        (_file("salon"), set(), 'Scenario "salon": Séance has a scenario called "salon" already; choose another name.'),
+        (_file('"Night Shift"'), set(), 'Scenario "Night Shift": a name is 1 to 32 lowercase letters'),
+        (_file(system='"' + "x" * 4001 + '"'), set(), 'Scenario "night-shift": system is longer than 4000 characters.'),
+        (_file(personas="[" + ", ".join(['"p"'] * 11) + "]"), set(), 'Scenario "night-shift": at most 10 personas'),
+        (_file(personas='["fine", " "]'), set(), 'Scenario "night-shift": persona 2 must be 1 to 1000 characters.'),
+        ("# nothing here\n", set(), "The file has no scenario: write one as a [scenarios.NAME] table."),
+        ('[scenario.x]\nsystem = "Be."\n', set(), "Unknown top-level scenario: write each scenario as a [scenarios.NAME]"),
+        (_file(), {f"mine-{n}" for n in range(SERVER_SCENARIOS)},
+         f"A server may keep {SERVER_SCENARIOS} scenarios of its own; this file would make it {SERVER_SCENARIOS + 1}"),
+    ],
+    ids=["syntax", "unknown-field", "no-personas", "empty-personas", "no-system", "unknown-command", "built-in-name",
+         "bad-name", "long-system", "too-many-personas", "blank-persona", "empty-file", "top-level-typo", "too-many"],
+)
+def test_a_bad_server_scenario_file_gets_a_clear_error(text: str, kept: set[str], message: str) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        load_server_scenarios(text, BUILT_IN, kept)
     assert str(caught.value).startswith(message)
