@@ -433,3 +433,20 @@ async def test_entries_a_failed_save_did_not_store_stay_in_memory_until_stored(t
     assert [seq for seq, _ in rows] == list(range(room.history_length))
     assert "unstored 299" in rows[-1][1]
     await store.close()
+
+
+async def test_a_servers_own_scenarios_are_kept_per_server_across_a_reopen(tmp_path) -> None:
+    path = tmp_path / "seance.sqlite3"
+    store = await Store.open(path)
+    await store.set_guild_scenarios(1, {"b": {"system": "B"}, "a": {"system": "A"}})
+    await store.set_guild_scenarios(2, {"a": {"system": "other server"}})
+    await store.set_guild_scenarios(1, {"a": {"system": "A, replaced"}})
+    assert await store.remove_guild_scenario(1, "b") and not await store.remove_guild_scenario(1, "b")
+    await store.close()
+    store = await Store.open(path)
+    try:
+        assert await store.guild_scenarios(1) == {"a": {"system": "A, replaced"}}
+        assert await store.guild_scenarios(2) == {"a": {"system": "other server"}}
+        assert await store.guild_scenarios(3) == {}
+    finally:
+        await store.close()
