@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     avatar_url_template: str = "https://api.dicebear.com/9.x/shapes/png?seed={seed}"
     stream_replies: bool = False
     idle_pause_minutes: float = Field(30.0, ge=0)
-    send_timeout: float = Field(30.0, gt=0, description="Longest one Discord send or edit may take.")
+    send_timeout: float = Field(30.0, gt=0, description="Longest one Discord send, edit or download may take.")
     # Discord's unannounced limits, kept by design (0 switches one off).
     webhook_requests_per_2s: int = Field(5, ge=0)
     channel_messages_per_minute: int = Field(30, ge=0)
