@@ -213,6 +213,8 @@ class Coordinator(commands.Cog):
         channel = session.channel
         thread = channel if isinstance(channel, discord.Thread) else None
         stored = asdict(options) | {"moderator_id": session.moderator_id}
+        if stored["own_scenario"] is None:  # kept only for a server's own scenario
+            del stored["own_scenario"]
         room_id = await self.store.create_room(
             session.room,
             "discord",
