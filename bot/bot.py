@@ -150,6 +150,11 @@ def run(settings: Settings, out: TextIO | None = None) -> int:
     if settings.discord_token is None:
         print(NO_TOKEN, file=out)
         return 2
+    from bot.console import summary_problem
+
+    if problem := summary_problem(settings):
+        print(problem, file=out)
+        return 2
     bot = create_bot(settings)
     try:
         asyncio.run(_serve(bot, settings.discord_token.get_secret_value()))

@@ -158,6 +158,8 @@ async def _hold_room(args: argparse.Namespace, settings: Settings, store: Store,
         pool = ProviderPool(settings)
         if room.state != "stopped":  # an ended room takes no more turns
             pool.check(m.model for m in room.present)
+            if problem := summary_problem(settings):
+                raise ProviderError(problem)
     except (RoomError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -259,6 +261,15 @@ def why_not(model: ModelInfo, settings: Settings) -> str | None:
     except ProviderError as exc:
         return exc.reason
     return local.missing(settings) if route == local.EMBEDDED_ROUTE else None
+
+
+def summary_problem(settings: Settings) -> str | None:
+    """Why SUMMARY_MODEL cannot run here, in one line for the host (None: it can, or it is off);
+    checked at start, so a room does not find out one failed summary at a time."""
+    if settings.summary_model is None:
+        return None
+    reason = why_not(data.catalog().get(settings.summary_model), settings)
+    return None if reason is None else f"SUMMARY_MODEL={settings.summary_model} cannot run here: {reason}"
 
 
 def usable_catalog(settings: Settings) -> Catalog:

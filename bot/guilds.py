@@ -260,7 +260,7 @@ class _Tally:
         self.tokens += tokens
         if kind == "image":
             self.pictures += count
-        else:
+        elif kind == "chat":  # a summary's tokens and dollars count, but it is no turn
             self.turns += count
 
     def line(self, name: str) -> str:

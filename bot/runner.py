@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
+from typing import Any, Protocol
 
-from bot.engine import Alert, Event, ImageJob, ModelInfo, Notice, Room, Spent, Turn
+from bot.engine import Alert, Event, ImageJob, ModelInfo, Notice, Room, Spent, SummaryJob, Turn
 from bot.providers.base import ChatProvider, ImageProvider, ProviderError, complete
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class MemoryJournal:
     async def record(self, room: Room) -> list[tuple[int | None, Event]]:
         stored: list[tuple[int | None, Event]] = []
         for event in room.take_events():
-            if isinstance(event, (ImageJob, Spent)):  # remembered by the room, or booked: not shown
+            if isinstance(event, (ImageJob, SummaryJob, Spent)):  # jobs for the runner, or booked: not shown
                 stored.append((None, event))
                 continue
             self._waiting[self._next] = (event, [])
@@ -176,6 +176,7 @@ class RoomRunner:
         self._wake = asyncio.Event()
         self._show_lock = asyncio.Lock()
         self._image_tasks: set[asyncio.Task[None]] = set()
+        self._summary_tasks: set[asyncio.Task[None]] = set()
         self._turn_task: asyncio.Task[None] | None = None
         self._relay: asyncio.Task[None] | None = None  # hands the reply so far to the stage
         self._fresh = asyncio.Event()  # the reply grew since the relay last looked
@@ -207,9 +208,11 @@ class RoomRunner:
                 await self.flush()
                 await self._rest(self.delay)
         except BaseException:
-            for task in self._image_tasks:
+            for task in self._image_tasks | self._summary_tasks:
                 task.cancel()
             raise
+        for task in self._summary_tasks:  # an ended room needs no summary; a resumed one asks again
+            task.cancel()
         await self._finish_images()
         await self.flush()
         await self._drain()
@@ -259,6 +262,8 @@ class RoomRunner:
         for _, event in stored:
             if isinstance(event, ImageJob):
                 self._start_image(event)  # only now: its reply is recorded
+            elif isinstance(event, SummaryJob):
+                self._start(self._summarise(event), self._summary_tasks)
         if self._retry_at is not None and _now() < self._retry_at:
             self._backlog = True  # the stage is resting after a failure; the retry shows these
             return
@@ -460,9 +465,32 @@ class RoomRunner:
         self._fresh.clear()
 
     def _start_image(self, job: ImageJob) -> None:
-        task = asyncio.create_task(self._make_image(job))
-        self._image_tasks.add(task)
-        task.add_done_callback(self._image_tasks.discard)
+        self._start(self._make_image(job), self._image_tasks)
+
+    @staticmethod
+    def _start(work: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]]) -> None:
+        task = asyncio.create_task(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _summarise(self, job: SummaryJob) -> None:
+        """Make the room's new summary beside its turns (the room goes on meanwhile). A failure
+        keeps the old summary; the room asks again a few turns later."""
+        try:
+            if self.gate is not None and (reason := await self.gate()):
+                raise ProviderError(reason)
+            result = await complete(self.chat(job.request.model), job.request)
+        except ProviderError as exc:
+            log.warning("the room's summary could not be made: %s", exc.reason)
+            self.room.summary_failed(job.job_id, exc.public, usage=exc.usage, detail=exc.reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("the room's summary failed")
+            self.room.summary_failed(job.job_id, f"an unexpected error ({type(exc).__name__})")
+        else:
+            self.room.summary_done(job.job_id, result.text, result.usage)
+        await self.flush()
 
     async def _check_gate(self) -> None:
         if self.gate is not None and self.room.state == "running" and (reason := await self.gate()):

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     floor_messages_per_minute: int = Field(6, ge=0)
     votes_per_minute: int = Field(10, ge=0)
     loop_nudge: bool = True  # when a room goes in circles, privately ask the next AI to change course
+    # What a long room's AIs read in place of the history that no longer fits their context: a summary
+    # by this catalog model ("embedded": the CPU model), or nothing ("off": the oldest entries just go).
+    summary_model: str | None = None
     daily_budget_usd: float | None = Field(None, gt=0, description="Per server and UTC day, chat and pictures.")
     image_price_usd: float | None = Field(None, ge=0, description="Per picture; empty: the catalog's price.")
     images_per_ai: int | None = Field(3, ge=0)
@@ -101,6 +104,24 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_base_url: str = "https://api.openai.com/v1"
 
+    @field_validator("summary_model", mode="before")
+    @classmethod
+    def _summary_model(cls, value: object) -> object:
+        """A catalog name (as the catalog spells it), "embedded", or off; a name not in the catalog is refused."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.lower() in ("", "off", "none", "false", "no"):
+            return None
+        from bot import data
+        from bot.engine import UnknownModel
+        from bot.providers.local import EMBEDDED_MODEL
+
+        try:
+            return data.catalog().get(EMBEDDED_MODEL if text.lower() == "embedded" else text).name
+        except UnknownModel as exc:
+            raise ValueError(f"{exc} Use a catalog name, embedded, or off") from None
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -130,4 +151,5 @@ class Settings(BaseSettings):
             image_window=self.image_window_turns,
             images_per_room=self.images_per_room,
             images_at_once=self.images_at_once,
+            summary_model=self.summary_model,
         )

@@ -103,6 +103,24 @@ class Entry:
         return len(self.text) // CHARS_PER_TOKEN + 4
 
 
+@dataclass(frozen=True)
+class Recap:
+    """The room's summary in an AI's request: it stands in for every entry before ``upto``
+    (an absolute history index), which is no longer sent. ``text`` is empty until the
+    first summary is made; entries before ``upto`` are then still left out."""
+
+    text: str = ""
+    upto: int = 0
+
+
+RECAP_HEADER = "Earlier in this room, in a summary (the messages it covers are no longer shown):"
+
+
+def recap_message(text: str) -> str:
+    """How the summary reads to an AI: the room's own line, like every other ``[Séance]`` line."""
+    return f"[{SYSTEM_NAME}]: {RECAP_HEADER}\n{text}"
+
+
 def estimate_tokens(text: str) -> int:
     return len(text) // CHARS_PER_TOKEN + 1
 
@@ -113,16 +131,24 @@ def token_budget(model: ModelInfo, cap: int) -> int:
 
 
 def build_messages(
-    history: list[Entry], seat: int, budget: int, vision: bool, max_pictures: int
+    history: list[Entry],
+    seat: int,
+    budget: int,
+    vision: bool,
+    max_pictures: int,
+    recap: Recap | None = None,
 ) -> tuple[Message, ...]:
     """The history from ``seat``'s view within ``budget`` tokens; pinned entries always stay.
 
     When the history is too long, the oldest entries go in whole steps of a
     quarter of the budget, not one entry per turn: the start of the request
     then stays the same for many turns, which is what prompt caches reuse.
+    With a ``recap`` (the room's summary), entries before ``recap.upto`` are
+    never sent and the summary stands just before the oldest entry that is.
     """
-    seen = [entry for entry in history if entry.visible_to(seat)]
-    loose = [entry for entry in seen if not entry.pinned]
+    floor = recap.upto if recap is not None else 0
+    seen = [(index, entry) for index, entry in enumerate(history) if entry.visible_to(seat)]
+    loose = [entry for index, entry in seen if not entry.pinned and index >= floor]
     pictures_in = sum(1 for entry in loose if entry.picture is not None) if vision else 0
     needed = sum(entry.tokens() for entry in loose) + IMAGE_TOKENS * min(pictures_in, max_pictures)
     excess = needed - budget
@@ -136,11 +162,17 @@ def build_messages(
         loose = loose[first:]
     keep = {id(entry) for entry in loose}
     shown_pictures = _newest_pictures(loose, max_pictures) if vision else set()
-    items = [
-        (*entry.view(seat), entry.picture if id(entry) in shown_pictures else None)
-        for entry in seen
-        if entry.pinned or id(entry) in keep
-    ]
+    recap_due = recap is not None and bool(recap.text)
+    items: list[tuple[str, str, Picture | None]] = []
+    for _, entry in seen:
+        kept = id(entry) in keep
+        if kept and recap_due:
+            items.append(("user", recap_message(recap.text), None))  # type: ignore[union-attr]
+            recap_due = False
+        if entry.pinned or kept:
+            items.append((*entry.view(seat), entry.picture if id(entry) in shown_pictures else None))  # type: ignore[misc]
+    if recap_due:
+        items.append(("user", recap_message(recap.text), None))  # type: ignore[union-attr]
     return _merge(items)
 
 
@@ -195,17 +227,24 @@ class SeatView:
             self.tokens.append(self.tokens[-1] + entry.tokens())
         self.synced = offset + len(history)
 
-    def messages(self, budget: int, vision: bool, max_pictures: int) -> tuple[Message, ...]:
+    def messages(
+        self, budget: int, vision: bool, max_pictures: int, recap: Recap | None = None
+    ) -> tuple[Message, ...]:
         """Exactly ``build_messages(whole history, seat, ...)``, at the cost of what is sent."""
         assert self.seat is not None, "the public view is a template, not a seat"
-        first = self._first_kept(budget, vision, max_pictures)
+        floor = recap.upto if recap is not None else 0
+        first = self._first_kept(budget, vision, max_pictures, floor)
         shown = set(self._newest_pictures(first, max_pictures)) if vision else set()
+        pins = [(index, _user_text(pin)) for index, pin in self.pinned]  # in practice only the opening
+        if recap is not None and recap.text:  # just before the oldest entry sent
+            place = self.where[first - self.base] if first - self.base < len(self.where) else self.synced
+            pins.insert(bisect_left([index for index, _ in pins], place), (place, recap_message(recap.text)))
         merged: list[tuple[str, list[str], list[Picture]]] = []
         at = first - self.base
-        for index, pin in self.pinned:  # in practice only the opening, before everything
+        for index, text in pins:
             stop = bisect_left(self.where, index, at)
             self._render(merged, at, stop, shown)
-            _append(merged, "user", _user_text(pin), None)
+            _append(merged, "user", text, None)
             at = stop
         self._render(merged, at, len(self.loose), shown)
         return _messages(merged)
@@ -228,16 +267,44 @@ class SeatView:
                 merged[-1][2].append(entry.picture)  # type: ignore[arg-type]
             number += 1
 
-    def _first_kept(self, budget: int, vision: bool, max_pictures: int) -> int:
-        """The loose number of the oldest entry sent: oldest entries go in quarter-budget steps."""
-        pictures_in = self.pictures_forgotten + len(self.pictures) if vision else 0
-        excess = self.tokens[-1] + IMAGE_TOKENS * min(pictures_in, max_pictures) - budget
+    def _first_kept(self, budget: int, vision: bool, max_pictures: int, floor: int = 0) -> int:
+        """The loose number of the oldest entry sent: oldest entries go in quarter-budget steps.
+        Entries before absolute index ``floor`` (covered by a summary) are never sent."""
+        start = bisect_left(self.where, floor) if floor else 0
+        low = self.tokens[start] if floor else 0  # without a summary, forgotten entries count too
+        excess = self.tokens[-1] - low - budget
+        if vision:
+            excess += IMAGE_TOKENS * min(self._pictures_from(start, floor), max_pictures)
         if excess <= 0:
-            return self.base  # everything remembered (nothing was forgotten unless this holds)
+            return self.base + start  # everything remembered (nothing was forgotten unless this holds)
         step = max(1, budget // 4)
         excess = -(-excess // step) * step
         # the fewest oldest entries whose tokens reach the excess; those before base can never be fewer
-        return self.base + min(bisect_left(self.tokens, excess), len(self.loose))
+        return self.base + min(bisect_left(self.tokens, low + excess), len(self.loose))
+
+    def _pictures_from(self, start: int, floor: int) -> int:
+        """Pictures among the loose entries from list place ``start``, counting forgotten ones
+        only without a summary (with one, everything forgotten lies before its floor)."""
+        count = len(self.pictures) - bisect_left(self.pictures, self.base + start)
+        return count if floor else count + self.pictures_forgotten
+
+    def overflow(self, budget: int, vision: bool, max_pictures: int, floor: int) -> int | None:
+        """Where a new summary should reach when this seat's request leaves out entries from
+        ``floor`` on (None if it leaves out none): far enough that what follows fills at most
+        three quarters of the budget, so the next summary is a quarter budget away."""
+        start = bisect_left(self.where, floor)
+        first = self._first_kept(budget, vision, max_pictures, floor) - self.base
+        if first <= start:
+            return None
+        pictures = IMAGE_TOKENS * min(self._pictures_from(start, floor), max_pictures) if vision else 0
+        keep = budget - budget // 4 - pictures
+        at = max(first, bisect_left(self.tokens, self.tokens[-1] - keep))
+        return self.where[at] if at < len(self.loose) else self.synced
+
+    def between(self, start: int, stop: int) -> list[tuple[int, Entry]]:
+        """(absolute index, entry) of the loose entries this view holds from ``start`` to before ``stop``."""
+        low, high = bisect_left(self.where, start), bisect_left(self.where, stop)
+        return list(zip(self.where[low:high], self.loose[low:high]))
 
     def _newest_pictures(self, first: int, limit: int) -> list[int]:
         start = bisect_left(self.pictures, first)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .context import Usage
+    from .context import ChatRequest, Usage
 
 IMAGE_NOTICE_CUT = 50
 
@@ -110,6 +110,15 @@ class ImageJob:
 
 
 @dataclass(frozen=True)
+class SummaryJob:
+    """Not for display: asks the runner to send ``request`` (a summary of what the AIs can no
+    longer be sent) and hand the answer back with ``Room.summary_done`` or ``summary_failed``."""
+
+    job_id: int
+    request: ChatRequest
+
+
+@dataclass(frozen=True)
 class StateChanged:
     """The room was paused, resumed or stopped; ``reason`` is already in a Notice."""
 
@@ -134,12 +143,12 @@ class Spent:
     Emitted where the room counts the cost, so nothing is counted twice.
     """
 
-    kind: str  # "chat" or "image"
+    kind: str  # "chat", "image" or "summary"
     usd: float
     tokens: int = 0
 
 
-Event = Notice | Reply | Said | ImageMade | ImageJob | StateChanged | Spent
+Event = Notice | Reply | Said | ImageMade | ImageJob | SummaryJob | StateChanged | Spent
 
 
 # --- notice wording ---------------------------------------------------------
@@ -226,6 +235,9 @@ def refused(short: str, raw: str, reason: str) -> str:
 
 def limit_reached(limit: float, spent: float) -> str:
     return f"this room has reached its spending limit of ${limit:.2f} (${spent:.4f} spent)"
+
+
+SUMMARISED = "📜 The AIs' oldest messages no longer fit their context; a summary now stands in for them (it is in the export)"
 
 
 def turn_failed(label: str, reason: str) -> str:

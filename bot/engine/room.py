@@ -19,6 +19,7 @@ from .commands import COMMAND_NAMES, Command, parse_commands, visible_text
 from .context import (
     ChatRequest,
     Entry,
+    Recap,
     SeatView,
     Usage,
     clean_reply,
@@ -30,6 +31,7 @@ from .context import (
     token_budget,
 )
 from .loops import Judgement, LoopWatch
+from .memory import Memory, clean_summary, fit, reserve, summary_request
 from .scenarios import Scenario
 
 MIN_IMAGE_PROMPT = 3
@@ -68,6 +70,7 @@ class RoomSettings:
     image_window: int = 10
     images_per_room: int | None = None  # pictures made (or being made) in the room's life
     images_at_once: int | None = None  # pictures being made at the same time
+    summary_model: str | None = None  # a catalog model that summarises what the AIs can no longer be sent
 
 
 @dataclass
@@ -164,6 +167,7 @@ class Room:
         self._refusals: dict[int, tuple[str, int]] = {}
         self._loops = LoopWatch()
         self._nudge = False  # the room went in circles: the next AI is asked to change course
+        self.memory = Memory()  # the summary standing in for what no AI is sent any more
 
     # --- history -----------------------------------------------------------
 
@@ -216,6 +220,8 @@ class Room:
         viewers = self._viewers()
         most = max(1024, self.settings.context_tokens)  # no budget is larger (see token_budget)
         cut = min(view.needed_from(most) for view in viewers)
+        if self.summary_model is not None:  # what the summary does not cover yet stays for it
+            cut = min(cut, self.memory.upto)
         if self.stored_upto is not None:
             cut = min(cut, self.stored_upto)
         for view in self._views.values():
@@ -508,7 +514,9 @@ class Room:
         self._current = number
         if self._nudge:
             self._give_nudge(participant)
-        return Turn(number, participant.label, self.request_for(participant), votes)
+        request, budget = self._request(participant)
+        self._summarise_if_due(participant, budget)
+        return Turn(number, participant.label, request, votes)
 
     def _pick(self) -> tuple[int | None, int]:
         """Who speaks next. Precedence: a moderator's choice, then members' votes, then an AI
@@ -556,6 +564,10 @@ class Room:
         self._queue = deque(n for n in self._queue if n != number)
 
     def request_for(self, participant: Participant) -> ChatRequest:
+        return self._request(participant)[0]
+
+    def _request(self, participant: Participant) -> tuple[ChatRequest, int]:
+        """The AI's request, and the tokens its history could fill (after the summary's share)."""
         others = [p.label for p in self.present if p.number != participant.number]
         enabled = self.settings.commands
         model = participant.model
@@ -569,8 +581,8 @@ class Room:
         docs = "\n\n".join(part for part in (docs, self._ballot_note(participant)) if part)
         system = system_prompt(self.scenario.system, participant, others, self.humans, docs, self.more_people)
         model = participant.model
-        budget = token_budget(model, self.settings.context_tokens) - len(system) // 4
-        messages = self._view(participant.number).messages(budget, model.vision, self.settings.vision_pictures)
+        budget, recap = self.recap_for(token_budget(model, self.settings.context_tokens) - len(system) // 4)
+        messages = self._view(participant.number).messages(budget, model.vision, self.settings.vision_pictures, recap)
         return ChatRequest(
             model=model,
             system=system,
@@ -578,7 +590,7 @@ class Room:
             temperature=participant.temperature if model.temperature else None,
             max_tokens=model.max_output,
             stop=stop_sequences(others),
-        )
+        ), budget
 
     def complete_turn(self, turn: Turn, raw_text: str, usage: Usage | None = None, reasoning: str = "") -> None:
         """Apply an AI's reply: hygiene, its commands in order, then the reply itself."""
@@ -660,6 +672,75 @@ class Room:
         else:
             self._check_budget()
 
+    # --- a long room's memory (see memory.py) -------------------------------------
+
+    @property
+    def summary_model(self) -> ModelInfo | None:
+        """The model that summarises what the AIs can no longer be sent; None: summaries are off
+        (and the room trims as it always did). A name the catalog lost also means off."""
+        name = self.settings.summary_model
+        return self.catalog.get(name) if name and name in self.catalog else None
+
+    def recap_for(self, budget: int) -> tuple[int, Recap | None]:
+        """Of an AI's history ``budget``, what is left for entries, and the summary it is sent."""
+        if self.summary_model is None:
+            return budget, None
+        share = reserve(budget)
+        return budget - share, Recap(fit(self.memory.text, share), self.memory.upto)
+
+    def _summarise_if_due(self, participant: Participant, budget: int) -> None:
+        """Ask for a new summary when this AI's request leaves out entries the summary does not
+        cover yet, unless one is being made or a failed one waits for its retry."""
+        model, memory = self.summary_model, self.memory
+        if model is None or memory.pending is not None or self.turns_taken < memory.retry_at:
+            return
+        view = self._view(participant.number)
+        reach = view.overflow(budget, participant.model.vision, self.settings.vision_pictures, memory.upto)
+        if reach is None:
+            return
+        public = self._view(None).between(memory.upto, reach)
+        if not public:  # only lines private to some AI: nothing for everyone to remember
+            memory.covered(memory.text, reach)
+            return
+        request, reach = summary_request(model, self.settings.context_tokens, memory.text, public)
+        job = memory.next_job
+        memory.next_job += 1
+        memory.pending = (job, reach)
+        self._outbox.append(ev.SummaryJob(job, request))
+
+    def summary_done(self, job_id: int, text: str, usage: Usage | None = None) -> None:
+        """The summary came back: it replaces the old one in every AI's request, its cost counts
+        towards the room's limits, and the export keeps it (a notice only moderators read)."""
+        self._charge_summary(usage)
+        memory = self.memory
+        if memory.pending is None or memory.pending[0] != job_id:
+            self._check_budget()
+            return  # a job the room gave up on (it was restored meanwhile); its cost still counts
+        summary = clean_summary(text)
+        if not summary:
+            memory.failed(self.turns_taken)
+            self._alerts.append(ev.Alert("the room's summary could not be made: the summary model's answer was empty"))
+        else:
+            memory.covered(summary, memory.pending[1])
+            self._outbox.append(ev.Notice(ev.SUMMARISED, private=summary))
+        self._check_budget()
+
+    def summary_failed(self, job_id: int, reason: str, usage: Usage | None = None, detail: str = "") -> None:
+        """The summary could not be made: the old one stays, and the room asks again a few turns on."""
+        self._charge_summary(usage)
+        if self.memory.pending is not None and self.memory.pending[0] == job_id:
+            self.memory.failed(self.turns_taken)
+        self._alerts.append(ev.Alert(f"the room's summary could not be made: {detail or reason}"))
+        self._check_budget()
+
+    def _charge_summary(self, usage: Usage | None) -> None:
+        model = self.summary_model
+        if usage is None or model is None:
+            return
+        cost = usage.cost_usd if usage.cost_usd is not None else model.cost(usage)
+        tokens = usage.input_tokens + usage.cached_input_tokens + usage.cache_write_tokens + usage.output_tokens
+        self._charge(None, cost, "summary", tokens)
+
     # --- going in circles -----------------------------------------------------
 
     def _refuse_copy(self, participant: Participant, copied: str, text: str, judgement: Judgement) -> None:
@@ -710,9 +791,10 @@ class Room:
         self._charge(participant, cost, "chat", tokens)
         self.usage.add(usage)
 
-    def _charge(self, participant: Participant, cost: float, kind: str, tokens: int = 0) -> None:
-        """Add a cost to the AI and the room, and tell storage (the one place money is counted)."""
-        participant.cost_usd += cost
+    def _charge(self, participant: Participant | None, cost: float, kind: str, tokens: int = 0) -> None:
+        """Add a cost to the AI (if it is one's) and the room, and tell storage (the one place money is counted)."""
+        if participant is not None:
+            participant.cost_usd += cost
         self.cost_usd += cost
         self._outbox.append(ev.Spent(kind, cost, tokens))
 

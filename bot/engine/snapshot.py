@@ -16,6 +16,7 @@ from typing import Any
 from .catalog import Catalog, ModelInfo, UnknownModel
 from .context import Entry, Usage
 from .events import ImageJob, Picture
+from .memory import Memory
 from .room import Participant, Removal, Room, RoomSettings
 from .scenarios import Scenario
 
@@ -59,6 +60,7 @@ def room_state(room: Room) -> dict[str, Any]:
         "next_job": room._next_job,
         "jobs": {str(k): list(v) for k, v in room._jobs.items()},
         "participants": [_participant_to_dict(p) for p in room.participants.values()],
+        "memory": room.memory.to_dict(),
     }
 
 
@@ -107,6 +109,8 @@ def restore_room(
     room._next_job = state.get("next_job", 1)
     room._jobs = {int(k): (v[0], v[1]) for k, v in state.get("jobs", {}).items()}
     room.participants = {p["number"]: _participant_from_dict(p, catalog) for p in state.get("participants", [])}
+    # A summary being made when the room was saved is asked for again on the next turn.
+    room.memory = Memory.from_dict(state.get("memory"))
     return room
 
 
