@@ -189,14 +189,17 @@ def expected(room: Room, full: list[Entry], number: int) -> tuple:
     """What ``build_messages`` makes of the whole history, with the budget request_for used."""
     participant = room.participants[number]
     request = room.request_for(participant)
-    budget = token_budget(participant.model, room.settings.context_tokens) - len(request.system) // 4
+    budget, recap = room.recap_for(token_budget(participant.model, room.settings.context_tokens) - len(request.system) // 4)
     model = participant.model
-    return request.messages, build_messages(full, number, budget, model.vision, room.settings.vision_pictures)
+    return request.messages, build_messages(full, number, budget, model.vision, room.settings.vision_pictures, recap)
 
 
-def play_random_room(seed: int, steps: int = 450) -> tuple[Room, list[Entry]]:
+def play_random_room(seed: int, steps: int = 450, summary: str | None = None) -> tuple[Room, list[Entry]]:
     rng = random.Random(seed)
     settings = RoomSettings(context_tokens=rng.choice([1024, 2000, 5000]), vision_pictures=rng.choice([0, 1, 3]))
+    settings.summary_model = summary
+    summaries = random.Random(seed + 1000)  # its own dice: the rooms without a summary play as they always did
+    asked: list[int] = []
     room = Room(data.catalog(), SCENARIO, settings, topic="glass")
     for model in rng.sample(VISION, 2) + rng.sample(BLIND, 1):
         room.add(model)
@@ -229,7 +232,15 @@ def play_random_room(seed: int, steps: int = 450) -> tuple[Room, list[Entry]]:
             room.set_prompt(rng.choice(room.present).number, f"be brief, step {step}", by="Ada")
         elif roll < 0.98:
             room.mute(rng.choice(room.present).number)
-        jobs += [e.job_id for e in room.take_events() if type(e).__name__ == "ImageJob"]
+        events = room.take_events()
+        jobs += [e.job_id for e in events if type(e).__name__ == "ImageJob"]
+        asked += [e.job_id for e in events if type(e).__name__ == "SummaryJob"]
+        if asked and summaries.random() < 0.3:  # a summary comes back a few steps later, or fails
+            job = asked.pop()
+            if summaries.random() < 0.75:
+                room.summary_done(job, f"summary {step} " + "said " * summaries.randint(0, 900))
+            else:
+                room.summary_failed(job, "the provider is having trouble")
         full += [copy.copy(entry) for _, entry in room.history_since(len(full))]
         if stored and rng.random() < 0.7:
             room.stored_upto = room.history_length - rng.randint(0, 2)  # what a store already holds
@@ -246,6 +257,14 @@ def play_random_room(seed: int, steps: int = 450) -> tuple[Room, list[Entry]]:
 def test_incremental_view_sends_exactly_what_a_full_rebuild_sends(seed):
     room, full = play_random_room(seed)
     assert room.history_offset > 0  # old entries did leave memory, and nothing changed for it
+    assert len(full) == room.history_length
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_with_a_summary_the_incremental_view_still_sends_exactly_what_a_full_rebuild_sends(seed):
+    room, full = play_random_room(seed, summary="DeepSeek V3.2")
+    assert room.memory.upto > 0 and room.memory.text  # summaries were made, some after failures
+    assert 0 < room.history_offset <= room.memory.upto  # memory let go only of what a summary covers
     assert len(full) == room.history_length
 
 
