@@ -107,6 +107,14 @@ def test_running_without_a_token_says_how_to_get_one() -> None:
     assert out.getvalue().strip() == app.NO_TOKEN
 
 
+def test_a_summary_model_no_key_can_run_ends_the_start_with_what_to_set() -> None:
+    out = io.StringIO()
+    values = {"discord_token": "a-token", "deepseek_api_key": "sk-test", "summary_model": "Claude Haiku 4.5"}
+    assert app.run(quiet_settings(**values), out=out) == 2
+    said = out.getvalue()
+    assert said.startswith("SUMMARY_MODEL=Claude Haiku 4.5 cannot run here:") and "ANTHROPIC_API_KEY" in said
+
+
 @pytest.mark.parametrize(
     ("failure", "message"),
     [

@@ -265,3 +265,35 @@ async def test_console_room_pauses_at_its_spending_limit_and_resumes_under_a_rai
     raised = settings.model_copy(update={"room_budget_usd": 0.05})
     assert await run_console(console_args("--resume", "1"), raised, io.StringIO()) == 0
     assert len(fake_llm.chat_requests) == 3  # $0.06: paused again
+
+
+async def test_a_long_console_room_is_summarised_by_the_summary_model(fake_llm, tmp_path):
+    replies = iter(range(1000))
+
+    def answer(body):
+        if body["messages"][0]["content"].startswith("You keep the memory"):
+            return Reply.text("The room began with tides and kept to them.")
+        n = next(replies)
+        return Reply.text(f"wave {n}: " + " ".join(f"w{n}x{k}" for k in range(70)))
+
+    fake_llm.default = answer
+    settings = settings_for(fake_llm)
+    settings.summary_model, settings.context_tokens = "DeepSeek V3.2", 2000
+    out = io.StringIO()
+    assert await run_console(console_args("--turns", "24", "--pictures", str(tmp_path)), settings, out) == 0
+    printed = out.getvalue()
+    assert "📜 The AIs' oldest messages no longer fit their context" in printed
+    assert "kept to them" not in printed  # the terminal is the channel: the summary is in the export
+    summaries = [r for r in fake_llm.chat_requests if r.body["model"] == "deepseek/deepseek-v3.2" and
+                 r.body["messages"][0]["content"].startswith("You keep the memory")]
+    assert summaries
+
+
+async def test_a_summary_model_no_key_can_run_is_refused_before_the_room_starts(fake_llm, capsys):
+    settings = Settings(_env_file=None, anthropic_api_key="sk-ant-test", summary_model="gemini 3 flash")
+    assert settings.summary_model == "Gemini 3 Flash"
+    code = await run_console(console_args("--ai", "Claude Haiku 4.5"), settings, io.StringIO())
+    assert code == 2
+    said = capsys.readouterr().err
+    assert said.startswith("SUMMARY_MODEL=Gemini 3 Flash cannot run here:") and "GEMINI_API_KEY" in said
+    assert fake_llm.requests == []

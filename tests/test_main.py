@@ -193,3 +193,14 @@ def test_a_newer_database_is_refused_before_anything_is_written(tmp_path, monkey
     assert path.read_bytes() == before and not (tmp_path / "seance.sqlite3-wal").exists()
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not switched to WAL
+
+
+def test_summary_model_is_a_catalog_model_the_embedded_one_or_off(monkeypatch, capsys) -> None:
+    assert Settings(_env_file=None).summary_model is None  # off unless the host chooses one
+    assert Settings(_env_file=None, summary_model="embedded").summary_model == "SmolLM2 135M"
+    assert Settings(_env_file=None, summary_model="Off").summary_model is None
+    assert Settings(_env_file=None, summary_model="deepseek v3.2").summary_model == "DeepSeek V3.2"
+    monkeypatch.setenv("SUMMARY_MODEL", "Gemini Flesh")
+    assert main(["rooms"]) == 2
+    said = capsys.readouterr().err.strip()
+    assert said.startswith("SUMMARY_MODEL is not valid (") and "Gemini 3 Flash" in said and "\n" not in said
