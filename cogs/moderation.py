@@ -558,10 +558,11 @@ def status_embed(room: Room) -> discord.Embed:
     votes = " · ".join(f"{room.participants[n].short}: {_count(c, 'vote')}" for n, c in tally.most_common())
     embed.add_field(name="Votes for the next turn", value=votes or "none yet (react to an AI's message)", inline=False)
     usage = room.usage
+    summaries = f" (summaries of the oldest messages ${room.memory.cost_usd:.4f})" if room.memory.cost_usd else ""
     embed.add_field(
         name="So far",
         value=f"{usage.input_tokens + usage.cached_input_tokens:,} tokens in · {usage.output_tokens:,} out · "
-        f"${room.cost_usd:.4f}",
+        f"${room.cost_usd:.4f}{summaries}",
         inline=False,
     )
     return embed

@@ -87,3 +87,21 @@ def test_usage_report_per_server_and_room(capsys):
     with pytest.raises(SystemExit):
         main(["usage", "--since", "yesterday"])
     assert "'yesterday' is not a date like 2026-12-01" in capsys.readouterr().err
+
+
+def test_usage_report_counts_a_summarys_dollars_and_tokens_but_no_turn(capsys):
+    async def fill() -> None:
+        store = await Store.open(os.environ["DATABASE_PATH"])
+        room = Room(data.catalog(), data.scenarios()["open-room"], RoomSettings(summary_model="DeepSeek V3.2"))
+        room.add("Gemini 3 Flash")
+        room_id = await store.create_room(room, "discord", guild_id=9)
+        room.complete_turn(room.next_turn(), "hello", Usage(input_tokens=1000, output_tokens=200, cost_usd=0.25))
+        room.memory.pending = (1, 1)  # a summary the room asked for
+        room.summary_done(1, "They said hello.", Usage(input_tokens=3000, output_tokens=100, cost_usd=0.125))
+        await store.save(room_id, room, room.take_events())
+        await store.close()
+
+    asyncio.run(fill())
+    assert main(["usage", "--guild", "9"]) == 0
+    server = capsys.readouterr().out.splitlines()[1]
+    assert "$    0.3750" in server and "4,300 tokens" in server and " 1 turns" in server

@@ -53,6 +53,7 @@ class Memory:
     failures: int = 0  # failed summaries in a row
     retry_at: int = 0  # the room turn from which a failed summary is tried again
     next_job: int = 1
+    cost_usd: float = 0.0  # what the summaries cost, already in the room's cost
     pending: tuple[int, int] | None = None
 
     def failed(self, turns_taken: int) -> None:
@@ -67,11 +68,11 @@ class Memory:
 
     def to_dict(self) -> dict[str, object]:
         return {"text": self.text, "upto": self.upto, "failures": self.failures, "retry_at": self.retry_at,
-                "next_job": self.next_job}
+                "next_job": self.next_job, "cost_usd": self.cost_usd}
 
     @classmethod
     def from_dict(cls, data: dict[str, object] | None) -> Memory:
-        known = {"text", "upto", "failures", "retry_at", "next_job"}
+        known = {"text", "upto", "failures", "retry_at", "next_job", "cost_usd"}
         return cls(**{k: v for k, v in (data or {}).items() if k in known})  # type: ignore[arg-type]
 
 

@@ -739,6 +739,7 @@ class Room:
             return
         cost = usage.cost_usd if usage.cost_usd is not None else model.cost(usage)
         tokens = usage.input_tokens + usage.cached_input_tokens + usage.cache_write_tokens + usage.output_tokens
+        self.memory.cost_usd += cost
         self._charge(None, cost, "summary", tokens)
 
     # --- going in circles -----------------------------------------------------

@@ -138,6 +138,7 @@ def test_the_summary_is_paid_for_and_counts_towards_the_rooms_limit():
     spent = [e for e in room.take_events() if isinstance(e, Spent)]
     expected = (10_000 * 0.27 + 400 * 0.40) / 1e6
     assert spent == [Spent("summary", expected, 10_400)]
+    assert room.memory.cost_usd == expected
     assert abs(room.cost_usd - sum(p.cost_usd for p in room.present) - expected) < 1e-12
     room.summary_failed(99, "late", Usage(input_tokens=40_000))  # a failed one's tokens count too
     assert room.cost_usd > 0.01 and room.state == "paused"
@@ -221,7 +222,7 @@ def test_the_summary_survives_a_restart_and_a_pending_one_is_asked_again():
 
 
 def test_memory_round_trips_without_the_job_in_flight():
-    memory = Memory("text", 12, failures=2, retry_at=30, next_job=4, pending=(3, 40))
+    memory = Memory("text", 12, failures=2, retry_at=30, next_job=4, cost_usd=0.5, pending=(3, 40))
     back = Memory.from_dict(memory.to_dict())
-    assert back == Memory("text", 12, failures=2, retry_at=30, next_job=4)
+    assert back == Memory("text", 12, failures=2, retry_at=30, next_job=4, cost_usd=0.5)
     assert Memory.from_dict(None) == Memory()
