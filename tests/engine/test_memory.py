@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot import data
 from bot.engine import Room, RoomSettings, Spent, SummaryJob, Usage
-from bot.engine.context import RECAP_HEADER
+from bot.engine.context import RECAP_HEADER, build_messages, token_budget
 from bot.engine.memory import SUMMARY_CHARS, Memory
 from bot.engine.scenarios import Scenario
 from bot.engine.snapshot import restore_room, room_state
@@ -192,13 +192,17 @@ def test_invitations_and_removals_reach_the_summary():
 
 
 def test_off_means_no_summary_no_reserve_and_the_old_trimming():
-    off, plain = long_room(summary=None), long_room(summary=None)
-    assert speak(off, 300) == []
-    assert off.recap_for(1500) == (1500, None)
-    assert RECAP_HEADER not in seen(off, 1)
-    speak(plain, 300)
-    assert off.request_for(off.participants[1]) == plain.request_for(plain.participants[1])
-    assert off.history_offset > 0  # memory still lets go of what no AI is sent
+    room = long_room(summary=None)
+    assert speak(room, 40) == []
+    assert room.history_offset == 0  # the whole history is still in memory, for the rebuild below
+    participant = room.participants[1]
+    request = room.request_for(participant)
+    budget = token_budget(participant.model, 2000) - len(request.system) // 4  # the whole budget, none reserved
+    model = participant.model
+    assert request.messages == build_messages(room.history, 1, budget, model.vision, room.settings.vision_pictures)
+    assert RECAP_HEADER not in seen(room, 1) and room.recap_for(1500) == (1500, None)
+    assert speak(room, 260, start=40) == []
+    assert room.history_offset > 0  # memory still lets go of what no AI is sent
 
 
 def test_a_summary_model_the_catalog_lost_is_off():
