@@ -19,7 +19,7 @@ import shutil
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -347,12 +347,99 @@ class StoredEvent:
     message_ids: list[int]
 
 
+@dataclass(frozen=True)
+class SaveWrite:
+    """Store one room's captured save; the result is the ids of its events, in order."""
+
+    room_id: int
+    save: RoomSave
+
+
+@dataclass(frozen=True)
+class MarkWrite:
+    """Events shown, as these Discord messages (``Store.mark_posted``); the result is None."""
+
+    event_ids: list[int]
+    message_ids: list[int]
+
+
+@dataclass(frozen=True)
+class ProgressWrite:
+    """Some messages of an event are out (``Store.progress``); the result is None."""
+
+    event_id: int
+    message_ids: list[int]
+
+
+Write = SaveWrite | MarkWrite | ProgressWrite
+BATCH_LIMIT = 500  # writes per transaction: a long batch would hold up a new room's creation
+
+
+class GroupCommit:
+    """Gathers the writes many rooms make at the same moment into one transaction (group commit).
+
+    A commit costs the same for one room's save as for hundreds, and one connection
+    can commit only so often; so while one batch is written, every write that arrives
+    waits for the next, and goes in with all the others. Each write keeps its own
+    outcome: ``write_many`` undoes a write that fails alone, and its caller gets the
+    error as if it had written alone; a failed commit fails every write in the batch.
+    Above the SQL: any store with ``write_many`` can use it.
+    """
+
+    def __init__(self, write_many: Callable[[list[Write]], Awaitable[list[Any]]]):
+        self._write_many = write_many
+        self._pending: list[tuple[Write, asyncio.Future[Any]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self.batches = 0  # transactions written, for benchmarks
+        self.writes = 0
+
+    async def submit(self, write: Write) -> Any:
+        """Write with the next batch; returns the write's result or raises its error."""
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((write, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="seance-group-commit")
+        return await done  # cancelled before its batch starts: not written; once started, written
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch = [(w, f) for w, f in self._pending[:BATCH_LIMIT] if not f.done()]
+                del self._pending[:BATCH_LIMIT]
+                if batch:
+                    await self._commit(batch)
+        finally:  # the writer itself cancelled (the loop closing): nobody waits for ever
+            for _, done in self._pending:
+                if not done.done():
+                    done.set_exception(StorageError("storage closed before this write"))
+            self._pending.clear()
+
+    async def _commit(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> None:
+        self.batches += 1
+        self.writes += len(batch)
+        try:
+            results = await self._write_many([w for w, _ in batch])
+        except Exception as exc:  # the transaction as a whole failed: so did each write in it
+            results = [exc] * len(batch)
+        for (_, done), result in zip(batch, results):
+            if done.done():
+                continue
+            if isinstance(result, BaseException):
+                done.set_exception(result)
+            else:
+                done.set_result(result)
+
+
 class Store:
-    def __init__(self, db: aiosqlite.Connection, path: Path):
+    def __init__(self, db: aiosqlite.Connection, path: Path, reader: aiosqlite.Connection | None = None):
         self.db = db
+        # Reads go through a second connection (WAL lets it read while a batch is written),
+        # so a restore, a backlog or a spending check never waits behind the rooms' writes.
+        self.reader = reader or db
         self.path = path
         self.pictures = path.parent / f"{path.stem}-pictures"
         self._writing = asyncio.Lock()
+        self.group = GroupCommit(self.write_many)
         self.clock = time.time  # spending is booked on the UTC day of this clock (tests move it)
 
     def today(self) -> str:
@@ -410,9 +497,19 @@ class Store:
         except BaseException:
             await db.close()
             raise
-        return cls(db, path)
+        reader = None
+        if not read_only:
+            try:
+                reader = await _connect(path, read_only=False)
+                await reader.execute("PRAGMA query_only=ON")  # a read that tried to write would be a bug
+            except (sqlite3.Error, OSError) as exc:
+                await db.close()
+                raise StorageError(describe_failure(path, exc)) from None
+        return cls(db, path, reader)
 
     async def close(self) -> None:
+        if self.reader is not self.db:
+            await self.reader.close()
         await self.db.close()
 
     # --- rooms ---------------------------------------------------------------
@@ -428,19 +525,25 @@ class Store:
         options: dict[str, Any] | None = None,
     ) -> int:
         save = capture(room, 0)  # before any await: the room as it is now, whole
-        async with self._transaction():
-            now = time.time()
-            row_id = await self._run(
+        now = time.time()
+        row = (
+            origin, guild_id, channel_id, thread_id, room.scenario.name, json.dumps(settings_to_dict(room.settings)),
+            json.dumps(options or {}), save.state, save.snapshot, save.history_len, now, now,
+        )
+
+        def create(conn: sqlite3.Connection) -> int:
+            room_id = _execute(
+                conn,
                 "INSERT INTO rooms (origin, guild_id, channel_id, thread_id, scenario, settings, options, state,"
                 " snapshot, history_len, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    origin, guild_id, channel_id, thread_id, room.scenario.name,
-                    json.dumps(settings_to_dict(room.settings)), json.dumps(options or {}), save.state,
-                    save.snapshot, save.history_len, now, now,
-                ),
+                row,
             )
-            room_id = row_id
-            await self._save_entries(room_id, 0, save.entries)
+            assert room_id is not None
+            self._save_entries(conn, room_id, 0, save.entries)
+            return room_id
+
+        async with self._writing:  # waits for at most the batch being written, however many rooms run
+            room_id = await self._on_thread(lambda conn: _in_transaction(conn, create))
         room.stored_upto = save.history_len  # from here on the room may forget what it no longer needs
         return room_id
 
@@ -459,37 +562,79 @@ class Store:
         return stored
 
     async def history_len(self, room_id: int) -> int:
-        async with self.db.execute("SELECT history_len FROM rooms WHERE id = ?", (room_id,)) as cursor:
+        async with self.reader.execute("SELECT history_len FROM rooms WHERE id = ?", (room_id,)) as cursor:
             row = await cursor.fetchone()
         if row is None:
             raise StorageError(f"room {room_id} is not in the database")
         return row[0]
 
     async def write(self, room_id: int, save: RoomSave) -> list[int]:
-        """Write one captured save in one transaction; returns the ids of its events, in order."""
-        async with self._transaction():
-            await self._save_entries(room_id, save.first_seq, save.entries)
-            ids = [await self._add_event(room_id, event) for event in save.events]
-            if save.spent:
-                await self._book(room_id, save.spent)
-            await self._run(
-                "UPDATE rooms SET state = ?, snapshot = ?, history_len = ?, updated_at = ? WHERE id = ?",
-                (save.state, save.snapshot, save.history_len, time.time(), room_id),
+        """Write one captured save, whole or not at all (with the other rooms' writes of the
+        moment, see ``GroupCommit``); returns the ids of its events, in order."""
+        ids: list[int] = await self.group.submit(SaveWrite(room_id, save))
+        return ids
+
+    async def write_many(self, writes: list[Write]) -> list[Any]:
+        """Many writes in one transaction, each whole or not at all: a write that fails is
+        undone alone (a savepoint each) and its exception is returned in its place, so one
+        room's bad data costs no other room its save. Raises if the transaction as a whole
+        fails (the disk full at commit): then nothing of it is stored.
+
+        The batch runs on the database's thread in one call: one hop, not one per statement.
+        """
+        async with self._writing:
+            return await self._on_thread(lambda conn: _in_transaction(conn, lambda c: self._apply_all(c, writes)))
+
+    async def _on_thread(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``work`` with the write connection on its own thread (aiosqlite's queue of calls)."""
+        return await self.db._execute(lambda: work(self.db._conn))
+
+    def _apply_all(self, conn: sqlite3.Connection, writes: list[Write]) -> list[Any]:
+        results: list[Any] = []
+        for write in writes:
+            conn.execute("SAVEPOINT one_write").close()
+            try:
+                results.append(self._apply(conn, write))
+            except Exception as exc:
+                conn.execute("ROLLBACK TO one_write").close()
+                results.append(exc)
+            conn.execute("RELEASE one_write").close()
+        return results
+
+    def _apply(self, conn: sqlite3.Connection, write: Write) -> Any:
+        if isinstance(write, MarkWrite):
+            return self._mark(conn, write.event_ids, write.message_ids)
+        if isinstance(write, ProgressWrite):
+            _execute(
+                conn,
+                "UPDATE events SET message_ids = ? WHERE id = ? AND posted_at IS NULL",
+                (json.dumps(write.message_ids), write.event_id),
             )
-            return ids
+            return None
+        room_id, save = write.room_id, write.save
+        self._save_entries(conn, room_id, save.first_seq, save.entries)
+        ids = [self._add_event(conn, room_id, event) for event in save.events]
+        if save.spent:
+            self._book(conn, room_id, save.spent)
+        _execute(
+            conn,
+            "UPDATE rooms SET state = ?, snapshot = ?, history_len = ?, updated_at = ? WHERE id = ?",
+            (save.state, save.snapshot, save.history_len, time.time(), room_id),
+        )
+        return ids
 
     async def set_options(self, room_id: int, options: dict[str, Any]) -> None:
         async with self._transaction():
             await self._run("UPDATE rooms SET options = ? WHERE id = ?", (json.dumps(options), room_id))
 
     async def load_room(self, room_id: int, catalog: Catalog, scenarios: dict[str, Scenario]) -> Room:
-        async with self.db.execute("SELECT scenario, settings, snapshot FROM rooms WHERE id = ?", (room_id,)) as cur:
+        async with self.reader.execute("SELECT scenario, settings, snapshot FROM rooms WHERE id = ?", (room_id,)) as cur:
             row = await cur.fetchone()
         if row is None:
             raise StorageError(f"There is no room {room_id}.")
         scenario_name, settings, snapshot = row
         scenario = scenarios.get(scenario_name) or Scenario(scenario_name, scenario_name, "", "{topic}")
-        async with self.db.execute(
+        async with self.reader.execute(
             "SELECT data FROM entries WHERE room_id = ? ORDER BY seq", (room_id,)
         ) as cur:
             rows = [json.loads(data) async for (data,) in cur]
@@ -535,7 +680,7 @@ class Store:
             args.append(room_id)
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
-        async with self.db.execute(query + " ORDER BY id", args) as cursor:
+        async with self.reader.execute(query + " ORDER BY id", args) as cursor:
             return [
                 RoomRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8], r[9])
                 async for r in cursor
@@ -548,7 +693,7 @@ class Store:
         return found[0]
 
     async def event_count(self, room_id: int) -> int:
-        async with self.db.execute("SELECT COUNT(*) FROM events WHERE room_id = ?", (room_id,)) as cursor:
+        async with self.reader.execute("SELECT COUNT(*) FROM events WHERE room_id = ?", (room_id,)) as cursor:
             (count,) = await cursor.fetchone()
         return count
 
@@ -580,8 +725,11 @@ class Store:
         """Where the room's new pictures are written: the folder a console room was given
         (its ``pictures`` option; with ``pictures_folder_made``, one made for it alone, which
         goes with the room once empty), else its own folder beside the database."""
-        async with self.db.execute("SELECT options FROM rooms WHERE id = ?", (room_id,)) as cursor:
+        async with self.reader.execute("SELECT options FROM rooms WHERE id = ?", (room_id,)) as cursor:
             row = await cursor.fetchone()
+        return self._folder_from(row, room_id)
+
+    def _folder_from(self, row: Any, room_id: int) -> Path:
         chosen = json.loads(row[0]).get("pictures") if row else None
         return Path(chosen) if chosen else self.pictures / str(room_id)
 
@@ -589,31 +737,28 @@ class Store:
 
     async def mark_posted(self, event_ids: int | Iterable[int], message_ids: Iterable[int] = ()) -> None:
         """Mark events posted; an AI's messages are also remembered, so votes on them count after a restart."""
-        async with self._transaction():
-            ids = [event_ids] if isinstance(event_ids, int) else list(event_ids)
-            if not ids:
-                return
-            message_ids = list(message_ids)
-            marks = ",".join("?" * len(ids))
-            await self._run(
-                f"UPDATE events SET posted_at = ?, message_ids = ? WHERE id IN ({marks})",
-                (time.time(), json.dumps(message_ids), *ids),
-            )
-            if message_ids:
-                await self._remember_authors(ids, message_ids)
+        ids = [event_ids] if isinstance(event_ids, int) else list(event_ids)
+        if ids:
+            await self.group.submit(MarkWrite(ids, list(message_ids)))
+
+    def _mark(self, conn: sqlite3.Connection, ids: list[int], message_ids: list[int]) -> None:
+        marks = ",".join("?" * len(ids))
+        _execute(
+            conn,
+            f"UPDATE events SET posted_at = ?, message_ids = ? WHERE id IN ({marks})",
+            (time.time(), json.dumps(message_ids), *ids),
+        )
+        if message_ids:
+            self._remember_authors(conn, ids, message_ids)
 
     async def progress(self, event_id: int, message_ids: Iterable[int]) -> None:
         """Some of an event's messages are out (a split reply cut short by Discord): remember
         them, so that showing it again posts only the rest."""
-        async with self._transaction():
-            await self._run(
-                "UPDATE events SET message_ids = ? WHERE id = ? AND posted_at IS NULL",
-                (json.dumps(list(message_ids)), event_id),
-            )
+        await self.group.submit(ProgressWrite(event_id, list(message_ids)))
 
     async def last_message_id(self, room_id: int) -> int | None:
         """The newest Discord message recorded for the room: anything older was posted and marked."""
-        async with self.db.execute(
+        async with self.reader.execute(
             "SELECT message_ids FROM events WHERE room_id = ? AND posted_at IS NOT NULL AND message_ids != '[]'"
             " ORDER BY id DESC LIMIT 1",
             (room_id,),
@@ -628,7 +773,7 @@ class Store:
         query = "SELECT id, kind, data, created_at, posted_at, message_ids FROM events WHERE room_id = ?"
         if only_unposted:
             query += " AND posted_at IS NULL"
-        async with self.db.execute(query + " ORDER BY id", (room_id,)) as cursor:
+        async with self.reader.execute(query + " ORDER BY id", (room_id,)) as cursor:
             rows = await cursor.fetchall()
         return [
             StoredEvent(i, room_id, self._event_from(kind, json.loads(data)), created, posted, json.loads(ids or "[]"))
@@ -637,16 +782,16 @@ class Store:
 
     # --- spending and per-server settings ----------------------------------------
 
-    async def _book(self, room_id: int, spent: list[Spent]) -> None:
+    def _book(self, conn: sqlite3.Connection, room_id: int, spent: list[Spent]) -> None:
         """Add costs to the room's row for today: in the save's transaction, so a cost is
         booked exactly when the room state that counted it is."""
-        async with self.db.execute("SELECT guild_id FROM rooms WHERE id = ?", (room_id,)) as cursor:
-            row = await cursor.fetchone()
+        row = _fetch_one(conn, "SELECT guild_id FROM rooms WHERE id = ?", (room_id,))
         guild_id = row[0] if row else None
         day = self.today()
         rows = [(room_id, guild_id, day, s.kind, s.tokens, s.usd) for s in spent]
         if rows:
-            await self._run_many(
+            _execute_many(
+                conn,
                 "INSERT INTO spend (room_id, guild_id, day, kind, count, tokens, usd) VALUES (?, ?, ?, ?, 1, ?, ?)"
                 " ON CONFLICT (room_id, day, kind) DO UPDATE SET count = count + 1,"
                 " tokens = tokens + excluded.tokens, usd = usd + excluded.usd",
@@ -656,7 +801,7 @@ class Store:
     async def spent(self, day: str, *, guild_id: int | None = None, room_id: int | None = None) -> float:
         """Dollars spent on ``day`` (UTC, YYYY-MM-DD) by one server or one room."""
         column, value = ("room_id", room_id) if room_id is not None else ("guild_id", guild_id)
-        async with self.db.execute(
+        async with self.reader.execute(
             f"SELECT COALESCE(SUM(usd), 0) FROM spend WHERE {column} = ? AND day = ?", (value, day)
         ) as cursor:
             (total,) = await cursor.fetchone()
@@ -672,7 +817,7 @@ class Store:
                 clauses.append(clause)
                 args.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        async with self.db.execute(
+        async with self.reader.execute(
             f"SELECT room_id, guild_id, day, kind, count, tokens, usd FROM spend{where} ORDER BY guild_id, room_id, day",
             args,
         ) as cursor:
@@ -681,7 +826,7 @@ class Store:
     async def guild_settings(self, guild_id: int) -> dict[str, Any]:
         """What a server has set (absent or None: the environment's value)."""
         columns = ", ".join(GUILD_COLUMNS)
-        async with self.db.execute(f"SELECT {columns} FROM guild_settings WHERE guild_id = ?", (guild_id,)) as c:
+        async with self.reader.execute(f"SELECT {columns} FROM guild_settings WHERE guild_id = ?", (guild_id,)) as c:
             row = await c.fetchone()
         if row is None:
             return {}
@@ -743,7 +888,7 @@ class Store:
             )
 
     async def ai_for_message(self, message_id: int) -> tuple[int, int] | None:
-        async with self.db.execute("SELECT room_id, ai_number FROM messages WHERE message_id = ?", (message_id,)) as c:
+        async with self.reader.execute("SELECT room_id, ai_number FROM messages WHERE message_id = ?", (message_id,)) as c:
             row = await c.fetchone()
         return (row[0], row[1]) if row else None
 
@@ -755,7 +900,7 @@ class Store:
             )
 
     async def webhook(self, channel_id: int) -> tuple[int, str] | None:
-        async with self.db.execute("SELECT webhook_id, token FROM webhooks WHERE channel_id = ?", (channel_id,)) as c:
+        async with self.reader.execute("SELECT webhook_id, token FROM webhooks WHERE channel_id = ?", (channel_id,)) as c:
             row = await c.fetchone()
         return (row[0], row[1]) if row else None
 
@@ -772,7 +917,7 @@ class Store:
 
     async def command_copies(self) -> list[int]:
         """Servers where a server sync installed a copy of the slash commands."""
-        async with self.db.execute("SELECT guild_id FROM command_copies ORDER BY guild_id") as cursor:
+        async with self.reader.execute("SELECT guild_id FROM command_copies ORDER BY guild_id") as cursor:
             return [guild_id async for (guild_id,) in cursor]
 
     async def set_command_copy(self, guild_id: int, present: bool) -> None:
@@ -786,56 +931,58 @@ class Store:
 
     # --- internals -------------------------------------------------------------
 
-    async def _remember_authors(self, event_ids: list[int], message_ids: list[int]) -> None:
+    def _remember_authors(self, conn: sqlite3.Connection, event_ids: list[int], message_ids: list[int]) -> None:
         """Messages of a Reply or ImageMade belong to its AI (a batch of those is one event)."""
-        async with self.db.execute(
+        rows = _fetch_all(
+            conn,
             f"SELECT room_id, data FROM events WHERE id IN ({','.join('?' * len(event_ids))})"
             " AND kind IN ('Reply', 'ImageMade')",
             event_ids,
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         authored = [(m, room_id, json.loads(data)["number"]) for room_id, data in rows for m in message_ids]
         if authored:
-            await self._run_many(
-                "INSERT OR REPLACE INTO messages (message_id, room_id, ai_number) VALUES (?, ?, ?)", authored
+            _execute_many(
+                conn, "INSERT OR REPLACE INTO messages (message_id, room_id, ai_number) VALUES (?, ?, ?)", authored
             )
 
-    async def _save_entries(self, room_id: int, first_seq: int, entries: list[Entry]) -> None:
+    def _save_entries(self, conn: sqlite3.Connection, room_id: int, first_seq: int, entries: list[Entry]) -> None:
         rows = []
         for seq, entry in enumerate(entries, start=first_seq):
-            key = await self._write_picture(room_id, entry.picture) if entry.picture else None
+            key = self._write_picture(conn, room_id, entry.picture) if entry.picture else None
             rows.append((room_id, seq, json.dumps(entry_to_dict(entry, key))))
         if rows:
-            await self._run_many("INSERT OR REPLACE INTO entries (room_id, seq, data) VALUES (?, ?, ?)", rows)
+            _execute_many(conn, "INSERT OR REPLACE INTO entries (room_id, seq, data) VALUES (?, ?, ?)", rows)
 
-    async def _add_event(self, room_id: int, event: Event) -> int:
+    def _add_event(self, conn: sqlite3.Connection, room_id: int, event: Event) -> int:
         data = asdict(event)
         picture = getattr(event, "picture", None)  # an AI's (ImageMade) or a person's (Said)
         if picture is not None:
             data["picture"] = {
-                "key": await self._write_picture(room_id, picture),
+                "key": self._write_picture(conn, room_id, picture),
                 "mime": picture.mime,
                 "offline": picture.offline,
             }
-        row_id = await self._run(
+        row_id = _execute(
+            conn,
             "INSERT INTO events (room_id, kind, data, created_at) VALUES (?, ?, ?, ?)",
             (room_id, type(event).__name__, json.dumps(data), time.time()),
         )
+        assert row_id is not None
         return row_id
 
-    async def _write_picture(self, room_id: int, picture: Picture) -> str:
+    def _write_picture(self, conn: sqlite3.Connection, room_id: int, picture: Picture) -> str:
         """Store a picture once (by content) and return its key: relative to the store's
-        folder for its own rooms, the full path for a folder the room was given."""
-        folder = await self.picture_folder(room_id)
+        folder for its own rooms, the full path for a folder the room was given.
+        Runs on the database's thread, so the file is written off the event loop."""
+        row = _fetch_one(conn, "SELECT options FROM rooms WHERE id = ?", (room_id,))
+        folder = self._folder_from(row, room_id)
         own = folder == self.pictures / str(room_id)
         path = folder / picture_name(picture)
         key = f"{room_id}/{path.name}" if own else str(path.absolute())
         write_picture(path, picture.data)
         # Listed even when the file was already there (an earlier, rolled-back save wrote it),
         # so deleting the room always finds every file it has.
-        await self._run(
-            "INSERT OR IGNORE INTO pictures (key, room_id, mime) VALUES (?, ?, ?)", (key, room_id, picture.mime)
-        )
+        _execute(conn, "INSERT OR IGNORE INTO pictures (key, room_id, mime) VALUES (?, ?, ?)", (key, room_id, picture.mime))
         return key
 
     def _picture_path(self, key: str) -> Path:
@@ -855,6 +1002,48 @@ class Store:
             data["usage"] = Usage(**data["usage"])
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
+    """``work`` in one transaction on the database's thread: committed, or rolled back whole."""
+    conn.execute("BEGIN").close()
+    try:
+        result = work(conn)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return result
+
+
+# Every cursor is closed where it was made, on the database's thread: one left to the garbage
+# collector (held by an exception's traceback, say) would be finalised on the event loop's thread.
+def _execute(conn: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> int | None:
+    cursor = conn.execute(sql, tuple(args))
+    try:
+        return cursor.lastrowid
+    finally:
+        cursor.close()
+
+
+def _execute_many(conn: sqlite3.Connection, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+    conn.executemany(sql, rows).close()
+
+
+def _fetch_one(conn: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> Any:
+    cursor = conn.execute(sql, tuple(args))
+    try:
+        return cursor.fetchone()
+    finally:
+        cursor.close()
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+    cursor = conn.execute(sql, tuple(args))
+    try:
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def picture_name(picture: Picture) -> str:
@@ -963,26 +1152,35 @@ class Journal:
     def __init__(self, store: Store, room_id: int):
         self.store = store
         self.room_id = room_id
+        self._stored: tuple[str, str] | None = None  # (state, snapshot) as last written
 
     async def record(self, room: Room) -> list[tuple[int | None, Event]]:
         """Take the room's queued events and store them with the room as it is now.
 
         Returns every event taken, in order, with its stored id (None for picture
         jobs, which the room's state remembers). If the write fails, the events go
-        back to the room, so the next record stores them.
+        back to the room, so the next record stores them. A room that has not changed
+        since its last save is not written again.
         """
         if room.stored_upto is None:
             room.stored_upto = await self.store.history_len(self.room_id)
         events = room.take_events()
         save = capture(room, room.stored_upto, events)
+        if self._unchanged(save):
+            return [(None, event) for event in events]
         try:
             ids = iter(await self.store.write(self.room_id, save))
         except BaseException:
             room.put_back(events)
+            self._stored = None
             raise
+        self._stored = (save.state, save.snapshot)
         room.stored_upto = save.history_len  # the room may now forget what is stored
         stored = {id(event) for event in save.events}
         return [(next(ids) if id(event) in stored else None, event) for event in events]
+
+    def _unchanged(self, save: RoomSave) -> bool:
+        return not (save.entries or save.events or save.spent) and self._stored == (save.state, save.snapshot)
 
     async def posted(self, event_ids: list[int], message_ids: list[int]) -> None:
         await self.store.mark_posted(event_ids, message_ids)

@@ -125,7 +125,8 @@ async def test_webhooks_and_message_map(tmp_path):
 
 
 async def test_a_failed_save_never_takes_another_rooms_writes_with_it(tmp_path, monkeypatch):
-    """Rooms share one connection; a save that fails and rolls back must undo only its own writes."""
+    """Rooms share one connection and their saves share transactions (group commit); a save
+    that fails and rolls back must undo only its own writes."""
     import asyncio
 
     store = await Store.open(tmp_path / "seance.sqlite3")
@@ -134,15 +135,14 @@ async def test_a_failed_save_never_takes_another_rooms_writes_with_it(tmp_path, 
     original = store._add_event
     calls = {"n": 0}
 
-    async def slow_and_flaky(room_id, event):
-        await asyncio.sleep(0)  # let the other room's save interleave here
+    def flaky(conn, room_id, event):
         if room_id == ids[0]:
             calls["n"] += 1
             if calls["n"] % 4 == 0:
                 raise RuntimeError("disk hiccup")
-        return await original(room_id, event)
+        return original(conn, room_id, event)
 
-    monkeypatch.setattr(store, "_add_event", slow_and_flaky)
+    monkeypatch.setattr(store, "_add_event", flaky)
 
     async def run(room, room_id):
         for i in range(12):
@@ -352,7 +352,7 @@ async def test_a_failed_save_books_nothing(tmp_path, monkeypatch):
     turn = room.next_turn()
     room.complete_turn(turn, "hello", Usage(input_tokens=10, output_tokens=10, cost_usd=0.2))
 
-    async def broken(room_id, event):
+    def broken(conn, room_id, event):
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(store, "_add_event", broken)
@@ -416,7 +416,7 @@ async def test_entries_a_failed_save_did_not_store_stay_in_memory_until_stored(t
     await play(store, room_id, room, *[f"stored {i} " + "sand " * 40 for i in range(20)])
     stored = room.stored_upto
 
-    async def broken(*args):
+    def broken(*args):
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(store, "_add_event", broken)
