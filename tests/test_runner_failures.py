@@ -266,3 +266,102 @@ async def test_a_picture_is_made_only_once_its_reply_is_recorded(tmp_path):
     assert images.prompts == ["a lantern over still water"]
     assert any(e.picture for e in (await store.load_room(room_id, data.catalog(), data.scenarios())).history)
     await store.close()
+
+
+@pytest.mark.logs_errors
+async def test_rooms_sharing_transactions_one_rooms_bad_data_pauses_it_alone(tmp_path, error_logs, monkeypatch):
+    """Saves of rooms running at once go in shared transactions (group commit); a write of one
+    room that fails there pauses that room and tells its moderator, as a failed write of its own
+    did, and the rooms it shared batches with carry on and lose nothing."""
+    store = await Store.open(tmp_path / "db.sqlite3")
+    rooms = [room_of(ais=2, turns=4) for _ in range(4)]
+    ids = [await store.create_room(room, "console") for room in rooms]
+    bad = ids[2]
+    original_event, original_many = store._add_event, store.write_many
+    shared: list[set[int]] = []
+
+    def add_event(conn, room_id, event):
+        if room_id == bad and isinstance(event, Reply):
+            raise ValueError("this reply cannot be stored")
+        return original_event(conn, room_id, event)
+
+    async def write_many(writes):
+        shared.append({w.room_id for w in writes if hasattr(w, "room_id")})
+        return await original_many(writes)
+
+    monkeypatch.setattr(store, "_add_event", add_event)
+    monkeypatch.setattr(store, "write_many", write_many)
+    store.group._write_many = write_many
+    told: dict[int, list[str]] = {i: [] for i in ids}
+    stages = [Recorder() for _ in rooms]
+    runners = []
+    for room, room_id, stage in zip(rooms, ids, stages):
+        async def tell(sentence: str, room_id: int = room_id) -> None:
+            told[room_id].append(sentence)
+
+        provider = Scripted("one", "two", "three", "four")
+        runners.append(RoomRunner(
+            room, lambda m, p=provider: p, SlowImages(), stage, journal=Journal(store, room_id), on_problem=tell
+        ))
+    await asyncio.wait_for(asyncio.gather(*(r.run(return_on_pause=True) for r in runners)), 10)
+
+    assert any(len(rooms_in) > 1 and bad in rooms_in for rooms_in in shared)  # the bad room shared batches
+    assert rooms[2].state == "paused" and len(told[bad]) == 1 and "storage failed (ValueError)" in told[bad][0]
+    assert [r.getMessage() for r in error_logs] == [
+        "could not record the room, so it pauses: this reply cannot be stored"
+    ]
+    for n in (0, 1, 3):
+        assert rooms[n].state == "stopped" and told[ids[n]] == []
+        replies = [s.event.text for s in await store.events(ids[n]) if isinstance(s.event, Reply)]
+        assert replies == ["one", "two", "three", "four"]
+        assert [e.text for e in stages[n].shown if isinstance(e, Reply)] == replies
+        assert all(s.posted_at is not None for s in await store.events(ids[n]))  # every mark stored too
+        same_room(rooms[n], await store.load_room(ids[n], data.catalog(), data.scenarios()))
+    assert not any(isinstance(e, Reply) for e in stages[2].shown)  # nothing shown that is not stored
+    await store.close()
+
+
+@pytest.mark.logs_errors
+async def test_a_shared_transaction_that_fails_pauses_each_of_its_rooms_and_resume_loses_nothing(
+    tmp_path, error_logs, monkeypatch
+):
+    store = await Store.open(tmp_path / "db.sqlite3")
+    rooms = [room_of(ais=2, turns=3) for _ in range(3)]
+    ids = [await store.create_room(room, "console") for room in rooms]
+    original = store._apply_all
+    broken = {"on": False}
+
+    def full_disk(conn, writes):
+        results = original(conn, writes)
+        if broken["on"]:
+            raise sqlite3.OperationalError("database or disk is full")
+        return results
+
+    monkeypatch.setattr(store, "_apply_all", full_disk)
+    told: list[str] = []
+    stages = [Recorder() for _ in rooms]
+
+    async def tell(sentence: str) -> None:
+        told.append(sentence)
+
+    providers = [Scripted("one", "two", "three") for _ in rooms]
+    runners = [
+        RoomRunner(room, lambda m, p=provider: p, SlowImages(), stage, journal=Journal(store, room_id), on_problem=tell)
+        for room, room_id, stage, provider in zip(rooms, ids, stages, providers)
+    ]
+    broken["on"] = True
+    await asyncio.wait_for(asyncio.gather(*(r.run(return_on_pause=True) for r in runners)), 10)
+    assert [room.state for room in rooms] == ["paused"] * 3
+    assert len(told) == 3 and all("the disk is full" in t for t in told)  # each room's moderator, once
+    assert all(stage.shown == [] for stage in stages)
+
+    broken["on"] = False
+    for room in rooms:
+        room.resume("Morgan")
+    await asyncio.wait_for(asyncio.gather(*(r.run() for r in runners)), 10)
+    for room, room_id, stage in zip(rooms, ids, stages):
+        replies = [s.event.text for s in await store.events(room_id) if isinstance(s.event, Reply)]
+        assert replies == ["one", "two", "three"] == [e.text for e in stage.shown if isinstance(e, Reply)]
+        same_room(room, await store.load_room(room_id, data.catalog(), data.scenarios()))
+    assert len(error_logs) == 3
+    await store.close()

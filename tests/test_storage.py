@@ -450,3 +450,129 @@ async def test_a_servers_own_scenarios_are_kept_per_server_across_a_reopen(tmp_p
         assert await store.guild_scenarios(3) == {}
     finally:
         await store.close()
+
+
+# --- group commit: many rooms' writes in one transaction ------------------------------
+
+
+async def rooms_with_a_turn(store: Store, count: int, **where) -> tuple[list[Room], list[int]]:
+    rooms = [new_room() for _ in range(count)]
+    ids = [await store.create_room(room, "console", **where) for room in rooms]
+    for i, room in enumerate(rooms):
+        room.complete_turn(room.next_turn(), f"room {i} speaks", Usage(input_tokens=5, output_tokens=5, cost_usd=0.01))
+    return rooms, ids
+
+
+async def test_saves_of_rooms_at_the_same_moment_share_one_transaction(tmp_path):
+    import asyncio
+
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    rooms, ids = await rooms_with_a_turn(store, 5, guild_id=7)
+    batches = store.group.batches
+    saves = [storage.capture(room, room.stored_upto, room.take_events()) for room in rooms]
+    await asyncio.gather(*(store.write(i, save) for save, i in zip(saves, ids)))
+    assert store.group.batches == batches + 1
+    for n, room_id in enumerate(ids):
+        assert [s.event.text for s in await store.events(room_id) if isinstance(s.event, Reply)] == [f"room {n} speaks"]
+    assert await store.spent(store.today(), guild_id=7) == pytest.approx(0.05)  # each room's cost booked once
+    await store.close()
+
+
+async def test_one_rooms_bad_save_in_a_batch_costs_no_other_room_its_save(tmp_path):
+    """A save that breaks the database's rules (its room was deleted under it) fails alone;
+    the saves it shared the transaction with are all stored, costs included."""
+    import asyncio
+
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    rooms, ids = await rooms_with_a_turn(store, 3, guild_id=7)
+    await store.delete_room(ids[1])
+    batches = store.group.batches
+    results = await asyncio.gather(
+        *(store.write(i, storage.capture(room, room.stored_upto, room.take_events())) for room, i in zip(rooms, ids)),
+        return_exceptions=True,
+    )
+    assert store.group.batches == batches + 1  # they did share the transaction
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    for n in (0, 2):
+        assert results[n]  # each event the turn queued got its id
+        again = await store.load_room(ids[n], data.catalog(), data.scenarios())
+        assert again.history == rooms[n].history
+        assert [s.id for s in await store.events(ids[n])] == results[n]
+    assert await store.spent(store.today(), guild_id=7) == pytest.approx(0.02)
+    await store.close()
+
+
+async def test_a_batch_that_cannot_commit_fails_every_write_in_it_and_stores_none(tmp_path, monkeypatch):
+    import asyncio
+
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    rooms, ids = await rooms_with_a_turn(store, 3)
+    original = store._apply_all
+
+    def full_at_commit(conn, writes):
+        original(conn, writes)
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "_apply_all", full_at_commit)
+    saves = [storage.capture(room, room.stored_upto, room.take_events()) for room in rooms]
+    results = await asyncio.gather(*(store.write(i, save) for save, i in zip(saves, ids)), return_exceptions=True)
+    assert [type(r) for r in results] == [sqlite3.OperationalError] * 3
+    for room_id in ids:
+        assert await store.events(room_id) == [] and await store.history_len(room_id) == 1  # the opening only
+    await store.close()
+
+
+async def test_a_new_room_waits_for_at_most_the_batch_being_written(tmp_path, monkeypatch):
+    """``/seance start`` stores its room between two batches, not after every running room's writes."""
+    import asyncio
+
+    monkeypatch.setattr(storage, "BATCH_LIMIT", 10)
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    rooms, ids = await rooms_with_a_turn(store, 50)
+    saves = [asyncio.ensure_future(store.write(i, storage.capture(r, r.stored_upto, r.take_events()))) for r, i in zip(rooms, ids)]
+    await asyncio.sleep(0)  # the writer starts its first batch of 10
+    batches = store.group.batches
+    await store.create_room(new_room(), "console")
+    assert store.group.batches <= batches + 1 and sum(not s.done() for s in saves) >= 30
+    await asyncio.gather(*saves)
+    await store.close()
+
+
+async def test_reads_do_not_wait_for_a_batch_being_written(tmp_path, monkeypatch):
+    import asyncio
+    import threading
+
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    rooms, ids = await rooms_with_a_turn(store, 2)
+    original, release = store._apply_all, threading.Event()
+
+    def slow(conn, writes):
+        release.wait(10)  # a long batch on the database's thread
+        return original(conn, writes)
+
+    monkeypatch.setattr(store, "_apply_all", slow)
+    saving = asyncio.ensure_future(store.save(ids[0], rooms[0], rooms[0].take_events()))
+    await asyncio.sleep(0.05)
+    try:
+        assert [r.id for r in await asyncio.wait_for(store.rooms(), 2)] == ids
+        assert await asyncio.wait_for(store.history_len(ids[1]), 2) == 1
+        assert not saving.done()
+    finally:
+        release.set()
+    await saving
+    await store.close()
+
+
+async def test_a_journal_does_not_write_a_room_that_has_not_changed(tmp_path):
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    room = new_room()
+    journal = storage.Journal(store, await store.create_room(room, "console"))
+    room.complete_turn(room.next_turn(), "hello")
+    await journal.record(room)
+    writes = store.group.writes
+    assert await journal.record(room) == []
+    assert store.group.writes == writes
+    room.pause("a break")
+    await journal.record(room)
+    assert store.group.writes == writes + 1 and (await store.room(journal.room_id)).state == "paused"
+    await store.close()
