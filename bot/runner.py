@@ -277,14 +277,15 @@ class RoomRunner:
             waiting = [(i, e, []) for i, e in stored if i is not None]
         await self._show(waiting)
 
-    def resume_backlog(self, jobs: Iterable[ImageJob] = ()) -> None:
+    def resume_backlog(self, jobs: Iterable[ImageJob] = (), reconcile: bool = True) -> None:
         """After a restart: show what was stored but never shown, and redo unfinished pictures.
 
         A crash between posting a message and recording that it was posted would
-        post it twice; a stage that can look (``find_posted``) is asked first.
+        post it twice; a stage that can look (``find_posted``) is asked first, unless
+        ``reconcile`` is False: nothing was left unshown, so nothing can be doubled.
         """
         self._backlog = True
-        self._reconcile = True
+        self._reconcile = reconcile
         for job in jobs:
             self._start_image(job)
 

@@ -450,6 +450,7 @@ class DiscordStage:
         return self._recent
 
     async def _fetch_history(self) -> list[discord.Message]:
+        await self.webhooks.spend_bot()
         return [m async for m in self.channel.history(limit=RECONCILE_LOOKBACK)]
 
     def _me(self) -> int | None:

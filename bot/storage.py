@@ -401,6 +401,12 @@ class GroupCommit:
             self._writer = asyncio.create_task(self._drain(), name="seance-group-commit")
         return await done  # cancelled before its batch starts: not written; once started, written
 
+    async def settle(self) -> None:
+        """Wait until every write handed over so far is written (or has failed)."""
+        writer = self._writer
+        if writer is not None and not writer.done():
+            await asyncio.wait([writer])
+
     async def _drain(self) -> None:
         try:
             while self._pending:
@@ -508,6 +514,7 @@ class Store:
         return cls(db, path, reader)
 
     async def close(self) -> None:
+        await self.group.settle()  # writes already handed over are written before the connection goes
         if self.reader is not self.db:
             await self.reader.close()
         await self.db.close()
@@ -637,7 +644,7 @@ class Store:
         async with self.reader.execute(
             "SELECT data FROM entries WHERE room_id = ? ORDER BY seq", (room_id,)
         ) as cur:
-            rows = [json.loads(data) async for (data,) in cur]
+            rows = [json.loads(data) for (data,) in await cur.fetchall()]  # one call, not one per row
         room_settings = settings_from_dict(json.loads(settings))
         # Only the newest pictures can still be sent to a model; older ones stay on disk.
         with_pictures = [i for i, data in enumerate(rows) if data.get("picture")]
@@ -683,7 +690,7 @@ class Store:
         async with self.reader.execute(query + " ORDER BY id", args) as cursor:
             return [
                 RoomRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8], r[9])
-                async for r in cursor
+                for r in await cursor.fetchall()
             ]
 
     async def room(self, room_id: int) -> RoomRecord:
@@ -709,7 +716,7 @@ class Store:
                 "SELECT key FROM pictures WHERE room_id = ? AND key NOT IN (SELECT key FROM pictures WHERE room_id != ?)",
                 (room_id, room_id),
             ) as cursor:
-                files = [self._picture_path(key) async for (key,) in cursor]
+                files = [self._picture_path(key) for (key,) in await cursor.fetchall()]
             options = (await self.room(room_id)).options
             emptied = [Path(options["pictures"])] if options.get("pictures_folder_made") else []
             await self._run("DELETE FROM rooms WHERE id = ?", (room_id,))
@@ -766,6 +773,14 @@ class Store:
             row = await cursor.fetchone()
         return max(json.loads(row[0])) if row else None
 
+    async def has_unposted(self, room_id: int) -> bool:
+        """Whether any of the room's events was never marked posted."""
+        async with self.reader.execute(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ? AND posted_at IS NULL)", (room_id,)
+        ) as cursor:
+            (found,) = await cursor.fetchone()
+        return bool(found)
+
     async def unposted(self, room_id: int) -> list[StoredEvent]:
         return await self.events(room_id, only_unposted=True)
 
@@ -821,7 +836,7 @@ class Store:
             f"SELECT room_id, guild_id, day, kind, count, tokens, usd FROM spend{where} ORDER BY guild_id, room_id, day",
             args,
         ) as cursor:
-            return [SpendRow(*row) async for row in cursor]
+            return [SpendRow(*row) for row in await cursor.fetchall()]
 
     async def guild_settings(self, guild_id: int) -> dict[str, Any]:
         """What a server has set (absent or None: the environment's value)."""
@@ -918,7 +933,7 @@ class Store:
     async def command_copies(self) -> list[int]:
         """Servers where a server sync installed a copy of the slash commands."""
         async with self.reader.execute("SELECT guild_id FROM command_copies ORDER BY guild_id") as cursor:
-            return [guild_id async for (guild_id,) in cursor]
+            return [guild_id for (guild_id,) in await cursor.fetchall()]
 
     async def set_command_copy(self, guild_id: int, present: bool) -> None:
         async with self._transaction():

@@ -41,6 +41,11 @@ class WebhookStore(Protocol):
     async def forget_webhook(self, channel_id: int) -> None: ...
 
 
+# Discord allows a bot 50 requests a second in all; the rooms keep 5 of them free for slash
+# commands' answers and direct messages.
+BOT_REQUESTS_PER_SECOND = 45
+
+
 class Window:
     """At most ``limit`` requests in any ``per`` seconds for each key: a limit Discord
     enforces without announcing it in headers, so it is kept here by design rather
@@ -88,10 +93,18 @@ class WebhookPool:
         self.per_channel = Window(channel_messages_per_minute, 60.0)
         self.typing_per_second = typing_per_second
         self._typing = Window(typing_per_second, 1.0)  # one key: all rooms share the bot's global budget
+        # Every bot-token request the rooms make (notices, typing, finding webhooks, reading history)
+        # counts here, so that many rooms at once (a restart of a thousand) stay under Discord's
+        # global limit; webhook executions have their own limits and do not count.
+        self.bot_wide = Window(BOT_REQUESTS_PER_SECOND, 1.0)
 
     def may_type(self) -> bool:
         """Whether one more "is typing" request fits the bot-wide typing budget now (0: never)."""
-        return self.typing_per_second > 0 and self._typing.try_take(0)
+        return self.typing_per_second > 0 and self._typing.try_take(0) and self.bot_wide.try_take(0)
+
+    async def spend_bot(self) -> None:
+        """Wait for room for one bot-token request under the bot-wide budget."""
+        await self.bot_wide.take(0, self._sleep)
 
     async def pace(self, home_id: int, channel_id: int, *, webhook: bool = True, message: bool = True) -> None:
         """Wait for room under Discord's per-webhook and per-channel limits before a request.
@@ -101,6 +114,8 @@ class WebhookPool:
         """
         if webhook:
             await self.per_webhook.take(home_id, self._sleep)
+        else:
+            await self.spend_bot()  # a notice: the bot's own message
         if message:
             await self.per_channel.take(channel_id, self._sleep)
 
@@ -150,6 +165,7 @@ class WebhookPool:
 
     async def _find(self, channel: Postable) -> discord.Webhook | None:
         me = self.client.user
+        await self.spend_bot()
         hooks = await asyncio.wait_for(channel.webhooks(), self.timeout)
         ours = [
             h for h in hooks
@@ -161,6 +177,7 @@ class WebhookPool:
 
     async def _create(self, channel: Postable) -> discord.Webhook:
         reason = "Séance posts each AI of a room through this webhook"
+        await self.spend_bot()
         hook = await asyncio.wait_for(channel.create_webhook(name=WEBHOOK_NAME, reason=reason), self.timeout)
         log.info("created a webhook in channel %s", channel.id)  # its id only: the token is a secret
         return hook

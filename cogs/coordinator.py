@@ -52,6 +52,7 @@ OFFLINE = "🔌 Séance is going offline; this room carries on when it is back"
 # Reactions on an open-floor message the AIs did not read (at most one per member a minute).
 TOO_FAST = "⏳"
 BLOCKED = "🚫"
+RESTORE_AT_ONCE = 20  # rooms loaded side by side after a restart
 ALERTS_TOLD = 50  # distinct failure details a moderator is told per room (the log has them all)
 
 
@@ -348,20 +349,29 @@ class Coordinator(commands.Cog):
             return
         live = await self.store.rooms(states=("running", "paused"), origin="discord")
         ended = await self.store.rooms(states=("stopped",), origin="discord", owing=True)
-        for record in live + ended:
-            try:
-                await self._restore(record)
-            except Exception:
-                log.exception("could not bring back room %s; it stays stored for the next start", record.id)
+        claimed: set[int] = set()  # channels a room is coming back to
+        for records in (live, ended):
+            # A few at a time: each waits on the database between its steps, and the others use the wait.
+            for start in range(0, len(records), RESTORE_AT_ONCE):
+                chunk = records[start : start + RESTORE_AT_ONCE]
+                await asyncio.gather(*(self._restore_or_log(record, claimed) for record in chunk))
 
-    async def _restore(self, record: RoomRecord) -> None:
+    async def _restore_or_log(self, record: RoomRecord, claimed: set[int]) -> None:
+        try:
+            await self._restore(record, claimed)
+        except Exception:
+            log.exception("could not bring back room %s; it stays stored for the next start", record.id)
+
+    async def _restore(self, record: RoomRecord, claimed: set[int]) -> None:
         assert self.store is not None
         place = await self._find_place(record)
-        if place is None or place.id in self.sessions:
+        if place is None or place.id in self.sessions or place.id in claimed:
             reason = "its channel is gone or out of reach" if place is None else "another room took its channel"
             return await self._retire(record, reason)
+        claimed.add(place.id)
         room = await self.store.load_room(record.id, data.catalog(), _scenarios(record.options))
         last_posted = await self.store.last_message_id(record.id)
+        owed = await self.store.has_unposted(record.id)
         # The moderator is needed only for a DM: from the cache if there, else fetched when a DM is due,
         # so bringing back many rooms does not ask Discord for the same person once per room.
         moderator_id = record.options.get("moderator_id")
@@ -373,7 +383,9 @@ class Coordinator(commands.Cog):
         self.apply_config(config)  # the server's settings of today, not of the room's start
         self._bind(session, record.id)
         session.stage.reconcile_after = last_posted
-        session.runner.resume_backlog(resumable_jobs(room))
+        # Only a room that left events unshown can have posted one without noting it: the others
+        # skip reading their channel's history (a request on the bot's global budget, per room).
+        session.runner.resume_backlog(resumable_jobs(room), reconcile=owed)
         if room.state != "stopped":  # an ended room only posts its last pictures, then goes
             room.announce(BACK if room.state == "running" else BACK_PAUSED)
         self.launch(session)

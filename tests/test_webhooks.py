@@ -7,7 +7,7 @@ import asyncio
 import discord
 
 from bot.engine import Reply
-from bot.webhooks import WEBHOOK_NAME, WebhookPool
+from bot.webhooks import BOT_REQUESTS_PER_SECOND, WEBHOOK_NAME, WebhookPool
 from tests.discord_world import World, by_persona, settings, simcord_bot, world  # noqa: F401
 from tests.test_stage import rig_for
 
@@ -89,3 +89,25 @@ async def test_without_manage_webhooks_the_pool_raises_forbidden(world: World) -
         assert exc.code == 50013
     else:
         raise AssertionError("expected Forbidden")
+
+
+async def test_the_rooms_bot_token_requests_stay_within_the_bot_wide_budget() -> None:
+    """Notices, webhook lookups and history reads of many rooms at once wait for room under
+    Discord's global limit (45 a second of its 50), counted over any second."""
+    from types import SimpleNamespace
+
+    pool = WebhookPool(SimpleNamespace(user=None))  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    spent: list[float] = []
+
+    async def one() -> None:
+        await pool.spend_bot()
+        spent.append(loop.time())
+
+    await asyncio.wait_for(asyncio.gather(*(one() for _ in range(60))), 10)
+    spent.sort()
+    assert max(sum(1 for t in spent if s <= t < s + 1.0) for s in spent) <= BOT_REQUESTS_PER_SECOND
+    assert pool.bot_wide.waited > 0
+    for _ in range(BOT_REQUESTS_PER_SECOND):
+        pool.bot_wide.try_take(0)
+    assert not pool.may_type()  # the budget is spent: typing, a courtesy, is skipped rather than waited for

@@ -330,3 +330,22 @@ async def test_rooms_of_one_moderator_come_back_without_asking_for_them_and_shar
     assert all(s.moderator is not None and s.moderator.id == world.mod.id for s in sessions)
     dms = [r for r in world.env.http_requests if r.method == "POST" and "A test problem" in str(r.json)]
     assert len(dms) == 4  # in each channel, and to the moderator for each room
+
+
+def history_reads(world: World) -> int:
+    return sum(1 for r in world.env.http_requests if r.method == "GET" and r.path.endswith("/messages"))
+
+
+async def test_rooms_that_left_nothing_unshown_come_back_without_reading_their_channels(world: World) -> None:
+    """Reading a channel's history guards against posting twice what a crash left unmarked;
+    a room with nothing unmarked skips it (at a thousand rooms, a thousand requests saved)."""
+    second = world.guild.create_text_channel("second")
+    await world.start(turns=6, delay=600)
+    await world.start(second, turns=6, delay=600)
+    await stored_reply(world, "Stored, never shown.")  # the first room owes its channel a reply
+    before = history_reads(world)
+
+    await world.restart(crash=True)
+    assert history_reads(world) == before + 1  # the first room's channel only
+    assert texts(world).count("Stored, never shown.") == 1
+    assert world.session(second).room.state == "running"
