@@ -870,10 +870,10 @@ class Store:
 
     async def guild_scenarios(self, guild_id: int) -> dict[str, dict[str, Any]]:
         """A server's own scenarios: name -> the fields of its table, oldest first."""
-        async with self.db.execute(
+        async with self.reader.execute(
             "SELECT name, data FROM guild_scenarios WHERE guild_id = ? ORDER BY created_at, name", (guild_id,)
         ) as cursor:
-            return {name: json.loads(data) async for name, data in cursor}
+            return {name: json.loads(data) for name, data in await cursor.fetchall()}
 
     async def set_guild_scenarios(self, guild_id: int, tables: dict[str, dict[str, Any]]) -> None:
         """Add scenarios to a server, replacing any of its own with the same name, in one transaction."""
