@@ -30,6 +30,10 @@ from cogs.coordinator import Coordinator, Session
 from tests.fakes import FakeLLMServer
 
 AVATARS = "https://avatars.example/{seed}.png"
+# simcord fails a settle or advance_time that takes longer than this many real seconds (its
+# default is 5). That budget is for a bot that hangs; on a busy machine, with the suite's
+# workers sharing the cores, a long advance_time of a working bot can need more than 5.
+SETTLE_SECONDS = 30.0
 
 
 @pytest.fixture
@@ -102,6 +106,7 @@ def wait_here(env: simcord.Env, bot: SeanceBot) -> None:
 @pytest.fixture
 async def world(simcord_env: simcord.Env) -> AsyncIterator[World]:
     env = simcord_env
+    env.settle_timeout = SETTLE_SECONDS
     bot = env.bot
     assert isinstance(bot, SeanceBot)
     wait_here(env, bot)

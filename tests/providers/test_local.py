@@ -340,8 +340,10 @@ async def test_the_real_model_replies():
 def run_keyless_console(*argv: str, cwd: Path, max_tokens: int) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
     env |= {"PYTHONPATH": str(ROOT), "EMBEDDED_MAX_TOKENS": str(max_tokens)}  # keeps the test quick
+    # The timeout only catches a hung child: each turn is CPU-bound on one thread (about 5 s a
+    # turn on an idle core, several times that while other work shares it).
     return subprocess.run(
-        [sys.executable, "-m", "bot", "console", *argv], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "bot", "console", *argv], env=env, cwd=cwd, capture_output=True, text=True, timeout=400
     )
 
 
