@@ -26,6 +26,7 @@ from bot.guilds import GuildSettings
 from bot.process import stopped_by_signal, stopping_on_signals
 from bot.providers import ImageProvider, ProviderPool
 from bot.providers.images import make_image_provider
+from bot.search import SearchService, make_search
 from bot.settings import Settings
 from bot.storage import StorageError, Store
 from bot.webhooks import WebhookPool
@@ -53,7 +54,7 @@ RoomWait = Callable[[Awaitable[None]], Awaitable[None]]
 
 
 class SeanceBot(commands.Bot):
-    """Owns what rooms share: settings, one provider pool, the image maker, and the webhooks."""
+    """Owns what rooms share: settings, one provider pool, the image maker, web search, and the webhooks."""
 
     def __init__(self, settings: Settings, *, images: ImageProvider | None = None):
         intents = discord.Intents.default()
@@ -69,6 +70,7 @@ class SeanceBot(commands.Bot):
         self.pool = ProviderPool(settings)
         self.images: ImageProvider = images or make_image_provider(settings)
         self.picture_price = data.picture_price(self.images)  # IMAGE_PRICE_USD overrides it per room
+        self.search: SearchService | None = make_search(settings)  # None: no SEARCH_URL, no !search
         self.guild_settings = GuildSettings(settings, None)  # each server's /seance config; its store comes with open_store
         self.webhooks = WebhookPool(
             self,
@@ -100,6 +102,8 @@ class SeanceBot(commands.Bot):
             await super().close()  # unloads the cogs first: rooms go offline, stored as they are
         finally:
             await self.pool.aclose()
+            if self.search is not None:
+                await self.search.aclose()
             await self._close_store()
 
     async def _close_store(self) -> None:

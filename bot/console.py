@@ -16,6 +16,7 @@ from bot.engine import (
 )
 from bot.providers import ProviderError, ProviderPool, local, route_for
 from bot.providers.images import make_image_provider
+from bot.search import make_search
 from bot.engine.snapshot import resumable_jobs
 from bot.runner import RoomRunner
 from bot.settings import Settings
@@ -178,9 +179,10 @@ async def _hold_room(args: argparse.Namespace, settings: Settings, store: Store,
     if notice:
         print(notice, file=out)
     print(_opening(room, room_id, resumed=args.resume is not None), file=out)
+    search = make_search(settings)
     runner = RoomRunner(
         room, pool.get, make_image_provider(settings), stage, delay=delay, journal=Journal(store, room_id),
-        on_problem=lambda sentence: _say(sentence, out),
+        on_problem=lambda sentence: _say(sentence, out), search=search,
     )
     if args.resume is not None:
         runner.resume_backlog(resumable_jobs(room))
@@ -188,6 +190,8 @@ async def _hold_room(args: argparse.Namespace, settings: Settings, store: Store,
         await runner.run(return_on_pause=True)
     finally:
         await pool.aclose()
+        if search is not None:
+            await search.aclose()
     if room.pending_images:
         print(f"{_pictures(room.pending_images)} not made in time; --resume {room_id} makes them.", file=out)
     elif room.state == "paused":

@@ -13,8 +13,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 
-from bot.engine import Alert, Event, ImageJob, ModelInfo, Notice, Room, Spent, SummaryJob, Turn
+from bot.engine import Alert, Event, ImageJob, ModelInfo, Notice, Room, SearchJob, Spent, SummaryJob, Turn
 from bot.providers.base import ChatProvider, ImageProvider, ProviderError, complete
+from bot.search import SearchError, SearchService
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class MemoryJournal:
     async def record(self, room: Room) -> list[tuple[int | None, Event]]:
         stored: list[tuple[int | None, Event]] = []
         for event in room.take_events():
-            if isinstance(event, (ImageJob, SummaryJob, Spent)):  # jobs for the runner, or booked: not shown
+            if isinstance(event, (ImageJob, SearchJob, SummaryJob, Spent)):  # jobs for the runner, or booked: not shown
                 stored.append((None, event))
                 continue
             self._waiting[self._next] = (event, [])
@@ -150,10 +151,14 @@ class RoomRunner:
         on_problem: Problem | None = None,
         patience: float = 300.0,
         gate: Callable[[], Awaitable[str | None]] | None = None,
+        search: SearchService | None = None,
     ):
         self.room = room
         self.chat = chat
         self.images = images
+        # None: no search service, so the room neither offers !search nor runs it.
+        self.search = search
+        room.search_available = search is not None
         self.stage = stage
         self.delay = delay
         # Wraps every wait for outside change, so a host can account for it (the
@@ -177,6 +182,7 @@ class RoomRunner:
         self._show_lock = asyncio.Lock()
         self._image_tasks: set[asyncio.Task[None]] = set()
         self._summary_tasks: set[asyncio.Task[None]] = set()
+        self._search_tasks: set[asyncio.Task[None]] = set()
         self._turn_task: asyncio.Task[None] | None = None
         self._relay: asyncio.Task[None] | None = None  # hands the reply so far to the stage
         self._fresh = asyncio.Event()  # the reply grew since the relay last looked
@@ -184,11 +190,13 @@ class RoomRunner:
     async def run(self, return_on_pause: bool = False) -> None:
         """Take turns until the room stops (or pauses, if nobody is there to resume it).
 
-        If the run is cancelled (a shutdown), unfinished pictures are dropped here:
-        the stored room remembers them and a restart makes them again.
+        If the run is cancelled (a shutdown), unfinished pictures and searches are dropped
+        here: the stored room remembers them and a restart makes them again. A search
+        is waited for before the next turn, so the next AI reads its results.
         """
         try:
             while self.room.state != "stopped":
+                await self._finish_searches()
                 await self._check_gate()
                 turn = self.room.next_turn()
                 await self.flush()
@@ -208,11 +216,12 @@ class RoomRunner:
                 await self.flush()
                 await self._rest(self.delay)
         except BaseException:
-            for task in self._image_tasks | self._summary_tasks:
+            for task in self._image_tasks | self._summary_tasks | self._search_tasks:
                 task.cancel()
             raise
         for task in self._summary_tasks:  # an ended room needs no summary; a resumed one asks again
             task.cancel()
+        await self._finish_searches()
         await self._finish_images()
         await self.flush()
         await self._drain()
@@ -264,6 +273,8 @@ class RoomRunner:
                 self._start_image(event)  # only now: its reply is recorded
             elif isinstance(event, SummaryJob):
                 self._start(self._summarise(event), self._summary_tasks)
+            elif isinstance(event, SearchJob):
+                self._start_search(event)
         if self._retry_at is not None and _now() < self._retry_at:
             self._backlog = True  # the stage is resting after a failure; the retry shows these
             return
@@ -278,7 +289,8 @@ class RoomRunner:
         await self._show(waiting)
 
     def resume_backlog(self, jobs: Iterable[ImageJob] = (), reconcile: bool = True) -> None:
-        """After a restart: show what was stored but never shown, and redo unfinished pictures.
+        """After a restart: show what was stored but never shown, and redo unfinished pictures
+        and searches (a search is cheap and its answer was never seen, so it is simply made again).
 
         A crash between posting a message and recording that it was posted would
         post it twice; a stage that can look (``find_posted``) is asked first, unless
@@ -288,6 +300,8 @@ class RoomRunner:
         self._reconcile = reconcile
         for job in jobs:
             self._start_image(job)
+        for search in self.room.search_jobs():
+            self._start_search(search)
 
     # --- showing, in order, through failures --------------------------------------
 
@@ -510,6 +524,28 @@ class RoomRunner:
         else:
             self.room.image_done(job.job_id, picture)
         await self.flush()
+
+    def _start_search(self, job: SearchJob) -> None:
+        self._start(self._make_search(job), self._search_tasks)
+
+    async def _make_search(self, job: SearchJob) -> None:
+        try:
+            if self.search is None:  # restored after SEARCH_URL was unset
+                raise SearchError("web search is no longer set up here")
+            hits = await self.search.search(job.query)
+        except SearchError as exc:
+            self.room.search_failed(job.job_id, exc.public, detail=exc.detail)
+        except Exception as exc:
+            log.exception("search job %s failed", job.job_id)
+            self.room.search_failed(job.job_id, f"an unexpected error ({type(exc).__name__})")
+        else:
+            self.room.search_done(job.job_id, hits)
+        await self.flush()
+
+    async def _finish_searches(self) -> None:
+        """Wait for running searches; each is bounded by the service's own timeout."""
+        if self._search_tasks:
+            await asyncio.wait(set(self._search_tasks))
 
     async def _finish_images(self, timeout: float = 120.0) -> None:
         if self._image_tasks:

@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     embedded_threads: int | None = Field(None, ge=1, description="CPU threads for the embedded model.")
     embedded_max_tokens: int = Field(200, ge=16, le=2048, description="Longest reply of the embedded model.")
 
+    # Web search (!search): a SearXNG instance with the JSON format on; unset, the AIs are not told of it.
+    search_url: str | None = Field(None, description="A SearXNG base URL, e.g. http://localhost:8888.")
+    search_results: int = Field(5, ge=1, le=10)
+    search_timeout: float = Field(10.0, gt=0, le=60, description="Longest one search may take.")
+    search_safesearch: Literal[0, 1, 2] = 1  # SearXNG's levels: 0 off, 1 moderate, 2 strict
+    search_language: str | None = None  # e.g. "en" or "de-CH"; empty: the instance's default
+    searches_per_window: int = Field(5, ge=1)  # searches a room may make within SEARCH_WINDOW_TURNS turns
+    search_window_turns: int = Field(10, ge=1)
+
     # Logs: DEBUG, INFO, WARNING or ERROR; None is INFO for the bot, WARNING for the console and tools.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
 
@@ -152,4 +161,6 @@ class Settings(BaseSettings):
             images_per_room=self.images_per_room,
             images_at_once=self.images_at_once,
             summary_model=self.summary_model,
+            searches_per_window=self.searches_per_window,
+            search_window=self.search_window_turns,
         )

@@ -189,6 +189,7 @@ class Coordinator(commands.Cog):
             idle=self.bot.room_wait,
             patience=self.bot.settings.channel_patience_minutes * 60,
             gate=lambda: self.bot.guild_settings.over_daily_limit(guild_id),
+            search=self.bot.search,
         )
         settings = self.bot.settings
         session = Session(
@@ -411,6 +412,8 @@ class Coordinator(commands.Cog):
         room.stop(reason)
         for job in resumable_jobs(room):  # pictures with nowhere to go are not tried at every start
             room.image_failed(job.job_id, reason)
+        for search in room.search_jobs():
+            room.search_failed(search.job_id, reason)
         await self.store.save(record.id, room)  # no events: there is nowhere to show them
         log.warning("room %s cannot come back (%s); it is marked stopped", record.id, reason)
 

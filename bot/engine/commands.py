@@ -30,6 +30,7 @@ COMMAND_NAMES: tuple[str, ...] = (
     "whisper",
     "remove_ai",
     "vote",
+    "search",
 )
 
 
@@ -90,6 +91,7 @@ _HOW_TO = {
     "whisper": 'needs a quoted AI and quoted text, like !whisper "AI-3" "just between us"',
     "remove_ai": 'needs a quoted AI and a quoted reason, like !remove_ai "AI-3" "it keeps repeating itself"',
     "vote": "needs yes or no, like !vote yes",
+    "search": 'needs a quoted query, like !search "tallest lighthouse in Europe"',
 }
 _UNTERMINATED = "unterminated quote: the argument must close on the same line"
 _EMPTY = "empty argument: put some text between the quotes"

@@ -425,6 +425,10 @@ def escape_lines(text: str) -> str:
 
 COMMAND_HELP = {
     "image": '!image "a description" - create a picture that everyone in the room sees.',
+    "search": (
+        '!search "a few words" - search the web; the top results (title, address, a short extract) '
+        "reach everyone in the room before the next turn."
+    ),
     "prompt": '!prompt "text" - add a lasting note to your own system prompt (your last 5 are kept).',
     "temperature": "!temperature 0.8 - set your own sampling temperature, 0 to {max_temperature:g}, from your next turn.",
     "add_ai": '!add_ai "Model name" "invitation" - invite another AI into the room (at most {max_ais} AIs).',

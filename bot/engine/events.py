@@ -119,6 +119,24 @@ class SummaryJob:
 
 
 @dataclass(frozen=True)
+class SearchJob:
+    """Not for display: asks the runner to search the web and report back to the room."""
+
+    job_id: int
+    number: int
+    query: str
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One web search result as a search adapter hands it over: plain text, never a fetched page."""
+
+    title: str
+    url: str
+    extract: str = ""
+
+
+@dataclass(frozen=True)
 class StateChanged:
     """The room was paused, resumed or stopped; ``reason`` is already in a Notice."""
 
@@ -148,7 +166,7 @@ class Spent:
     tokens: int = 0
 
 
-Event = Notice | Reply | Said | ImageMade | ImageJob | SummaryJob | StateChanged | Spent
+Event = Notice | Reply | Said | ImageMade | ImageJob | SearchJob | SummaryJob | StateChanged | Spent
 
 
 # --- notice wording ---------------------------------------------------------
@@ -175,6 +193,14 @@ def picture_attached(name: str) -> str:
 
 def image_failed(label: str, reason: str) -> str:
     return f"🎨 {label} could not create an image: {reason}"
+
+
+def searched(short: str, query: str, count: int) -> str:
+    return f'🔍 [{short}]: !search "{query}" ({count} result{"" if count == 1 else "s"})'
+
+
+def search_failed(short: str, query: str, reason: str) -> str:
+    return f'🔍 [{short}]: !search "{query}" failed: {reason}'
 
 
 def temperature_context(short: str) -> str:

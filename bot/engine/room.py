@@ -33,6 +33,7 @@ from .context import (
 from .loops import Judgement, LoopWatch
 from .memory import Memory, clean_summary, fit, reserve, summary_request
 from .scenarios import Scenario
+from .websearch import clean_query, moderators_note, query_problem, results_block
 
 MIN_IMAGE_PROMPT = 3
 REFUSALS_BEFORE_PAUSE = 3  # the same refusal this many turns in a row will not go away by itself
@@ -71,6 +72,8 @@ class RoomSettings:
     images_per_room: int | None = None  # pictures made (or being made) in the room's life
     images_at_once: int | None = None  # pictures being made at the same time
     summary_model: str | None = None  # a catalog model that summarises what the AIs can no longer be sent
+    searches_per_window: int | None = None  # !search in the whole room within search_window turns
+    search_window: int = 10
 
 
 @dataclass
@@ -161,6 +164,11 @@ class Room:
         self._next_number = 1
         self._next_job = 1
         self._jobs: dict[int, tuple[int, str]] = {}
+        self._searches: dict[int, tuple[int, str]] = {}  # job id -> (AI number, query), like _jobs
+        self._search_turns: list[int] = []  # the room turns of recent searches, for the room's limit
+        # Whether this process can search the web (a runner with a search service says so);
+        # not stored: after a restart it is whatever the host can do then.
+        self.search_available = False
         self._outbox: list[ev.Event] = []
         self._alerts: list[ev.Alert] = []  # for the host, apart from the events: never stored
         # Per AI: the refusal its last turns ended with, and how many turns in a row.
@@ -563,13 +571,20 @@ class Room:
     def _drop_from_queue(self, number: int) -> None:
         self._queue = deque(n for n in self._queue if n != number)
 
+    @property
+    def commands(self) -> frozenset[str]:
+        """The commands the AIs may use here now: the settings' less what this host cannot do."""
+        if self.search_available:
+            return self.settings.commands
+        return self.settings.commands - {"search"}
+
     def request_for(self, participant: Participant) -> ChatRequest:
         return self._request(participant)[0]
 
     def _request(self, participant: Participant) -> tuple[ChatRequest, int]:
         """The AI's request, and the tokens its history could fill (after the summary's share)."""
         others = [p.label for p in self.present if p.number != participant.number]
-        enabled = self.settings.commands
+        enabled = self.commands
         model = participant.model
         docs = command_docs(
             enabled,
@@ -842,7 +857,7 @@ class Room:
         """Apply one command and return the outcome the issuing AI is told."""
         if index >= self.settings.max_commands:
             return self._refuse(participant, command, f"only {self.settings.max_commands} commands per reply")
-        if command.name not in self.settings.commands:
+        if command.name not in self.commands:
             return self._refuse(participant, command, f"!{command.name} is switched off in this room")
         if command.error:
             return self._refuse(participant, command, command.error)
@@ -889,6 +904,68 @@ class Room:
             price, limit = s.image_price_usd, s.budget_usd
             return f"a picture costs ${price:.2f} and the room's spending limit of ${limit:.2f} is nearly reached"
         return None
+
+    def _cmd_search(self, participant: Participant, command: Command) -> str:
+        query = clean_query(command.args[0])
+        if (problem := query_problem(query) or self._search_limit(participant)) is not None:
+            return self._refuse(participant, command, problem)
+        self._search_turns.append(self.turns_taken)
+        job_id = self._next_job
+        self._next_job += 1
+        self._searches[job_id] = (participant.number, query)
+        self._outbox.append(ev.SearchJob(job_id, participant.number, query))
+        return "the search is running; its results reach everyone before the next turn, and you are told if it fails."
+
+    def _search_limit(self, participant: Participant) -> str | None:
+        """Why one more search is not allowed now, or None: one at a time per AI, and a room-wide
+        number per window of turns, so a room cannot flood the service or its own context."""
+        if any(number == participant.number for number, _ in self._searches.values()):
+            return "your last search is still running"
+        limit, window = self.settings.searches_per_window, self.settings.search_window
+        self._search_turns = [t for t in self._search_turns if t > self.turns_taken - window]
+        if limit is not None and len(self._search_turns) >= limit:
+            wait = self._search_turns[0] + window - self.turns_taken
+            return (
+                f"this room may search {_count(limit, 'time')} every {_count(window, 'turn')};"
+                f" try again in {_count(wait, 'turn')}"
+            )
+        return None
+
+    def search_done(self, job_id: int, hits: list[ev.SearchHit]) -> None:
+        """Results arrived: every AI reads them (bounded, quoted); spectators see how many."""
+        job = self._searches.pop(job_id, None)
+        if job is None:
+            return
+        number, query = job
+        participant = self.participants[number]
+        block, count = results_block(participant.short, query, hits)
+        notice = ev.searched(participant.short, query, count)
+        if count == 0:
+            self._notice(notice)
+            note = f'Your search "{query}" found nothing; other words may find something.'
+            self.history.append(Entry("private", note, audience=number))
+            return
+        self._outbox.append(ev.Notice(notice, private=moderators_note(hits, count)))
+        self.history.append(Entry("notice", block))
+
+    def search_failed(self, job_id: int, reason: str, detail: str = "") -> None:
+        """A search that could not be made: ``reason`` for everyone, ``detail`` for the host (see fail_turn)."""
+        job = self._searches.pop(job_id, None)
+        if job is None:
+            return
+        number, query = job
+        participant = self.participants[number]
+        self._notice(ev.search_failed(participant.short, query, reason))
+        self._alert(f"{participant.short}'s search could not be made", detail, reason)
+        self.history.append(Entry("private", f'Your search "{query}" failed: {reason}.', audience=number))
+
+    def search_jobs(self) -> list[ev.SearchJob]:
+        """Searches asked for and not answered yet: after a restart the runner makes them again."""
+        return [ev.SearchJob(job_id, number, query) for job_id, (number, query) in self._searches.items()]
+
+    @property
+    def pending_searches(self) -> int:
+        return len(self._searches)
 
     def _cmd_prompt(self, participant: Participant, command: Command) -> str:
         text = command.args[0].strip()

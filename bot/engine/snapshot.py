@@ -59,6 +59,8 @@ def room_state(room: Room) -> dict[str, Any]:
         "next_number": room._next_number,
         "next_job": room._next_job,
         "jobs": {str(k): list(v) for k, v in room._jobs.items()},
+        "searches": {str(k): list(v) for k, v in room._searches.items()},
+        "search_turns": list(room._search_turns),
         "participants": [_participant_to_dict(p) for p in room.participants.values()],
         "memory": room.memory.to_dict(),
     }
@@ -87,7 +89,8 @@ def restore_room(
     state: dict[str, Any],
     history: list[Entry],
 ) -> Room:
-    """The room as it was; pending picture jobs come back with ``resumable_jobs``."""
+    """The room as it was; pending picture jobs come back with ``resumable_jobs``, searches
+    with ``Room.search_jobs``."""
     room = Room(catalog, scenario, settings, topic=state.get("topic"))
     room.history = history or room.history
     room.state = state["state"]
@@ -108,6 +111,8 @@ def restore_room(
     room._next_number = state.get("next_number", 1)
     room._next_job = state.get("next_job", 1)
     room._jobs = {int(k): (v[0], v[1]) for k, v in state.get("jobs", {}).items()}
+    room._searches = {int(k): (v[0], v[1]) for k, v in state.get("searches", {}).items()}
+    room._search_turns = list(state.get("search_turns", []))
     room.participants = {p["number"]: _participant_from_dict(p, catalog) for p in state.get("participants", [])}
     # A summary being made when the room was saved is asked for again on the next turn.
     room.memory = Memory.from_dict(state.get("memory"))

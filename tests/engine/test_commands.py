@@ -30,7 +30,7 @@ def single(text: str) -> Command:
 # --- interface -------------------------------------------------------------
 
 
-def test_command_names_are_the_nine_known_commands():
+def test_command_names_are_the_ten_known_commands():
     assert COMMAND_NAMES == (
         "image",
         "prompt",
@@ -41,6 +41,7 @@ def test_command_names_are_the_nine_known_commands():
         "whisper",
         "remove_ai",
         "vote",
+        "search",
     )
 
 
