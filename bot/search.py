@@ -92,9 +92,10 @@ class SearxngSearch:
         params: dict[str, str | int] = {"q": query, "format": "json", "safesearch": self.safesearch, "pageno": 1}
         if self.language:
             params["language"] = self.language
+        client = self._client_now()  # made once, outside the timeout: it loads certificates
         try:
             async with asyncio.timeout(self.timeout):  # the whole search, however slowly bytes trickle
-                status, headers, body = await self._get(params)
+                status, headers, body = await self._get(client, params)
         except (TimeoutError, httpx.TimeoutException):
             raise SearchError(
                 f"the search service did not answer within {self.timeout:g} seconds",
@@ -108,8 +109,7 @@ class SearxngSearch:
             raise _status_error(status, headers, body, self.where)
         return self._hits(_payload(body, headers, self.where))
 
-    async def _get(self, params: dict[str, str | int]) -> tuple[int, httpx.Headers, bytes]:
-        client = self._client_now()
+    async def _get(self, client: httpx.AsyncClient, params: dict[str, str | int]) -> tuple[int, httpx.Headers, bytes]:
         headers = {"Accept": "application/json"}
         async with client.stream("GET", self.endpoint, params=params, headers=headers) as response:
             body = bytearray()
