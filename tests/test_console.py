@@ -297,3 +297,28 @@ async def test_a_summary_model_no_key_can_run_is_refused_before_the_room_starts(
     said = capsys.readouterr().err
     assert said.startswith("SUMMARY_MODEL=Gemini 3 Flash cannot run here:") and "GEMINI_API_KEY" in said
     assert fake_llm.requests == []
+
+
+async def test_console_room_searches_the_web_and_the_next_ai_reads_the_results(fake_llm, tmp_path):
+    from tests.fakes import FakeSearxng
+
+    fake_llm.script(Reply.text('Let me look.\n!search "tallest lighthouse"'), Reply.text("106 metres, then."))
+    with FakeSearxng() as searx:
+        settings = settings_for(fake_llm).model_copy(update={"search_url": searx.base_url, "search_results": 2})
+        out = io.StringIO()
+        assert await run_console(console_args("--turns", "2", "--pictures", str(tmp_path)), settings, out) == 0
+    printed = out.getvalue()
+    assert '🔍 [AI-1]: !search "tallest lighthouse" (2 results)' in printed
+    assert "https://" not in printed  # the terminal shows the notice; the results are the AIs' to read
+    first, second = (r.body for r in fake_llm.chat_requests)
+    assert '!search "a few words"' in first["messages"][0]["content"]
+    seen = "\n".join(_text(m) for m in second["messages"])
+    assert '[Web search by AI-1: "tallest lighthouse", 2 results.' in seen
+    assert "1. Lighthouse - Example Encyclopedia (https://en.example.org/wiki/Lighthouse)" in seen
+
+
+async def test_console_without_search_url_does_not_tell_the_ais_about_search(fake_llm, tmp_path):
+    fake_llm.script(Reply.text("hello"))
+    assert await run_console(console_args("--turns", "1", "--pictures", str(tmp_path)), settings_for(fake_llm), io.StringIO()) == 0
+    (request,) = fake_llm.chat_requests
+    assert "!search" not in request.body["messages"][0]["content"]
