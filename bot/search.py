@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import logging
 import re
 import urllib.parse
 from typing import Any, Protocol
@@ -26,6 +27,11 @@ import httpx
 from bot.engine import SearchHit
 from bot.settings import Settings
 
+log = logging.getLogger(__name__)
+
+# How failures name the service: details may reach a room's moderator in a DM, so they name
+# the setting, never the instance's address (the log has it, without credentials).
+WHERE = "the SearXNG at SEARCH_URL"
 MAX_BODY = 2 * 1024 * 1024  # a page of SearXNG results is tens of kilobytes; more is not search results
 _TAG = re.compile(r"<[^>]{0,200}>")  # engines' highlighting (<b>, <span class="highlight">)
 
@@ -81,7 +87,7 @@ class SearxngSearch:
 
     @property
     def where(self) -> str:
-        """The endpoint without credentials or query, for messages and logs."""
+        """The endpoint without credentials or query, for the log."""
         parts = urllib.parse.urlsplit(self.endpoint)
         host = parts.hostname or ""
         if parts.port:
@@ -99,15 +105,16 @@ class SearxngSearch:
         except (TimeoutError, httpx.TimeoutException):
             raise SearchError(
                 f"the search service did not answer within {self.timeout:g} seconds",
-                f"{self.where} took longer than SEARCH_TIMEOUT ({self.timeout:g} s)",
+                f"{WHERE} took longer than SEARCH_TIMEOUT ({self.timeout:g} s)",
             ) from None
         except httpx.HTTPError as exc:
+            log.warning("could not reach the search service at %s: %s %s", self.where, type(exc).__name__, exc)
             raise SearchError(
-                "the search service could not be reached", f"{self.where}: {type(exc).__name__} {exc}".strip()
+                "the search service could not be reached", f"{WHERE} could not be reached ({type(exc).__name__})"
             ) from None
         if status != 200:
-            raise _status_error(status, headers, body, self.where)
-        return self._hits(_payload(body, headers, self.where))
+            raise _status_error(status, headers, body)
+        return self._hits(_payload(body, headers))
 
     async def _get(self, client: httpx.AsyncClient, params: dict[str, str | int]) -> tuple[int, httpx.Headers, bytes]:
         headers = {"Accept": "application/json"}
@@ -118,7 +125,7 @@ class SearxngSearch:
                 if len(body) > MAX_BODY:
                     raise SearchError(
                         "the search service sent far more than a page of results",
-                        f"{self.where} sent over {MAX_BODY // 1024 // 1024} MiB",
+                        f"{WHERE} sent over {MAX_BODY // 1024 // 1024} MiB",
                     )
             return response.status_code, response.headers, bytes(body)
 
@@ -135,7 +142,7 @@ class SearxngSearch:
         if not isinstance(results, list):
             raise SearchError(
                 "the search service sent something that is not search results",
-                f'{self.where} answered JSON without a "results" list',
+                f'{WHERE} answered JSON without a "results" list',
             )
         hits: list[SearchHit] = []
         seen: set[str] = set()
@@ -150,7 +157,7 @@ class SearxngSearch:
         if not hits and (silent := _unresponsive(payload)):
             raise SearchError(
                 "the search engines behind the search service did not answer",
-                f"{self.where}: no results; unresponsive engines: {silent}",
+                f"{WHERE} found nothing; engines that did not answer: {silent}",
             )
         return hits
 
@@ -160,24 +167,24 @@ class SearxngSearch:
             await client.aclose()
 
 
-def _status_error(status: int, headers: httpx.Headers, body: bytes, where: str) -> SearchError:
+def _status_error(status: int, headers: httpx.Headers, body: bytes) -> SearchError:
     if status == 403:
         return SearchError(
             "the search service refuses to answer the bot in JSON",
-            f"{where} answered 403 Forbidden to format=json: list json under search.formats in the "
+            f"{WHERE} answered 403 Forbidden to format=json: list json under search.formats in the "
             "instance's settings.yml (or let the bot past its limiter)",
         )
     if status == 429:
         wait = headers.get("retry-after")
         return SearchError(
             "the search service is limiting requests; try again in a few turns",
-            f"{where} answered 429 Too Many Requests" + (f" (Retry-After: {wait})" if wait else "")
+            f"{WHERE} answered 429 Too Many Requests" + (f" (Retry-After: {wait})" if wait else "")
             + "; its limiter may need the bot's address on its pass list",
         )
-    return SearchError(f"the search service failed (HTTP {status})", f"{where} answered {status}: {_peek(body)}")
+    return SearchError(f"the search service failed (HTTP {status})", f"{WHERE} answered {status}: {_peek(body)}")
 
 
-def _payload(body: bytes, headers: httpx.Headers, where: str) -> dict[str, Any]:
+def _payload(body: bytes, headers: httpx.Headers) -> dict[str, Any]:
     try:
         payload = json.loads(body)
     except ValueError:
@@ -186,7 +193,7 @@ def _payload(body: bytes, headers: httpx.Headers, where: str) -> dict[str, Any]:
         kind = headers.get("content-type", "no content type")
         raise SearchError(
             "the search service sent something that is not search results",
-            f"{where} answered 200 with {kind}, not a JSON object: {_peek(body)}",
+            f"{WHERE} answered 200 with {kind}, not a JSON object: {_peek(body)}",
         )
     return payload
 

@@ -174,3 +174,25 @@ async def test_whispers_are_stored_and_exported_for_moderators(tmp_path):
     assert "meet me at the lighthouse" in export(record, events, "html").decode()
     lines = [json.loads(line) for line in export(record, events, "jsonl").decode().splitlines()]
     assert any(line.get("private", "").endswith('"meet me at the lighthouse"') for line in lines)
+
+
+async def test_search_results_addresses_are_in_the_export_not_their_extracts(tmp_path):
+    """The channel showed how many results a search found; the export also lists them."""
+    from bot.engine import SearchHit, SearchJob
+
+    store = await Store.open(str(tmp_path / "search.sqlite3"))
+    try:
+        room = Room(data.catalog(), data.scenarios()["open-room"], RoomSettings(), topic="tides")
+        room.search_available = True
+        room.add("Gemini 3 Flash")
+        room_id = await store.create_room(room, "console")
+        room.complete_turn(room.next_turn(), '!search "tallest lighthouse"')
+        (job,) = [e for e in room.take_events() if isinstance(e, SearchJob)]
+        room.search_done(job.job_id, [SearchHit("Tall lights", "https://harbour.example.net/t", "106 m")])
+        await store.save(room_id, room, room.take_events())
+        record, events = await store.room(room_id), await store.events(room_id)
+    finally:
+        await store.close()
+    text = export(record, events, "txt").decode()
+    assert '🔍 [AI-1]: !search "tallest lighthouse" (1 result) (Tall lights <https://harbour.example.net/t>)' in text
+    assert "106 m" not in text
