@@ -1,12 +1,17 @@
-"""Storage cost: write time per turn and database size per thousand turns.
+"""Storage cost: write time per turn and database size per thousand turns, SQLite and PostgreSQL.
 
 A 4-AI room with replies of ordinary length (about 600 characters, a command
 in every third) runs against an instant provider, once without storage and
-once with it; the difference is what storage costs per turn.
+once with each backend; the difference is what storage costs per turn.
+
+PostgreSQL: ``--postgres URL`` (a scratch database), else a throwaway local server
+(tests/postgres.py) with PostgreSQL's default durability, over its Unix socket; skipped
+when PostgreSQL is not installed.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import tempfile
@@ -20,7 +25,8 @@ from bot import data  # noqa: E402
 from bot.engine import ChatRequest, Picture, Room, RoomSettings, Usage  # noqa: E402
 from bot.providers.base import TextDelta  # noqa: E402
 from bot.runner import QuietStage, RoomRunner  # noqa: E402
-from bot.storage import Journal, Store  # noqa: E402
+from bot.storage import Journal, Store, open_url  # noqa: E402
+from tests.postgres import Cluster, find_binaries  # noqa: E402
 
 TURNS = 1000
 PROSE = "the tide keeps a ledger of everything it touched and reads it back at night, line by line. " * 6
@@ -56,37 +62,66 @@ def new_room() -> Room:
     return room
 
 
-async def run(stored: bool, folder: Path) -> tuple[float, int]:
+async def run(stored: bool, folder: Path, url: str | None = None) -> tuple[float, int]:
     room = new_room()
     journal = None
     store = None
     if stored:
-        store = await Store.open(folder / "bench.sqlite3")
+        store = await open_url(url) if url else await Store.open(folder / "bench.sqlite3")
         journal = Journal(store, await store.create_room(room, "console"))
     runner = RoomRunner(room, lambda model: InstantProvider.shared, NoImages(), QuietStage(), journal=journal)
     began = time.perf_counter()
     await runner.run()
     seconds = time.perf_counter() - began
     size = 0
-    if store is not None:
+    if url is not None and store is not None:
+        size = await store.db.execute_fetchall(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+        )
+        size = int(size[0][0])
+        await store.close()
+    elif store is not None:
         await store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         await store.close()
         size = sum(p.stat().st_size for p in folder.glob("bench.sqlite3*"))
     return seconds, size
 
 
+def measure(url: str | None) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        InstantProvider.shared = InstantProvider()
+        return asyncio.run(run(True, Path(tmp), url))
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", metavar="URL", help="a scratch PostgreSQL database (default: a throwaway local server)")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         InstantProvider.shared = InstantProvider()
         plain, _ = asyncio.run(run(False, Path(tmp)))
-        InstantProvider.shared = InstantProvider()
-        stored, size = asyncio.run(run(True, Path(tmp)))
-    per_turn = (stored - plain) / TURNS
+    results = {"SQLite": measure(None)}
+    cluster = None
+    if args.postgres is None and (binaries := find_binaries()) is not None:
+        cluster = Cluster(binaries)
+        cluster.start(durable=True)
+    try:
+        url = args.postgres or (asyncio.run(cluster.new_database()) if cluster else None)
+        if url:
+            results["PostgreSQL"] = measure(url)
+    finally:
+        if cluster is not None:
+            cluster.stop()
     print(f"{'turns':<36} {TURNS}")
     print(f"{'time per turn without storage':<36} {plain / TURNS * 1e3:.2f} ms")
-    print(f"{'time per turn with storage':<36} {stored / TURNS * 1e3:.2f} ms")
-    print(f"{'write cost per turn':<36} {per_turn * 1e3:.2f} ms")
-    print(f"{'database size per 1000 turns':<36} {size / 1024 / 1024 * 1000 / TURNS:.2f} MiB")
+    for name, (stored, size) in results.items():
+        print(f"{name}")
+        print(f"  {'time per turn with storage':<34} {stored / TURNS * 1e3:.2f} ms")
+        print(f"  {'write cost per turn':<34} {(stored - plain) / TURNS * 1e3:.2f} ms")
+        print(f"  {'database size per 1000 turns':<34} {size / 1024 / 1024 * 1000 / TURNS:.2f} MiB")
+    if "PostgreSQL" not in results:
+        print("PostgreSQL: not installed here (no initdb); pass --postgres URL to measure a server")
 
 
 if __name__ == "__main__":

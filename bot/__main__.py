@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import datetime
 import logging
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -34,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     usage.add_argument("--since", type=_day, metavar="DATE", help="first UTC day, YYYY-MM-DD (default: the start)")
     usage.add_argument("--until", type=_day, metavar="DATE", help="last UTC day, YYYY-MM-DD (default: today)")
     usage.add_argument("--guild", type=int, metavar="ID", help="one Discord server only")
+    mover = commands.add_parser("migrate", help="copy a SQLite installation into an empty PostgreSQL database")
+    mover.add_argument("--from", dest="source", metavar="URL", help="sqlite:///path (default: DATABASE_PATH)")
+    mover.add_argument("--to", dest="target", metavar="URL", help="postgresql://user:password@host/db (default: DATABASE_URL)")
     args = parser.parse_args(argv)
     try:
         settings = Settings()
@@ -45,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings, logging.INFO if args.command in (None, "sync") else logging.WARNING)
     if args.command in ("rooms", "export", "delete", "usage"):
         return asyncio.run(_transcripts(args, settings))
+    if args.command == "migrate":
+        return _migrate(args, settings)
     if args.command == "console":
         try:
             return asyncio.run(_console(args, settings))
@@ -84,10 +88,10 @@ async def _console(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _transcripts(args: argparse.Namespace, settings: Settings) -> int:
     from bot.export import export_room, list_rooms
-    from bot.storage import Store, StorageError, describe_failure
+    from bot.storage import StorageError, open_store
 
     try:
-        store = await Store.open(settings.database_path, writing=args.command == "delete")
+        store = await open_store(settings, writing=args.command == "delete")
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -108,11 +112,32 @@ async def _transcripts(args: argparse.Namespace, settings: Settings) -> int:
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except sqlite3.Error as exc:  # what the opening checks could not foresee (a disk that fills up)
-        print(f"error: {describe_failure(store.path, exc)}", file=sys.stderr)
+    except store.errors as exc:  # what the opening checks could not foresee (a disk that fills up, a lost server)
+        print(f"error: {store.explain(exc)}", file=sys.stderr)
         return 2
     finally:
         await store.close()
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Copy SQLite into PostgreSQL and say what was copied (or, in one line, why nothing was)."""
+    from bot.postgres import where
+    from bot.storage import StorageError
+    from bot.transfer import migrate
+
+    source = args.source or f"sqlite:///{settings.database_path}"
+    target = args.target or (settings.database_url.get_secret_value() if settings.database_url else None)
+    if target is None:
+        print("error: name the PostgreSQL database: --to postgresql://user:password@host/db (or set DATABASE_URL).",
+              file=sys.stderr)
+        return 2
+    try:
+        copied = asyncio.run(migrate(source, target))
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(copied.summary(where(target)))
+    return 0
 
 
 def _day(text: str) -> str:

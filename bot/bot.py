@@ -28,7 +28,7 @@ from bot.providers import ImageProvider, ProviderPool
 from bot.providers.images import make_image_provider
 from bot.search import SearchService, make_search
 from bot.settings import Settings
-from bot.storage import StorageError, Store
+from bot.storage import StorageError, Store, open_store
 from bot.webhooks import WebhookPool
 from cogs.errors import ErrorTree
 
@@ -85,9 +85,9 @@ class SeanceBot(commands.Bot):
 
     async def open_store(self) -> Store:
         """Open the database (once). ``python -m bot`` calls this before connecting to Discord,
-        so a bad DATABASE_PATH ends the start at once, offline, in one sentence."""
+        so a bad DATABASE_PATH (or an unreachable DATABASE_URL) ends the start at once, in one sentence."""
         if self.store is None:
-            self.store = await Store.open(self.settings.database_path)
+            self.store = await open_store(self.settings)
             self.webhooks.store = self.store
             self.guild_settings.store = self.store
         return self.store

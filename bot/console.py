@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from bot.search import make_search
 from bot.engine.snapshot import resumable_jobs
 from bot.runner import RoomRunner
 from bot.settings import Settings
-from bot.storage import Journal, Store, StorageError, describe_failure, picture_name, write_picture
+from bot.storage import Journal, Store, StorageError, open_store, picture_name, write_picture
 
 DEFAULT_AIS = ("Gemini 3 Flash", "DeepSeek R1")
 KEY_HINT = "put OPENROUTER_API_KEY=... in .env (every catalog model runs through it; get one at https://openrouter.ai/keys)"
@@ -132,7 +131,7 @@ async def run_console(args: argparse.Namespace, settings: Settings, out: TextIO 
             print(f"{name}: {scenario.title}", file=out)
         return 0
     try:
-        store = await Store.open(settings.database_path)
+        store = await open_store(settings)
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -170,8 +169,8 @@ async def _hold_room(args: argparse.Namespace, settings: Settings, store: Store,
     if room_id is None:
         try:
             room_id = await store.create_room(room, "console")
-        except (sqlite3.Error, OSError) as exc:  # what opening could not foresee: a full disk, a file gone read-only
-            print(f"error: {describe_failure(store.path, exc)}", file=sys.stderr)
+        except (*store.errors, OSError) as exc:  # what opening could not foresee: a full disk, a file gone read-only
+            print(f"error: {store.explain(exc)}", file=sys.stderr)
             return 2
     pictures = await _picture_folder(store, room_id, args.pictures, settings)
     stage = ConsoleStage(out, pictures, settings.show_reasoning, waiting=lambda: _waiting(room, room_id))

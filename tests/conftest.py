@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes import FakeLLMServer
+from tests.postgres import Cluster, find_binaries
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -20,6 +21,24 @@ def fake_llm() -> Iterator[FakeLLMServer]:
     """A fake OpenAI-compatible server on 127.0.0.1, stopped after the test."""
     with FakeLLMServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """One real PostgreSQL server for the whole session, started on first use."""
+    binaries = find_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL is not installed (no initdb on PATH or in /usr/lib/postgresql); .ci/run installs it")
+    cluster = Cluster(binaries)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def pg_url(postgres_cluster: Cluster) -> str:
+    """The URL of a new, empty database of the session's PostgreSQL server."""
+    return await postgres_cluster.new_database()
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,154 @@
+"""PostgreSQL as the store (bot/postgres.py): what only a server can do wrong, tried on a real one.
+
+The shared storage behaviour runs on both backends in tests/test_storage.py; here: the
+dialect bridge, a server that cannot be reached, several processes on one database, and a
+connection killed in the middle of a room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+
+from bot import bot as app
+from bot import data, postgres, storage
+from bot.__main__ import main
+from bot.engine import Reply
+from bot.runner import RoomRunner
+from bot.storage import Journal, StorageError, open_url
+from tests.postgres import free_port
+from tests.test_bot import quiet_settings
+from tests.test_runner import Recorder, Scripted, SlowImages
+from tests.test_runner_failures import room_of, same_room
+
+
+def test_every_sqlite_migration_has_its_postgresql_form_with_the_same_number() -> None:
+    assert len(postgres.PG_MIGRATIONS) == len(storage.MIGRATIONS), (
+        "a migration was added to bot/storage.py MIGRATIONS without its PostgreSQL form in bot/postgres.py "
+        "PG_MIGRATIONS (append it there, with the same number)"
+    )
+
+
+def test_shared_sql_gets_numbered_placeholders_and_sqlite_only_syntax_is_refused() -> None:
+    assert postgres.to_postgres("SELECT '?', x FROM t WHERE a = ? AND b IN (?, ?) AND c != 'it''s ?'") == (
+        "SELECT '?', x FROM t WHERE a = $1 AND b IN ($2, $3) AND c != 'it''s ?'"
+    )
+    for sqlite_only in ("INSERT OR REPLACE INTO t VALUES (?)", "insert or ignore into t values (1)", "PRAGMA user_version"):
+        with pytest.raises(ValueError, match="SQLite-only SQL"):
+            postgres.to_postgres(sqlite_only)
+
+
+async def test_an_unreachable_server_is_one_sentence_without_the_password() -> None:
+    url = f"postgresql://seance:hunter2@127.0.0.1:{free_port()}/seance"
+    with pytest.raises(StorageError) as refused:
+        await open_url(url)
+    said = str(refused.value)
+    assert said.startswith("PostgreSQL at 127.0.0.1:") and "database seance cannot be reached" in said
+    assert "check that the server runs and DATABASE_URL names it" in said
+    assert "hunter2" not in said and "\n" not in said
+
+
+async def test_a_database_that_does_not_exist_is_named(postgres_cluster) -> None:
+    with pytest.raises(StorageError, match=r"database nowhere does not exist .*create it \(createdb\)"):
+        await open_url(postgres_cluster.url("nowhere"))
+
+
+async def test_a_url_of_another_kind_is_refused_with_an_example() -> None:
+    with pytest.raises(StorageError, match="starts with postgresql:// or sqlite:///, not mysql://"):
+        await open_url("mysql://localhost/seance")
+
+
+def test_the_bot_start_ends_in_one_line_when_postgresql_cannot_be_reached() -> None:
+    out = io.StringIO()
+    url = f"postgresql://seance:hunter2@127.0.0.1:{free_port()}/seance"
+    code = app.run(quiet_settings(discord_token="t", database_url=url), out)
+    said = out.getvalue().strip()
+    assert code == 2  # as for a DATABASE_PATH that cannot work: a person has to fix something
+    assert "cannot be reached" in said and "\n" not in said and "hunter2" not in said and "Traceback" not in said
+
+
+async def test_processes_starting_together_on_an_empty_database_migrate_it_once(pg_url) -> None:
+    stores = await asyncio.gather(*(open_url(pg_url) for _ in range(3)))
+    versions = await stores[0].db.execute_fetchall("SELECT version FROM seance_schema")
+    assert versions == [(len(postgres.PG_MIGRATIONS),)]
+    await asyncio.gather(*(store.close() for store in stores))
+
+
+async def test_a_reading_command_does_not_upgrade_a_shared_database(pg_url, monkeypatch) -> None:
+    await (await open_url(pg_url)).close()
+    monkeypatch.setattr(storage, "MIGRATIONS", storage.MIGRATIONS + ["SELECT 1;"])
+    monkeypatch.setattr(postgres, "PG_MIGRATIONS", postgres.PG_MIGRATIONS + ["SELECT 1;"])
+    with pytest.raises(StorageError, match="older than this Séance's .* this command only reads"):
+        await open_url(pg_url, writing=False)
+
+
+def test_the_command_line_reads_rooms_from_database_url(pg_url, monkeypatch, capsys, tmp_path) -> None:
+    async def one_room() -> int:
+        store = await open_url(pg_url)
+        room = room_of(ais=2)
+        room_id = await store.create_room(room, "console")
+        room.complete_turn(room.next_turn(), "a lantern speaks")
+        await store.save(room_id, room, room.take_events())
+        await store.close()
+        return room_id
+
+    room_id = asyncio.run(one_room())
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    assert main(["rooms"]) == 0
+    listed = capsys.readouterr().out
+    assert "console" in listed and str(room_id) in listed
+    assert main(["export", str(room_id), "--format", "jsonl", "--out", str(tmp_path / "room.jsonl")]) == 0
+    assert "a lantern speaks" in (tmp_path / "room.jsonl").read_text()
+    assert not (tmp_path / "data").exists()  # nothing went to a SQLite file
+
+
+def test_a_database_url_of_another_kind_is_named_at_start(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://seance:hunter2@db/seance")
+    assert main(["rooms"]) == 2
+    said = capsys.readouterr().err.strip()
+    assert said.startswith("DATABASE_URL is not valid (") and "postgresql://" in said and "hunter2" not in said
+
+
+@pytest.mark.logs_errors
+async def test_a_connection_killed_mid_save_pauses_the_room_and_resume_loses_nothing(
+    pg_url, postgres_cluster, error_logs
+) -> None:
+    store = await open_url(pg_url)
+    room = room_of(ais=2, turns=4)
+    room_id = await store.create_room(room, "console")
+    told: list[str] = []
+
+    async def tell(sentence: str) -> None:
+        told.append(sentence)
+
+    original = store._add_event
+    killed: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def killed_then_add(conn, room_id, event):  # on the write path's thread, inside the save's transaction
+        if not killed:  # the server drops every connection of this database, this save's included
+            killed.append(asyncio.run_coroutine_threadsafe(postgres_cluster.terminate(pg_url), loop).result())
+        return original(conn, room_id, event)
+
+    store._add_event = killed_then_add  # type: ignore[method-assign]
+    stage = Recorder()
+    provider = Scripted("one", "two", "three", "four")
+    runner = RoomRunner(room, lambda m: provider, SlowImages(), stage, journal=Journal(store, room_id), on_problem=tell)
+    await asyncio.wait_for(runner.run(return_on_pause=True), 20)
+    assert killed and killed[0] >= 1
+    assert room.state == "paused" and room.turns_taken == 1
+    stored = [s.event for s in await store.events(room_id) if isinstance(s.event, Reply)]
+    assert [e for e in stage.shown if isinstance(e, Reply)] == stored  # shown only once stored again
+    assert len(told) == 1 and "the database server cannot be reached" in told[0]
+    assert [r.getMessage().split(":")[0] for r in error_logs] == ["could not record the room, so it pauses"]
+
+    room.resume("Morgan")  # the pool makes new connections: the room carries on
+    await asyncio.wait_for(runner.run(), 20)
+    assert [e.text for e in stage.shown if isinstance(e, Reply)] == ["one", "two", "three", "four"]
+    assert [s.event for s in await store.events(room_id) if isinstance(s.event, Reply)] == [
+        e for e in stage.shown if isinstance(e, Reply)
+    ]
+    same_room(room, await store.load_room(room_id, data.catalog(), data.scenarios()))
+    await store.close()
