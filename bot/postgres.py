@@ -145,6 +145,20 @@ PG_MIGRATIONS: list[str] = [
         PRIMARY KEY (guild_id, name)
     );
     """,
+    # 6: forks: a fork's parent and the event it forked from, where each AI message's fork starts
+    # (its history length), the seats when they changed, and the event of each AI message
+    """
+    ALTER TABLE rooms ADD COLUMN parent_id BIGINT;
+    ALTER TABLE rooms ADD COLUMN fork_event BIGINT;
+    ALTER TABLE events ADD COLUMN history_len INTEGER;
+    ALTER TABLE messages ADD COLUMN event_id BIGINT;
+    CREATE TABLE seats (
+        room_id BIGINT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+        event_id BIGINT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (room_id, event_id)
+    );
+    """,
 ]
 
 # What a statement on a lost or refused connection raises, besides the server's own errors.

@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 
-from bot.engine import Alert, Event, ImageJob, ModelInfo, Notice, Room, SearchJob, Spent, SummaryJob, Turn
+from bot.engine import Alert, Event, ForkPoint, ImageJob, ModelInfo, Notice, Room, SearchJob, Spent, SummaryJob, Turn
 from bot.providers.base import ChatProvider, ImageProvider, ProviderError, complete
 from bot.search import SearchError, SearchService
 
@@ -105,7 +105,7 @@ class MemoryJournal:
     async def record(self, room: Room) -> list[tuple[int | None, Event]]:
         stored: list[tuple[int | None, Event]] = []
         for event in room.take_events():
-            if isinstance(event, (ImageJob, SearchJob, SummaryJob, Spent)):  # jobs for the runner, or booked: not shown
+            if isinstance(event, (ImageJob, SearchJob, SummaryJob, Spent, ForkPoint)):  # jobs for the runner, or booked: not shown
                 stored.append((None, event))
                 continue
             self._waiting[self._next] = (event, [])

@@ -31,13 +31,17 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from bot.engine import Catalog, Event, ImageMade, Notice, Picture, Reply, Room, Said, Scenario, Spent, StateChanged
+from bot.engine import (
+    Catalog, Event, ForkPoint, ImageMade, Notice, Picture, Reply, Room, Said, Scenario, Spent, StateChanged,
+)
 from bot.engine.context import Entry, Usage
 from bot.engine.snapshot import (
     entry_from_dict,
     entry_to_dict,
+    fork_state,
     restore_room,
     room_state,
+    seats_to_list,
     settings_from_dict,
     settings_to_dict,
 )
@@ -179,6 +183,24 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (guild_id, name)
     );
     """,
+    # 6: forks. A room forked from another names its parent and the event it forked from (no
+    # foreign key: deleting the parent leaves the fork, which still says where it came from).
+    # Each AI message records how much history a fork from it starts with (events.history_len)
+    # and, when they changed since the room's previous message, the seats as they were then
+    # (a fork from event E takes the newest seats row at or before E). Messages remember their
+    # event, so a fork from a Discord message finds its point at once.
+    """
+    ALTER TABLE rooms ADD COLUMN parent_id INTEGER;
+    ALTER TABLE rooms ADD COLUMN fork_event INTEGER;
+    ALTER TABLE events ADD COLUMN history_len INTEGER;
+    ALTER TABLE messages ADD COLUMN event_id INTEGER;
+    CREATE TABLE seats (
+        room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+        event_id INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (room_id, event_id)
+    );
+    """,
 ]
 
 # Columns of guild_settings a server may set; JSON lists are stored as text.
@@ -187,16 +209,24 @@ GUILD_COLUMNS = (
     "images_per_ai", "image_window", "images_per_room", "images_at_once", "room_budget_usd", "daily_budget_usd",
 )
 GUILD_LISTS = frozenset({"moderator_roles", "allowed_models", "default_models"})
-REPLACE_MESSAGE = "ON CONFLICT (message_id) DO UPDATE SET room_id = excluded.room_id, ai_number = excluded.ai_number"
+REPLACE_MESSAGE = (
+    "ON CONFLICT (message_id) DO UPDATE SET room_id = excluded.room_id, ai_number = excluded.ai_number,"
+    " event_id = excluded.event_id"
+)
 
 # aiosqlite logs every statement with its parameters at DEBUG, webhook tokens among them.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 EVENT_TYPES = {cls.__name__: cls for cls in (Notice, Reply, Said, ImageMade, StateChanged)}
+KIND_WORDS = {"Notice": "a notice", "Said": "a person's message", "StateChanged": "a change of state"}
 
 
 class StorageError(RuntimeError):
     """The database cannot be used as it is; the message says what to do."""
+
+
+class ForkError(StorageError):
+    """A fork that cannot start from the event asked for; the message says why, for a person."""
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -297,6 +327,27 @@ class RoomRecord:
     options: dict[str, Any]
     created_at: float
     updated_at: float
+    parent_id: int | None = None  # the room this one was forked from, and the event it forked at
+    fork_event: int | None = None
+
+
+@dataclass(frozen=True)
+class ForkSource:
+    """Where a fork starts: an AI message of a stored room, and what a fork from it copies."""
+
+    room_id: int
+    event_id: int
+    kind: str  # "reply" or "picture"
+    number: int  # the AI whose message it is
+    label: str
+    text: str  # the message (a picture's caption), to show where the fork starts
+    at: int  # history entries the fork copies
+    seats: list[dict[str, Any]]
+
+    @property
+    def models(self) -> list[str]:
+        """The models of the AIs present at the fork point, in seat order."""
+        return [seat["model"] for seat in self.seats if seat.get("present", True)]
 
 
 @dataclass(frozen=True)
@@ -314,6 +365,7 @@ class RoomSave:
     entries: list[Entry]
     events: list[Event]
     spent: list[Spent] = field(default_factory=list)  # costs to book with this save, in its transaction
+    forks: dict[int, ForkPoint] = field(default_factory=dict)  # index in ``events`` of an AI message -> its fork point
 
     @property
     def history_len(self) -> int:
@@ -323,14 +375,35 @@ class RoomSave:
 def capture(room: Room, saved: int, events: Iterable[Event] = ()) -> RoomSave:
     """The room now, with the history entries from ``saved`` on and the ``events`` to record."""
     events = list(events)
+    kept = [event for event in events if type(event).__name__ in EVENT_TYPES or isinstance(event, ForkPoint)]
+    shown, forks = _fork_points(kept)
     return RoomSave(
         room.state,
         json.dumps(room_state(room)),
         saved,
         [entry for _, entry in room.history_since(saved)],
-        [event for event in events if type(event).__name__ in EVENT_TYPES],
+        shown,
         [event for event in events if isinstance(event, Spent)],
+        forks,
     )
+
+
+def _fork_points(events: list[Event]) -> tuple[list[Event], dict[int, ForkPoint]]:
+    """The events to store, and each fork point by the index of the AI message it follows
+    (the room queues it in the same step as the message, so both are in one save)."""
+    shown: list[Event] = []
+    forks: dict[int, ForkPoint] = {}
+    message: int | None = None
+    for event in events:
+        if isinstance(event, ForkPoint):
+            if message is not None:
+                forks[message] = event
+            message = None
+            continue
+        if isinstance(event, (Reply, ImageMade)):
+            message = len(shown)
+        shown.append(event)
+    return shown, forks
 
 
 @dataclass(frozen=True)
@@ -639,6 +712,8 @@ class Store:
         room_id, save = write.room_id, write.save
         self._save_entries(conn, room_id, save.first_seq, save.entries)
         ids = [self._add_event(conn, room_id, event) for event in save.events]
+        for index, point in save.forks.items():  # in order, each compared with the seats stored before it
+            self._add_fork_point(conn, room_id, ids[index], point)
         if save.spent:
             self._book(conn, room_id, save.spent)
         _execute(
@@ -647,6 +722,15 @@ class Store:
             (save.state, save.snapshot, save.history_len, time.time(), room_id),
         )
         return ids
+
+    def _add_fork_point(self, conn: sqlite3.Connection, room_id: int, event_id: int, point: ForkPoint) -> None:
+        """Record where a fork from an AI message starts: its history length, and the seats
+        unless they are what the room's newest seats row holds already (they seldom change)."""
+        _execute(conn, "UPDATE events SET history_len = ? WHERE id = ?", (point.at, event_id))
+        data = json.dumps(seats_to_list(point.seats))
+        last = _fetch_one(conn, "SELECT data FROM seats WHERE room_id = ? ORDER BY event_id DESC LIMIT 1", (room_id,))
+        if last is None or last[0] != data:
+            _execute(conn, "INSERT INTO seats (room_id, event_id, data) VALUES (?, ?, ?)", (room_id, event_id, data))
 
     async def set_options(self, room_id: int, options: dict[str, Any]) -> None:
         async with self._transaction():
@@ -683,7 +767,10 @@ class Store:
     ) -> list[RoomRecord]:
         """Stored rooms, oldest first; ``pending_pictures``: only those with picture jobs unfinished;
         ``owing``: only those that still owe their channel something (pictures, or events never shown)."""
-        query = "SELECT id, origin, guild_id, channel_id, thread_id, scenario, state, options, created_at, updated_at FROM rooms"
+        query = (
+            "SELECT id, origin, guild_id, channel_id, thread_id, scenario, state, options, created_at, updated_at,"
+            " parent_id, fork_event FROM rooms"
+        )
         clauses, args = [], []
         if pending_pictures:
             clauses.append("json_extract(snapshot, '$.jobs') != '{}'")
@@ -706,7 +793,7 @@ class Store:
             query += " WHERE " + " AND ".join(clauses)
         async with self.reader.execute(query + " ORDER BY id", args) as cursor:
             return [
-                RoomRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8], r[9])
+                RoomRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8], r[9], r[10], r[11])
                 for r in await cursor.fetchall()
             ]
 
@@ -756,6 +843,134 @@ class Store:
     def _folder_from(self, row: Any, room_id: int) -> Path:
         chosen = json.loads(row[0]).get("pictures") if row else None
         return Path(chosen) if chosen else self.pictures / str(room_id)
+
+    # --- forks ---------------------------------------------------------------
+
+    async def fork_source(self, room_id: int, event_id: int) -> ForkSource:
+        """Where a fork from event ``event_id`` of room ``room_id`` starts; ForkError says why it cannot."""
+        await self.room(room_id)  # "There is no room N."
+        async with self.reader.execute(
+            "SELECT room_id, kind, data, history_len FROM events WHERE id = ?", (event_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None or row[0] != room_id:
+            raise ForkError(
+                f"Event {event_id} is not in room {room_id}; `python -m bot export {room_id} --numbered` shows its events."
+            )
+        _, kind, data, at = row
+        if kind not in ("Reply", "ImageMade"):
+            raise ForkError(
+                f"Event {event_id} of room {room_id} is {KIND_WORDS.get(kind, 'not a message')}; "
+                "a fork starts from an AI's reply or picture."
+            )
+        seats = None
+        if at is not None:
+            async with self.reader.execute(
+                "SELECT data FROM seats WHERE room_id = ? AND event_id <= ? ORDER BY event_id DESC LIMIT 1",
+                (room_id, event_id),
+            ) as cursor:
+                seats = await cursor.fetchone()
+        if seats is None:
+            raise ForkError(
+                f"Event {event_id} of room {room_id} is from before Séance recorded where forks start; "
+                "fork from a later message."
+            )
+        message = json.loads(data)
+        reply = kind == "Reply"
+        return ForkSource(
+            room_id, event_id, "reply" if reply else "picture", message["number"], message["label"],
+            message["text"] if reply else message["caption"], at, json.loads(seats[0]),
+        )
+
+    async def create_fork(
+        self,
+        source: ForkSource,
+        origin: str,
+        *,
+        guild_id: int | None = None,
+        channel_id: int | None = None,
+        thread_id: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> int:
+        """Store a new room forked at ``source``: its parent's scenario and settings, the seats
+        and the history up to that point (see ``fork_state``); returns its number.
+
+        One transaction. Pictures are copied into the fork's own folder (on the database's
+        thread, off the event loop), so deleting either room leaves the other whole. The
+        parent is only read: it goes on as it was.
+        """
+        async with self.reader.execute(
+            "SELECT scenario, settings, snapshot FROM rooms WHERE id = ?", (source.room_id,)
+        ) as cursor:
+            parent = await cursor.fetchone()
+        if parent is None:
+            raise ForkError(f"Room {source.room_id} is no longer stored, so it cannot be forked.")
+        scenario, settings, snapshot = parent
+        async with self.reader.execute(
+            "SELECT data FROM entries WHERE room_id = ? AND seq < ? ORDER BY seq", (source.room_id, source.at)
+        ) as cursor:
+            history = [json.loads(data) for (data,) in await cursor.fetchall()]
+        read = await self._picture_reader(e["picture"].get("key") for e in history if e.get("picture"))
+        state = fork_state(json.loads(snapshot), source.seats, history, source.number)
+        now = time.time()
+        row = (
+            origin, guild_id, channel_id, thread_id, scenario, settings, json.dumps(options or {}), state["state"],
+            json.dumps(state), len(history), now, now, source.room_id, source.event_id,
+        )
+
+        def create(conn: sqlite3.Connection) -> int:
+            fork_id = _execute(
+                conn,
+                "INSERT INTO rooms (origin, guild_id, channel_id, thread_id, scenario, settings, options, state,"
+                " snapshot, history_len, created_at, updated_at, parent_id, fork_event)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            assert fork_id is not None
+            rows = [
+                (fork_id, seq, json.dumps(self._copy_entry(conn, fork_id, e, read))) for seq, e in enumerate(history)
+            ]
+            _execute_many(conn, "INSERT INTO entries (room_id, seq, data) VALUES (?, ?, ?)", rows)
+            return fork_id
+
+        async with self._writing:
+            fork_id: int = await self._on_thread(lambda conn: _in_transaction(conn, create))
+        return fork_id
+
+    def _copy_entry(
+        self, conn: sqlite3.Connection, room_id: int, entry: dict[str, Any], read: Callable[[str], bytes | None]
+    ) -> dict[str, Any]:
+        """A history entry for a fork: its picture, if it is still there, copied as the fork's own."""
+        ref = entry.get("picture")
+        if not ref:
+            return entry
+        raw = read(ref["key"]) if ref.get("key") else None
+        if raw is None:
+            return {k: v for k, v in entry.items() if k != "picture"}  # the caption stays
+        picture = Picture(raw, ref.get("mime", "image/png"), ref.get("offline", False))
+        return {**entry, "picture": {**ref, "key": self._write_picture(conn, room_id, picture)}}
+
+    async def find_message(self, message_id: int, place_id: int) -> tuple[int, int | None] | None:
+        """The stored room and event of a Discord message posted in channel or thread ``place_id``.
+
+        An AI's messages are found at once (``messages``); the others (notices, a person's
+        words relayed by the room) by the message ids of the rooms held there. The event is
+        None for an AI message stored before events were remembered with it.
+        """
+        async with self.reader.execute(
+            "SELECT room_id, event_id FROM messages WHERE message_id = ?", (message_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is not None:
+            return row[0], row[1]
+        async with self.reader.execute(
+            "SELECT events.id, events.room_id, events.message_ids FROM events JOIN rooms ON rooms.id = events.room_id"
+            " WHERE (rooms.channel_id = ? OR rooms.thread_id = ?) AND events.message_ids LIKE ?",
+            (place_id, place_id, f"%{message_id}%"),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        found = [(room_id, event_id) for event_id, room_id, ids in rows if message_id in json.loads(ids)]
+        return found[0] if found else None
 
     # --- events --------------------------------------------------------------
 
@@ -971,14 +1186,16 @@ class Store:
         """Messages of a Reply or ImageMade belong to its AI (a batch of those is one event)."""
         rows = _fetch_all(
             conn,
-            f"SELECT room_id, data FROM events WHERE id IN ({','.join('?' * len(event_ids))})"
+            f"SELECT id, room_id, data FROM events WHERE id IN ({','.join('?' * len(event_ids))})"
             " AND kind IN ('Reply', 'ImageMade')",
             event_ids,
         )
-        authored = [(m, room_id, json.loads(data)["number"]) for room_id, data in rows for m in message_ids]
+        authored = [(m, room_id, json.loads(data)["number"], i) for i, room_id, data in rows for m in message_ids]
         if authored:
             _execute_many(
-                conn, f"INSERT INTO messages (message_id, room_id, ai_number) VALUES (?, ?, ?) {REPLACE_MESSAGE}", authored
+                conn,
+                f"INSERT INTO messages (message_id, room_id, ai_number, event_id) VALUES (?, ?, ?, ?) {REPLACE_MESSAGE}",
+                authored,
             )
 
     def _save_entries(self, conn: sqlite3.Connection, room_id: int, first_seq: int, entries: list[Entry]) -> None:

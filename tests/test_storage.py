@@ -636,4 +636,140 @@ async def test_a_journal_does_not_write_a_room_that_has_not_changed(reopen):
     room.pause("a break")
     await journal.record(room)
     assert store.group.writes == writes + 1 and (await store.room(journal.room_id)).state == "paused"
+
+
+# --- forks ---------------------------------------------------------------------
+
+
+def replies(stored: list) -> list[int]:
+    return [event_id for event_id, event in stored if isinstance(event, Reply)]
+
+
+async def test_a_fork_starts_from_the_message_as_the_room_was_then(reopen):
+    """Seats, temperatures, notes and history as they were at the message, whatever changed after it."""
+    store = await reopen()
+    room = new_room()
+    room_id = await store.create_room(room, "console")
+    stored = await play(store, room_id, room, '!temperature 1.3\n!prompt "speak of salt"\nThe sea first.', "The harbour.")
+    at = replies(stored)[-1]  # AI-2's reply
+    then = {n: room.request_for(p) for n, p in room.participants.items()}
+    history = list(room.history)
+    # After the fork point everything changes: temperatures, notes, a persona, who is seated.
+    await play(store, room_id, room, '!temperature 0.2\n!prompt "forget salt"\nNo more sea.')
+    room.set_prompt(2, "a grumpy harbour master")
+    room.set_temperature(2, 0.1)
+    room.add("DeepSeek R1")
+    room.remove(1)
+    await store.save(room_id, room, room.take_events())
+    await play(store, room_id, room, "After all that.")
+
+    fork_id = await store.create_fork(await store.fork_source(room_id, at), "console")
+    fork = await store.load_room(fork_id, data.catalog(), data.scenarios())
+    assert [p.label for p in fork.present] == ["AI-1 (Gemini 3 Flash)", "AI-2 (Claude Haiku 4.5)"]
+    assert fork.participants[1].temperature == 1.3 and fork.participants[1].additions == ["speak of salt"]
+    assert fork.history == history
+    for number, request in then.items():  # what each AI would have been sent next, exactly
+        assert fork.request_for(fork.participants[number]) == request
+    assert fork.next_turn().number == 1  # AI-2 spoke last
+    record = await store.room(fork_id)
+    assert (record.parent_id, record.fork_event, record.state) == (room_id, at, "running")
+    assert fork.settings == room.settings and record.scenario == "workshop"
+
+    parent = await store.load_room(room_id, data.catalog(), data.scenarios())  # goes on untouched
+    assert not parent.participants[1].present and parent.participants[2].persona == "a grumpy harbour master"
+    assert [p.label for p in parent.present] == ["AI-2 (Claude Haiku 4.5)", "AI-3 (DeepSeek R1)"]
+    assert await store.event_count(fork_id) == 0
+    await store.close()
+
+
+async def test_a_change_saved_with_the_message_is_not_part_of_its_fork(reopen):
+    """A moderator's change made before the reply's save was written lands in that save, not in the fork point."""
+    store = await reopen()
+    room = new_room()
+    room_id = await store.create_room(room, "console")
+    room.complete_turn(room.next_turn(), "Islands first.")
+    room.set_temperature(1, 0.2)
+    room.add("DeepSeek R1")
+    (reply,) = replies(await store.save(room_id, room, room.take_events()))
+    source = await store.fork_source(room_id, reply)
+    assert [s["temperature"] for s in source.seats] == [1.0, 1.0]
+    assert source.models == ["Gemini 3 Flash", "Claude Haiku 4.5"]
+    assert (source.kind, source.number, source.text) == ("reply", 1, "Islands first.")
+    await store.close()
+
+
+async def test_seats_are_stored_only_when_they_change_and_survive_a_reopen(reopen):
+    store = await reopen()
+    room = new_room()
+    room_id = await store.create_room(room, "console")
+    first = replies(await play(store, room_id, room, "one", "two", "three", "four"))
+    later = replies(await play(store, room_id, room, "!temperature 0.7\nfive", "six"))
+    await store.close()
+    store = await reopen()
+    room = await store.load_room(room_id, data.catalog(), data.scenarios())
+    last = replies(await play(store, room_id, room, "seven"))
+    async with store.reader.execute("SELECT COUNT(*) FROM seats") as cursor:
+        assert (await cursor.fetchone())[0] == 2  # the start and the change: each is compared with what is stored
+    temperatures = [
+        (await store.fork_source(room_id, event_id)).seats[0]["temperature"] for event_id in first + later + last
+    ]
+    assert temperatures == [1.0, 1.0, 1.0, 1.0, 0.7, 0.7, 0.7]
+    await store.close()
+
+
+async def test_a_fork_from_a_picture_copies_the_pictures_so_deleting_the_parent_keeps_them(reopen):
+    store = await reopen()
+    room = new_room()
+    room_id = await store.create_room(room, "console")
+    room.complete_turn(room.next_turn(), '!image "a lighthouse of glass"')
+    (job,) = [e for e in room.take_events() if isinstance(e, ImageJob)]
+    room.image_done(job.job_id, Picture(b"lighthouse-bytes", "image/png"))
+    stored = await store.save(room_id, room, room.take_events())
+    (picture_event,) = [i for i, e in stored if isinstance(e, ImageMade)]
+    source = await store.fork_source(room_id, picture_event)
+    assert (source.kind, source.text) == ("picture", '[AI-1 (Gemini 3 Flash)]: !image "a lighthouse of glass"')
+    fork_id = await store.create_fork(source, "console")
+    room.stop("done")
+    await store.save(room_id, room, room.take_events())
+    await store.delete_room(room_id)
+    fork = await store.load_room(fork_id, data.catalog(), data.scenarios())
+    (entry,) = [e for e in fork.history if e.picture is not None]
+    assert entry.picture.data == b"lighthouse-bytes"
+    assert (await store.room(fork_id)).parent_id == room_id  # still says where it came from
+    await store.close()
+
+
+async def test_a_fork_is_refused_clearly_where_it_cannot_start(reopen):
+    store = await reopen()
+    room, other = new_room(), new_room()
+    room_id = await store.create_room(room, "console")
+    other_id = await store.create_room(other, "console")
+    stored = await play(store, room_id, room, "!temperature 0.5\nA reply.")
+    notice = next(i for i, e in stored if isinstance(e, Notice))
+    reply = replies(stored)[0]
+    with pytest.raises(storage.ForkError, match=f"Event {notice} of room {room_id} is a notice; a fork starts from"):
+        await store.fork_source(room_id, notice)
+    with pytest.raises(storage.ForkError, match=f"Event {reply} is not in room {other_id}; .*export {other_id} --numbered"):
+        await store.fork_source(other_id, reply)
+    with pytest.raises(StorageError, match="There is no room 99"):
+        await store.fork_source(99, reply)
+    async with store._transaction():
+        await store._run("UPDATE events SET history_len = NULL")  # as stored before forks were recorded
+    with pytest.raises(storage.ForkError, match="from before Séance recorded where forks start"):
+        await store.fork_source(room_id, reply)
+    await store.close()
+
+
+async def test_a_discord_message_is_traced_to_its_room_and_event(reopen):
+    store = await reopen()
+    room = new_room()
+    room_id = await store.create_room(room, "discord", guild_id=1, channel_id=500)
+    stored = await play(store, room_id, room, "!temperature 0.5\nA reply.")
+    notice, reply = stored[0][0], replies(stored)[0]
+    await store.mark_posted([notice], [9001])
+    await store.mark_posted([reply], [9002, 9003])  # a long reply in two messages
+    assert await store.find_message(9003, 500) == (room_id, reply)
+    assert await store.find_message(9001, 500) == (room_id, notice)
+    assert await store.find_message(9001, 501) is None  # only the rooms of the channel asked about
+    assert await store.find_message(12345, 500) is None
     await store.close()

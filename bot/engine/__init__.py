@@ -4,7 +4,8 @@ from .catalog import Catalog, ModelInfo, UnknownModel
 from .commands import Command, parse_commands, visible_text
 from .context import ChatRequest, Message, Usage
 from .events import (
-    Alert, Event, ImageJob, ImageMade, Notice, Picture, Reply, Said, SearchHit, SearchJob, Spent, StateChanged,
+    Alert, Event, ForkPoint, ImageJob, ImageMade, Notice, Picture, Reply, Said, SearchHit, SearchJob, Seat, Spent,
+    StateChanged,
     SummaryJob,
 )
 from .room import Participant, Room, RoomError, RoomSettings, Turn
@@ -12,8 +13,7 @@ from .scenarios import Scenario, ScenarioError, load_scenarios
 
 __all__ = [
     "Catalog", "ModelInfo", "UnknownModel", "Command", "parse_commands", "visible_text",
-    "ChatRequest", "Message", "Usage", "Alert", "Event", "ImageJob", "ImageMade", "Notice", "Picture",
-    "Reply", "Said", "SearchHit", "SearchJob", "Spent", "StateChanged", "SummaryJob", "Participant", "Room", "RoomError",
-    "RoomSettings", "Turn",
+    Alert, Event, ForkPoint, ImageJob, ImageMade, Notice, Picture, Reply, Said, SearchHit, SearchJob, Seat, Spent,
+    StateChanged,
     "Scenario", "ScenarioError", "load_scenarios",
 ]

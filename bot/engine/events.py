@@ -166,7 +166,31 @@ class Spent:
     tokens: int = 0
 
 
-Event = Notice | Reply | Said | ImageMade | ImageJob | SearchJob | SummaryJob | StateChanged | Spent
+@dataclass(frozen=True)
+class Seat:
+    """An AI's seat as a fork copies it: who it is and how it was steered, not what it spent."""
+
+    number: int
+    model: str
+    persona: str
+    temperature: float
+    additions: tuple[str, ...] = ()
+    muted: bool = False
+    present: bool = True
+
+
+@dataclass(frozen=True)
+class ForkPoint:
+    """Not for display: follows each AI message (a reply, a picture) so storage can record
+    where a fork from that message starts: the first ``at`` history entries, and the seats
+    as they were then. Taken in the same step as the message, so no later change (a
+    moderator's, another AI's) can slip into it, however late the save is written."""
+
+    at: int
+    seats: tuple[Seat, ...]
+
+
+Event = Notice | Reply | Said | ImageMade | ImageJob | SearchJob | SummaryJob | StateChanged | Spent | ForkPoint
 
 
 # --- notice wording ---------------------------------------------------------
@@ -264,6 +288,15 @@ def limit_reached(limit: float, spent: float) -> str:
 
 
 SUMMARISED = "📜 The AIs' oldest messages no longer fit their context; a summary now stands in for them (it is in the export)"
+
+
+def forked(parent: int, label: str, what: str, event_id: int, link: str = "") -> str:
+    """The first line of a fork; ``what`` is "reply" or "picture", ``link`` where the message is."""
+    at = f" ({link})" if link else ""
+    return (
+        f"🍴 This room is a fork of room {parent} from {label}'s {what}, event {event_id}{at}: the same AIs, "
+        f"with the temperatures and notes they had then, and the conversation up to there. Room {parent} goes on by itself."
+    )
 
 
 def turn_failed(label: str, reason: str) -> str:

@@ -652,6 +652,8 @@ class Room:
         self._note_address(shown, participant.number, participant.short)
         self._turn_taken(participant.number)
         self._check_budget()
+        if shown:
+            self._mark_fork_point()
 
     def fail_turn(
         self,
@@ -836,6 +838,7 @@ class Room:
         self._hold(entry)
         self._outbox.append(ev.ImageMade(number, participant.label, caption, prompt, picture))
         self._check_budget()
+        self._mark_fork_point()
 
     def image_failed(self, job_id: int, reason: str, detail: str = "") -> None:
         """A picture that could not be made: ``reason`` for everyone, ``detail`` for the host (see fail_turn)."""
@@ -1140,6 +1143,16 @@ class Room:
             if match.group(1) or text.startswith(other.label, at):
                 self._addressed = (number, by)
                 return
+
+    # --- forks ---------------------------------------------------------------
+
+    def _mark_fork_point(self) -> None:
+        """After an AI message: what a fork from it starts with (the history so far, the seats now)."""
+        seats = tuple(
+            ev.Seat(p.number, p.model.name, p.persona, p.temperature, tuple(p.additions), p.muted, p.present)
+            for p in self.participants.values()
+        )
+        self._outbox.append(ev.ForkPoint(self.history_length, seats))
 
     # --- helpers -----------------------------------------------------------
 

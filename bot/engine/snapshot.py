@@ -15,9 +15,9 @@ from typing import Any
 
 from .catalog import Catalog, ModelInfo, UnknownModel
 from .context import Entry, Usage
-from .events import ImageJob, Picture
+from .events import ImageJob, Picture, Seat
 from .memory import Memory
-from .room import Participant, Removal, Room, RoomSettings
+from .room import PEOPLE_LISTED, Participant, Removal, Room, RoomSettings
 from .scenarios import Scenario
 
 VERSION = 1
@@ -129,6 +129,49 @@ def _removal_from_dict(data: dict[str, Any] | None) -> Removal | None:
     if not data:
         return None
     return Removal(data["target"], data["proposer"], data["reason"], dict(data["ballots"]), set(data["waiting"]))
+
+
+def seats_to_list(seats: tuple[Seat, ...]) -> list[dict[str, Any]]:
+    return [{**asdict(seat), "additions": list(seat.additions)} for seat in seats]
+
+
+def fork_state(
+    parent: dict[str, Any], seats: list[dict[str, Any]], history: list[dict[str, Any]], speaker: int | None
+) -> dict[str, Any]:
+    """The state of a new room forked from ``parent`` (its ``room_state``) at an AI message.
+
+    The seats are as they were at that message (``ForkPoint``); ``history`` is the stored
+    entries up to it. What the parent counted (turns, spending, votes, pictures still being
+    made) stays with the parent: the fork is a new room. The people it heard are read from
+    that history, so the AIs' system prompt names who had spoken by then. Its members'
+    blocks carry over, as moderation of the same people. The round goes on after
+    ``speaker``, the AI whose message it forked from.
+    """
+    humans: list[str] = []
+    for entry in history:
+        name = entry.get("name")
+        if entry.get("kind") == "human" and name and name not in humans:
+            humans.append(name)
+    participants = [
+        {
+            "number": seat["number"], "model": seat["model"], "persona": seat["persona"],
+            "temperature": seat["temperature"], "additions": list(seat.get("additions", [])),
+            "muted": seat.get("muted", False), "present": seat.get("present", True),
+        }
+        for seat in seats
+    ]
+    present = [p["number"] for p in participants if p["present"]]
+    return {
+        "version": VERSION,
+        "state": "running",
+        "topic": parent.get("topic"),
+        "humans": humans[:PEOPLE_LISTED],
+        "more_people": len(humans) > PEOPLE_LISTED,
+        "blocked": dict(parent.get("blocked", {})),
+        "queue": [n for n in present if speaker is not None and n > speaker],
+        "next_number": max((p["number"] for p in participants), default=0) + 1,
+        "participants": participants,
+    }
 
 
 def resumable_jobs(room: Room) -> list[ImageJob]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 from bot import data
-from bot.engine import Picture, Room, RoomSettings
+from bot.engine import ForkPoint, ImageJob, Picture, Room, RoomSettings, Seat
 from bot.engine.snapshot import (
     entry_from_dict,
     entry_to_dict,
+    fork_state,
     restore_room,
     resumable_jobs,
     room_state,
@@ -105,3 +106,56 @@ def test_turn_in_flight_when_saved_is_given_again():
     turn = room.next_turn()  # saved while this AI was still writing
     copy = round_trip(room)
     assert copy.next_turn().number == turn.number
+
+
+# --- forks ---------------------------------------------------------------------
+
+
+def test_each_ai_message_is_followed_by_its_fork_point_taken_at_once():
+    room = Room(data.catalog(), data.scenarios()["open-room"], RoomSettings())
+    room.add("Gemini 3 Flash")
+    room.add("DeepSeek R1")
+    turn = room.next_turn()
+    room.complete_turn(turn, '!temperature 1.4\n!prompt "salt"\n!image "a harbour at dusk"\nThe sea.')
+    events = room.take_events()
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[-2:] == ["Reply", "ForkPoint"]
+    point = events[-1]
+    assert point.at == room.history_length  # the reply and what its commands told its author
+    assert point.seats[0] == Seat(1, "Gemini 3 Flash", room.participants[1].persona, 1.4, ("salt",))
+    room.set_temperature(1, 0.3)  # later changes never reach a point already taken
+    assert point.seats[0].temperature == 1.4
+    (job,) = [e for e in events if isinstance(e, ImageJob)]
+    room.image_done(job.job_id, Picture(b"png"))
+    assert [type(e).__name__ for e in room.take_events()][-2:] == ["ImageMade", "ForkPoint"]
+
+
+def test_a_turn_that_posts_nothing_has_no_fork_point():
+    room = Room(data.catalog(), data.scenarios()["open-room"], RoomSettings())
+    room.add("Gemini 3 Flash")
+    room.add("DeepSeek R1")
+    room.complete_turn(room.next_turn(), "!temperature 1.2")  # a hidden command alone: nothing posted
+    room.fail_turn(room.next_turn(), "a timeout")
+    assert not any(isinstance(e, ForkPoint) for e in room.take_events())
+
+
+def test_fork_state_starts_a_new_room_from_the_seats_and_history_it_is_given():
+    parent = played_room()
+    seats = [
+        {"number": 1, "model": "Gemini 3 Flash", "persona": "p1", "temperature": 1.3, "additions": ["a"]},
+        {"number": 2, "model": "DeepSeek R1", "persona": "p2", "temperature": 1.0, "muted": True},
+        {"number": 3, "model": "Kimi K2", "persona": "p3", "temperature": 0.5, "present": False},
+        {"number": 4, "model": "GPT 5.2", "persona": "p4", "temperature": 0.9},
+    ]
+    history = [entry_to_dict(e) for e in parent.history if e.picture is None]
+    state = fork_state(room_state(parent), seats, history, speaker=1)
+    fork = restore_room(parent.catalog, parent.scenario, parent.settings, json.loads(json.dumps(state)), [])
+    assert fork.state == "running" and fork.topic == "glass"
+    assert (fork.turns_taken, fork.cost_usd, fork.pictures, fork.votes, fork.removal) == (0, 0.0, 0, {}, None)
+    assert [p.label for p in fork.present] == ["AI-1 (Gemini 3 Flash)", "AI-2 (DeepSeek R1)", "AI-4 (GPT 5.2)"]
+    assert fork.participants[1].additions == ["a"] and fork.participants[1].turns == 0
+    assert fork.participants[2].muted and not fork.participants[3].present
+    assert fork.humans == parent.humans and fork.more_people  # the people who had spoken by then
+    assert fork.blocked == {"666": "Spammer"}
+    assert fork.next_turn().number == 4  # the round goes on after AI-1; AI-2 is muted
+    assert fork.add("Claude Haiku 4.5").number == 5  # numbers are never reused, an absent seat's neither
