@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     exporter.add_argument("room", type=int, help="the room number (see: python -m bot rooms)")
     exporter.add_argument("--format", choices=("txt", "md", "html", "jsonl"), default="txt")
     exporter.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    exporter.add_argument(
+        "--numbered", action="store_true", help="put each event's number first (txt, md), for console --fork ROOM --at EVENT"
+    )
     deleter = commands.add_parser("delete", help="forget an ended room, its transcript and its pictures")
     deleter.add_argument("room", type=int)
     usage = commands.add_parser("usage", help="tokens and dollars per server and per room, for bookkeeping")
@@ -105,7 +108,7 @@ async def _transcripts(args: argparse.Namespace, settings: Settings) -> int:
 
             print(await usage_report(store, args.since, args.until, args.guild))
             return 0
-        said = await export_room(store, args.room, args.format, args.out, sys.stdout.buffer)
+        said = await export_room(store, args.room, args.format, args.out, sys.stdout.buffer, args.numbered)
         if said:
             print(said, file=sys.stderr)
         return 0

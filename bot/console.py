@@ -16,10 +16,12 @@ from bot.engine import (
 from bot.providers import ProviderError, ProviderPool, local, route_for
 from bot.providers.images import make_image_provider
 from bot.search import make_search
+from bot.engine.events import forked
 from bot.engine.snapshot import resumable_jobs
+from bot.formatting import clip
 from bot.runner import RoomRunner
 from bot.settings import Settings
-from bot.storage import Journal, Store, StorageError, open_store, picture_name, write_picture
+from bot.storage import ForkSource, Journal, Store, StorageError, open_store, picture_name, write_picture
 
 DEFAULT_AIS = ("Gemini 3 Flash", "DeepSeek R1")
 KEY_HINT = "put OPENROUTER_API_KEY=... in .env (every catalog model runs through it; get one at https://openrouter.ai/keys)"
@@ -103,6 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list-scenarios", action="store_true", help="list the scenarios and exit")
     parser.add_argument("--list-models", action="store_true", help="list the catalog and exit")
     parser.add_argument("--resume", type=int, metavar="ROOM", help="carry on a stored console room (see python -m bot rooms)")
+    parser.add_argument("--fork", type=int, metavar="ROOM", help="start a new room from an AI message of a stored room (with --at)")
+    parser.add_argument("--at", type=int, metavar="EVENT", help="the AI message to fork from (see python -m bot export ROOM --numbered)")
 
 
 def build_room(args: argparse.Namespace, settings: Settings, catalog: Catalog | None = None) -> Room:
@@ -148,14 +152,21 @@ async def _hold_room(args: argparse.Namespace, settings: Settings, store: Store,
     it was stopped or killed, and whatever it had not printed yet.
     """
     notice = None
+    source: ForkSource | None = None
     try:
-        if args.resume is not None:
+        pool = ProviderPool(settings)
+        if args.fork is not None or args.at is not None:
+            source = await _fork_source(store, args)
+            pool.check(_fork_models(source))  # before the fork is stored: no room that cannot run
+            if problem := summary_problem(settings):
+                raise ProviderError(problem)
+            room_id, room = await _fork(store, source, settings)
+        elif args.resume is not None:
             room_id, room = await _resumable(store, args.resume, settings)
         else:
             notice = choose_models(args, settings)
             room = build_room(args, settings, usable_catalog(settings))
             room_id = None
-        pool = ProviderPool(settings)
         if room.state != "stopped":  # an ended room takes no more turns
             pool.check(m.model for m in room.present)
             if problem := summary_problem(settings):
@@ -165,6 +176,9 @@ async def _hold_room(args: argparse.Namespace, settings: Settings, store: Store,
         return 2
     except ProviderError as exc:
         print(exc.reason, file=sys.stderr)
+        return 2
+    except (*store.errors, OSError) as exc:  # a fork written to a full disk, a file gone read-only
+        print(f"error: {store.explain(exc)}", file=sys.stderr)
         return 2
     if room_id is None:
         try:
@@ -179,6 +193,9 @@ async def _hold_room(args: argparse.Namespace, settings: Settings, store: Store,
         print(notice, file=out)
     print(_opening(room, room_id, resumed=args.resume is not None), file=out)
     search = make_search(settings)
+    if source is not None:
+        print(f"It starts after {source.label}'s {source.kind} (event {source.event_id} of room {source.room_id}):\n"
+              f"{clip(source.text, 300)}\n", file=out)
     runner = RoomRunner(
         room, pool.get, make_image_provider(settings), stage, delay=delay, journal=Journal(store, room_id),
         on_problem=lambda sentence: _say(sentence, out), search=search,
@@ -238,6 +255,33 @@ async def _picture_folder(store: Store, room_id: int, chosen: Path | None, setti
 
 async def _say(sentence: str, out: TextIO) -> None:
     print(sentence, file=out, flush=True)
+
+
+async def _fork_source(store: Store, args: argparse.Namespace) -> ForkSource:
+    """The message ``--fork ROOM --at EVENT`` names, or why a fork cannot start there."""
+    if args.fork is None or args.at is None:
+        raise RoomError("--fork ROOM and --at EVENT go together (python -m bot export ROOM --numbered shows the events).")
+    if args.resume is not None:
+        raise RoomError("--fork starts a new room; leave out --resume.")
+    return await store.fork_source(args.fork, args.at)
+
+
+def _fork_models(source: ForkSource) -> list[ModelInfo]:
+    """The models of the AIs present at the fork point; one gone from the catalog is named."""
+    try:
+        return [data.catalog().get(name) for name in source.models]
+    except UnknownModel as exc:
+        raise RoomError(f"Room {source.room_id} had {exc.name}, which is no longer in the catalog; it cannot be forked.") from None
+
+
+async def _fork(store: Store, source: ForkSource, settings: Settings) -> tuple[int, Room]:
+    """Store a new console room forked at ``source`` and load it, as it goes on from there."""
+    room_id = await store.create_fork(source, "console")
+    room = await store.load_room(room_id, data.catalog(), data.scenarios())
+    room.settings.budget_usd = settings.room_budget_usd
+    room.invitable = usable_catalog(settings)
+    room.announce(forked(source.room_id, source.label, source.kind, source.event_id))
+    return room_id, room
 
 
 async def _resumable(store: Store, room_id: int, settings: Settings) -> tuple[int, Room]:

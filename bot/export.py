@@ -23,11 +23,18 @@ from bot.storage import RoomRecord, Store, StoredEvent
 FORMATS = ("txt", "md", "html", "jsonl")
 
 
-def export(record: RoomRecord, events: list[StoredEvent], fmt: str, pictures_dir: Path | None = None) -> bytes:
-    """The transcript in ``fmt``; ``md`` writes pictures into ``pictures_dir`` and links them."""
+def export(
+    record: RoomRecord, events: list[StoredEvent], fmt: str, pictures_dir: Path | None = None, numbered: bool = False
+) -> bytes:
+    """The transcript in ``fmt``; ``md`` writes pictures into ``pictures_dir`` and links them.
+
+    ``numbered`` puts each event's number before it in ``txt`` and ``md`` (what
+    ``console --fork ROOM --at EVENT`` takes); ``html`` always shows the numbers of
+    the AIs' messages, and ``jsonl`` has them as ``id``.
+    """
     writers: dict[str, Callable[[], str]] = {
-        "txt": lambda: to_txt(events),
-        "md": lambda: to_md(record, events, pictures_dir),
+        "txt": lambda: to_txt(events, record, numbered),
+        "md": lambda: to_md(record, events, pictures_dir, numbered),
         "html": lambda: to_html(record, events),
         "jsonl": lambda: to_jsonl(record, events),
     }
@@ -41,23 +48,40 @@ def title(record: RoomRecord) -> str:
     return f"Séance room {record.id} ({record.scenario}), {when}"
 
 
+def fork_line(record: RoomRecord) -> str | None:
+    """Where a forked room came from; None for a room that was not forked."""
+    if record.parent_id is None:
+        return None
+    return (
+        f"A fork of room {record.parent_id} from event {record.fork_event}: the conversation before it "
+        f"is in room {record.parent_id}'s transcript."
+    )
+
+
+def _number(stored: StoredEvent, numbered: bool) -> str:
+    return f"#{stored.id} " if numbered else ""
+
+
 # --- txt: the reference transcript's layout ---------------------------------------
 
 
-def to_txt(events: list[StoredEvent]) -> str:
+def to_txt(events: list[StoredEvent], record: RoomRecord | None = None, numbered: bool = False) -> str:
     lines: list[str] = []
+    if record is not None and (origin := fork_line(record)):
+        lines += [origin, ""]
     for stored in events:
         event = stored.event
+        number = _number(stored, numbered)
         if isinstance(event, Notice):
-            lines.append(_notice_line(event))
+            lines.append(number + _notice_line(event))
         elif isinstance(event, Reply):
-            lines += [event.label, event.text]
+            lines += [number + event.label, event.text]
         elif isinstance(event, Said):
-            lines += [event.name, event.text] if event.text else [event.name]
+            lines += [number + event.name, event.text] if event.text else [number + event.name]
             if event.picture is not None:
                 lines.append(picture_attached(event.name))
         elif isinstance(event, ImageMade):
-            lines.append(event.caption)
+            lines.append(number + event.caption)
     return "\n".join(lines) + "\n"
 
 
@@ -69,16 +93,19 @@ def _notice_line(event: Notice) -> str:
 # --- md ------------------------------------------------------------------------
 
 
-def to_md(record: RoomRecord, events: list[StoredEvent], pictures_dir: Path | None) -> str:
+def to_md(record: RoomRecord, events: list[StoredEvent], pictures_dir: Path | None, numbered: bool = False) -> str:
     out = [f"# {title(record)}", ""]
+    if origin := fork_line(record):
+        out += [f"*{_md_escape(origin)}*", ""]
     for stored in events:
         event = stored.event
+        number = _number(stored, numbered)
         if isinstance(event, Notice):
-            out += [f"> {_md_escape(_notice_line(event))}", ""]
+            out += [f"> {number}{_md_escape(_notice_line(event))}", ""]
         elif isinstance(event, Reply):
-            out += [f"### {event.label}", "", _md_body(event.text), ""]
+            out += [f"### {number}{event.label}", "", _md_body(event.text), ""]
         elif isinstance(event, Said):
-            out += [f"### {event.name} (human)", "", _md_body(event.text), ""]
+            out += [f"### {number}{event.name} (human)", "", _md_body(event.text), ""]
             if event.picture is not None:
                 if pictures_dir is not None:
                     name = _save_picture(event.picture, pictures_dir)
@@ -89,7 +116,7 @@ def to_md(record: RoomRecord, events: list[StoredEvent], pictures_dir: Path | No
             if pictures_dir is not None:
                 name = _save_picture(event.picture, pictures_dir)
                 out += [f"![{_md_escape(event.prompt)}]({pictures_dir.name}/{name})", ""]
-            out += [f"*{_md_escape(event.caption)}*", ""]
+            out += [f"*{number}{_md_escape(event.caption)}*", ""]
     return "\n".join(out)
 
 
@@ -161,11 +188,15 @@ h1 { font-size: 1.25rem; margin: .5rem 0 1rem; }
 figure { margin: .6rem 0; }
 figure img, article img { max-width: 100%; height: auto; border-radius: .4rem; display: block; }
 figcaption { color: var(--muted); font-size: .85rem; margin-top: .3rem; overflow-wrap: anywhere; }
+.num { float: right; color: var(--muted); font-weight: 400; font-size: .75rem; }
+.fork { color: var(--muted); margin: 0 0 1rem; }
 """
 
 
 def to_html(record: RoomRecord, events: list[StoredEvent]) -> str:
     body = [f"<h1>{html.escape(title(record))}</h1>"]
+    if origin := fork_line(record):
+        body.append(f'<p class="fork">{html.escape(origin)}</p>')
     for stored in events:
         body.append(_html_event(stored))
     return (
@@ -181,25 +212,35 @@ def _html_event(stored: StoredEvent) -> str:
     if isinstance(event, Notice):
         return f'<div class="notice">{html.escape(_notice_line(event))}</div>'
     if isinstance(event, Reply):
-        return _html_message(event.label, event.text, _hue(event.label))
+        return _html_message(event.label, event.text, _hue(event.label), number=stored.id)
     if isinstance(event, Said):
         shown = _html_picture(event.picture, picture_attached(event.name)) if event.picture is not None else ""
         return _html_message(event.name, event.text, _hue(event.name), "human", shown)
     if isinstance(event, ImageMade):
         data = base64.b64encode(event.picture.data).decode()
         return (
-            f'<figure class="msg" style="--hue:{_hue(event.label)}"><div class="who"><span class="dot"></span>'
-            f'{html.escape(event.label)}</div><img alt="{html.escape(event.prompt)}" '
+            f'<figure class="msg" id="event-{stored.id}" style="--hue:{_hue(event.label)}"><div class="who">'
+            f'<span class="dot"></span>{html.escape(event.label)}{_html_number(stored.id)}</div>'
+            f'<img alt="{html.escape(event.prompt)}" '
             f'src="data:{event.picture.mime};base64,{data}"><figcaption>{html.escape(event.caption)}</figcaption></figure>'
         )
     return ""
 
 
-def _html_message(who: str, text: str, hue: int, extra: str = "", picture: str = "") -> str:
+def _html_message(
+    who: str, text: str, hue: int, extra: str = "", picture: str = "", number: int | None = None
+) -> str:
+    anchor = f' id="event-{number}"' if number is not None else ""
+    shown = _html_number(number) if number is not None else ""
     return (
-        f'<article class="msg {extra}" style="--hue:{hue}"><div class="who"><span class="dot"></span>'
-        f"{html.escape(who)}</div><div class=\"text\">{_html_text(text)}</div>{picture}</article>"
+        f'<article class="msg {extra}"{anchor} style="--hue:{hue}"><div class="who"><span class="dot"></span>'
+        f"{html.escape(who)}{shown}</div><div class=\"text\">{_html_text(text)}</div>{picture}</article>"
     )
+
+
+def _html_number(number: int) -> str:
+    """An AI message's event number, for ``console --fork ROOM --at EVENT``."""
+    return f'<span class="num" title="event number (to fork from here)">#{number}</span>'
 
 
 def _html_picture(picture: Picture, alt: str) -> str:
@@ -226,6 +267,8 @@ def _hue(name: str) -> int:
 
 def to_jsonl(record: RoomRecord, events: list[StoredEvent]) -> str:
     lines = []
+    if record.parent_id is not None:  # a first line of its own, so every other line stays one event
+        lines.append(json.dumps({"room": record.id, "kind": "fork", "parent": record.parent_id, "event": record.fork_event}))
     for stored in events:
         event = stored.event
         data = asdict(event)
@@ -262,21 +305,28 @@ async def list_rooms(store: Store, out: TextIO) -> int:
     if not records:
         print("No rooms are stored yet.", file=out)
         return 0
-    print(f"{'room':>5}  {'where':<22} {'state':<8} {'scenario':<10} {'events':>6}  last change", file=out)
+    print(f"{'room':>5}  {'where':<22} {'state':<8} {'scenario':<10} {'events':>6}  {'last change':<16}  fork of", file=out)
     for record in records:
         where = "console" if record.origin == "console" else f"discord #{record.thread_id or record.channel_id}"
         when = datetime.fromtimestamp(record.updated_at).strftime("%Y-%m-%d %H:%M")
         count = await store.event_count(record.id)  # no need to read every event (and picture)
-        print(f"{record.id:>5}  {where:<22} {record.state:<8} {record.scenario:<10} {count:>6}  {when}", file=out)
+        parent = f"room {record.parent_id} at event {record.fork_event}" if record.parent_id is not None else ""
+        print(
+            f"{record.id:>5}  {where:<22} {record.state:<8} {record.scenario:<10} {count:>6}  {when:<16}  {parent}".rstrip(),
+            file=out,
+        )
+    print("Event numbers: python -m bot export ROOM --numbered; fork with: python -m bot console --fork ROOM --at EVENT", file=out)
     return 0
 
 
-async def export_room(store: Store, room_id: int, fmt: str, out_path: Path | None, out: BinaryIO) -> str:
+async def export_room(
+    store: Store, room_id: int, fmt: str, out_path: Path | None, out: BinaryIO, numbered: bool = False
+) -> str:
     """Write the transcript to ``out_path`` (pictures beside it for md) or to ``out``; say where."""
     record = await store.room(room_id)
     events = await store.events(room_id)
     pictures = out_path.with_name(out_path.stem + "-pictures") if out_path is not None and fmt == "md" else None
-    body = export(record, events, fmt, pictures)
+    body = export(record, events, fmt, pictures, numbered)
     if out_path is None:
         out.write(body)
         return ""

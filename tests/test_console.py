@@ -322,3 +322,57 @@ async def test_console_without_search_url_does_not_tell_the_ais_about_search(fak
     assert await run_console(console_args("--turns", "1", "--pictures", str(tmp_path)), settings_for(fake_llm), io.StringIO()) == 0
     (request,) = fake_llm.chat_requests
     assert "!search" not in request.body["messages"][0]["content"]
+
+
+# --- forks ---------------------------------------------------------------------------
+
+
+async def test_console_fork_goes_on_from_the_message_as_the_room_was_then(fake_llm, tmp_path):
+    from bot.export import export_room
+    from bot.storage import Store
+
+    fake_llm.script(
+        Reply.text('!temperature 1.5\n!prompt "You love the sea."\nthe tide comes in'),
+        Reply.text("salt and static"),
+        Reply.text("!temperature 0.3\nI changed my mind about the sea"),
+        Reply.text("a fork of the tide"),
+    )
+    settings = settings_for(fake_llm)
+    args = console_args("--ai", "Gemini 3 Flash", "--ai", "Claude Haiku 4.5", "--turns", "3", "--topic", "tides")
+    assert await run_console(args, settings, io.StringIO()) == 0
+    store = await Store.open(settings.database_path, writing=False)
+    listing = io.BytesIO()
+    await export_room(store, 1, "txt", None, listing, numbered=True)
+    await store.close()
+    (line,) = [line for line in listing.getvalue().decode().splitlines() if line.endswith(" AI-2 (Claude Haiku 4.5)")]
+    event = int(line.split()[0].lstrip("#"))
+
+    out = io.StringIO()
+    assert await run_console(console_args("--fork", "1", "--at", str(event), "--delay", "0"), settings, out) == 0
+    printed = out.getvalue()
+    assert printed.startswith("Séance room 2: AI-1 (Gemini 3 Flash), AI-2 (Claude Haiku 4.5)")
+    assert f"It starts after AI-2 (Claude Haiku 4.5)'s reply (event {event} of room 1):\nsalt and static" in printed
+    assert f"🍴 This room is a fork of room 1 from AI-2 (Claude Haiku 4.5)'s reply, event {event}" in printed
+    assert "AI-1 (Gemini 3 Flash)\na fork of the tide" in printed
+    first = fake_llm.chat_requests[3].body  # the fork's first turn: AI-1, as it was after AI-2's reply
+    assert first["model"] == "google/gemini-3-flash-preview" and first["temperature"] == 1.5
+    assert "You love the sea." in first["messages"][0]["content"]
+    seen = "\n".join(_text(m) for m in first["messages"])
+    assert "salt and static" in seen and "I changed my mind" not in seen
+
+    store = await Store.open(settings.database_path, writing=False)
+    record = await store.room(2)
+    assert (record.parent_id, record.fork_event) == (1, event)
+    text = io.BytesIO()
+    await export_room(store, 2, "txt", None, text)
+    assert text.getvalue().decode().startswith(f"A fork of room 1 from event {event}: the conversation before it")
+    await store.close()
+
+
+def test_cli_fork_refusals_are_one_line(fake_llm, tmp_path):
+    env = {"OPENROUTER_API_KEY": "sk-or-test", "OPENROUTER_BASE_URL": fake_llm.base_url}
+    alone = run_cli("console", "--at", "3", env=env, cwd=tmp_path)
+    assert alone.returncode == 2 and "--fork ROOM and --at EVENT go together" in alone.stderr
+    missing = run_cli("console", "--fork", "7", "--at", "3", env=env, cwd=tmp_path)
+    assert missing.returncode == 2 and "There is no room 7" in missing.stderr
+    assert "Traceback" not in alone.stderr + missing.stderr

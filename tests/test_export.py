@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import shutil
@@ -14,8 +15,8 @@ import pytest
 from PIL import Image
 
 from bot import data
-from bot.engine import Picture, Room, RoomSettings
-from bot.export import export
+from bot.engine import Picture, Reply, Room, RoomSettings
+from bot.export import export, list_rooms
 from bot.providers.images import draw
 from bot.storage import Store
 
@@ -196,3 +197,27 @@ async def test_search_results_addresses_are_in_the_export_not_their_extracts(tmp
     text = export(record, events, "txt").decode()
     assert '🔍 [AI-1]: !search "tallest lighthouse" (1 result) (Tall lights <https://harbour.example.net/t>)' in text
     assert "106 m" not in text
+
+
+async def test_a_forks_transcript_names_its_parent_and_numbers_show_where_to_fork(stored, tmp_path):
+    record, events = stored
+    reply = next(e for e in events if isinstance(e.event, Reply))
+    numbered = export(record, events, "txt", numbered=True).decode()
+    assert f"#{reply.id} AI-1 (Gemini 3 Flash)\nthe lamp turns" in numbered
+    assert f"### #{reply.id} AI-1 (Gemini 3 Flash)" in export(record, events, "md", tmp_path / "p", numbered=True).decode()
+    assert f'id="event-{reply.id}"' in export(record, events, "html").decode()  # the page shows AI messages' numbers
+
+    store = await Store.open(os.environ["DATABASE_PATH"])
+    fork_id = await store.create_fork(await store.fork_source(record.id, reply.id), "console")
+    fork = await store.room(fork_id)
+    origin = f"A fork of room {record.id} from event {reply.id}"
+    assert export(fork, [], "txt").decode().startswith(origin)
+    assert origin in export(fork, [], "md", tmp_path / "p").decode()
+    assert origin in export(fork, [], "html").decode()
+    (line,) = [json.loads(line) for line in export(fork, [], "jsonl").decode().splitlines()]
+    assert line == {"room": fork_id, "kind": "fork", "parent": record.id, "event": reply.id}
+    listed = io.StringIO()
+    await list_rooms(store, listed)
+    assert f"room {record.id} at event {reply.id}" in listed.getvalue().splitlines()[2]
+    assert "python -m bot export ROOM --numbered" in listed.getvalue()
+    await store.close()

@@ -5,15 +5,15 @@ from .commands import Command, parse_commands, visible_text
 from .context import ChatRequest, Message, Usage
 from .events import (
     Alert, Event, ForkPoint, ImageJob, ImageMade, Notice, Picture, Reply, Said, SearchHit, SearchJob, Seat, Spent,
-    StateChanged,
-    SummaryJob,
+    StateChanged, SummaryJob,
 )
 from .room import Participant, Room, RoomError, RoomSettings, Turn
 from .scenarios import Scenario, ScenarioError, load_scenarios
 
 __all__ = [
     "Catalog", "ModelInfo", "UnknownModel", "Command", "parse_commands", "visible_text",
-    Alert, Event, ForkPoint, ImageJob, ImageMade, Notice, Picture, Reply, Said, SearchHit, SearchJob, Seat, Spent,
-    StateChanged,
+    "ChatRequest", "Message", "Usage", "Alert", "Event", "ForkPoint", "ImageJob", "ImageMade", "Notice", "Picture",
+    "Reply", "Said", "SearchHit", "SearchJob", "Seat", "Spent", "StateChanged", "SummaryJob", "Participant", "Room",
+    "RoomError", "RoomSettings", "Turn",
     "Scenario", "ScenarioError", "load_scenarios",
 ]
