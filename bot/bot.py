@@ -34,7 +34,7 @@ from cogs.errors import ErrorTree
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.errors", "cogs.coordinator", "cogs.moderation", "cogs.votes", "cogs.admin")
+EXTENSIONS = ("cogs.errors", "cogs.coordinator", "cogs.moderation", "cogs.votes", "cogs.admin", "cogs.forks")
 PORTAL = "https://discord.com/developers/applications"
 
 NO_TOKEN = (

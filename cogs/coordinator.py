@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -30,10 +30,11 @@ from bot.engine.scenarios import scenario_from_table, scenario_table
 from bot.engine.limits import RateLimit
 from bot.guilds import GuildConfig
 from bot.providers import ProviderError
+from bot.engine.events import forked
 from bot.engine.snapshot import resumable_jobs
 from bot.runner import RoomRunner
 from bot.stage import NO_MENTIONS, DiscordStage
-from bot.storage import Journal, RoomRecord, Store
+from bot.storage import ForkSource, Journal, RoomRecord, Store
 
 if TYPE_CHECKING:
     from bot.bot import SeanceBot
@@ -156,6 +157,49 @@ class Coordinator(commands.Cog):
         except ProviderError as exc:
             raise RoomError(exc.reason) from None
         return room
+
+    def check_fork(self, source: ForkSource, config: GuildConfig) -> None:
+        """RoomError if a fork of ``source`` could not run in this server today: a model it
+        seats that the server no longer allows, or that no key here can run."""
+        try:
+            models = self.bot.guild_settings.check_models(config, source.models)
+            self.bot.pool.check(models)
+        except ValueError as exc:
+            raise RoomError(f"Room {source.room_id} cannot be forked here: {exc}") from None
+        except ProviderError as exc:
+            raise RoomError(exc.reason) from None
+
+    async def open_fork(
+        self, place: Place, source: ForkSource, moderator: discord.abc.User, link: str = ""
+    ) -> Session:
+        """Store a room forked at ``source`` and bind it to ``place`` (not started yet). It keeps
+        its parent's options (turns, delay, scenario) under this server's settings of today;
+        what fails half-way leaves no stored room behind."""
+        assert self.store is not None
+        config = await self.bot.guild_settings.get(place.guild.id)
+        parent = await self.store.room(source.room_id)
+        options = replace(_options(parent.options), models=source.models)
+        options.open_floor = options.open_floor and config.open_floor
+        thread = place if isinstance(place, discord.Thread) else None
+        fork_id = await self.store.create_fork(
+            source,
+            "discord",
+            guild_id=place.guild.id,
+            channel_id=thread.parent_id if thread is not None else place.id,
+            thread_id=thread.id if thread is not None else None,
+            options=asdict(options) | {"moderator_id": moderator.id},
+        )
+        try:
+            room = await self.store.load_room(fork_id, data.catalog(), data.scenarios())
+            room.settings = config.apply(room.settings)
+            room.invitable = self.bot.guild_settings.catalog(config)
+            room.announce(forked(source.room_id, source.label, source.kind, source.event_id, link))
+            session = self.open(place, room, moderator, options)
+        except BaseException:
+            await self.store.delete_room(fork_id)
+            raise
+        self._bind(session, fork_id)
+        return session
 
     def missing_permissions(self, channel: Place, thread: bool = False) -> list[str]:
         """Permissions the bot lacks to hold a room in ``channel`` (or a new thread of it), as Discord names them."""
