@@ -49,8 +49,10 @@ async def test_closing_the_bot_closes_its_providers(monkeypatch: pytest.MonkeyPa
 async def test_setup_hook_loads_the_cogs_and_their_commands(tmp_path) -> None:
     bot = create_bot(quiet_settings(database_path=tmp_path / "seance.sqlite3"))
     async with simcord.run(bot):
-        assert set(bot.cogs) == {"Errors", "Coordinator", "Moderation", "Votes", "Admin"}
-        [seance] = bot.tree.get_commands()
+        assert set(bot.cogs) == {"Errors", "Coordinator", "Moderation", "Votes", "Admin", "Forks"}
+        [seance] = bot.tree.get_commands(type=discord.AppCommandType.chat_input)
+        [fork] = bot.tree.get_commands(type=discord.AppCommandType.message)
+        assert fork.name == "Fork from here" and fork.guild_only
         assert {c.name for c in seance.commands} == {
             "start", "stop", "pause", "resume", "say", "next", "add", "kick", "mute", "unmute",
             "temperature", "prompt", "block", "unblock", "status", "export", "scenarios", "config",

@@ -28,10 +28,10 @@ async def test_the_bot_does_not_sync_by_itself(world: World) -> None:
 async def test_the_owner_syncs_with_a_mention(world: World) -> None:
     world.bot.owner_id = world.mod.id
     await world.mod.send(world.channel, f"<@{world.bot.user.id}> sync")
-    assert world.channel.last_message.content == "Synced 1 slash command(s) in this server."
+    assert world.channel.last_message.content == "Synced 2 slash command(s) in this server."  # /seance and "Fork from here"
 
     await world.mod.send(world.channel, f"<@{world.bot.user.id}> sync global")
-    assert world.channel.last_message.content.startswith("Synced 1 slash command(s) globally")
+    assert world.channel.last_message.content.startswith("Synced 2 slash command(s) globally")
     assert f"/applications/{world.bot.application_id}/commands" in command_puts(world)
 
 
