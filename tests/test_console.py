@@ -369,10 +369,14 @@ async def test_console_fork_goes_on_from_the_message_as_the_room_was_then(fake_l
     await store.close()
 
 
-def test_cli_fork_refusals_are_one_line(fake_llm, tmp_path):
-    env = {"OPENROUTER_API_KEY": "sk-or-test", "OPENROUTER_BASE_URL": fake_llm.base_url}
-    alone = run_cli("console", "--at", "3", env=env, cwd=tmp_path)
-    assert alone.returncode == 2 and "--fork ROOM and --at EVENT go together" in alone.stderr
-    missing = run_cli("console", "--fork", "7", "--at", "3", env=env, cwd=tmp_path)
-    assert missing.returncode == 2 and "There is no room 7" in missing.stderr
-    assert "Traceback" not in alone.stderr + missing.stderr
+def test_cli_fork_refusals_are_one_line(fake_llm, monkeypatch, capsys):
+    from bot.__main__ import main
+
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-test")
+    monkeypatch.setenv("OPENROUTER_BASE_URL", fake_llm.base_url)
+    assert main(["console", "--at", "3"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --fork ROOM and --at EVENT go together (python -m bot export ROOM --numbered shows the events).\n"
+    )
+    assert main(["console", "--fork", "7", "--at", "3"]) == 2
+    assert capsys.readouterr().err == "error: There is no room 7.\n"
