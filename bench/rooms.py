@@ -15,7 +15,8 @@ record of every message and request).
     python bench/rooms.py                                    # quick: 10/50 rooms, fast replies
     python bench/rooms.py --rooms 100 --reply 4-8 --delay 2  # the issue's goal table, one row
 
-It prints a table and asserts nothing. It talks to 127.0.0.1 only.
+It prints one table row per run (with the load average: other work on the machine slows it)
+and asserts nothing. It talks to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import random
 import shutil
 import statistics
@@ -92,6 +94,8 @@ class Row:
     lag_p99: float
     lag_max: float
     rss_mb: float
+    commits: int  # write transactions in the window (group commit: many rooms' saves in each)
+    load: str  # the machine's load average at the end (1, 5, 15 min): other work shares the cores
 
 
 class TurnClock:
@@ -200,6 +204,7 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         stop = asyncio.Event()
         watcher = asyncio.create_task(watch_lag(samples, stop))
         requests_before = len(env.http_requests)
+        commits_before = bot.store.group.batches
         messages_before = sum(len(env.backend.messages.get(s.channel.id, {})) for s in sessions)
         clock.window_open = True
         started = time.perf_counter()
@@ -210,6 +215,7 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         await watcher
         bot_requests, hook_requests, busiest = count_requests(env.http_requests, requests_before)
         messages = sum(len(env.backend.messages.get(s.channel.id, {})) for s in sessions) - messages_before
+        commits = bot.store.group.batches - commits_before
         held = sum(1 for s in sessions if s.room.state == "running" and s.task is not None and not s.task.done())
         growth = rss_kb() - before
         await coordinator.stop_all("the benchmark is over", timeout=10)
@@ -233,25 +239,30 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         lag_p99=samples[max(0, int(len(samples) * 0.99) - 1)] * 1000 if samples else 0.0,
         lag_max=samples[-1] * 1000 if samples else 0.0,
         rss_mb=growth / 1024,
+        commits=commits,
+        load=" ".join(f"{x:.1f}" for x in os.getloadavg()),
     )
 
 
-def print_table(rows: list[Row]) -> None:
-    header = (
-        f"{'rooms':>6} {'held':>5} {'turns/s':>8} {'ideal':>7} {'ratio':>6} {'failed':>7} {'turn p50':>9} "
-        f"{'msgs/s':>7} {'bot req/s':>9} {'hook req/s':>10} {'busiest/2s':>10} "
-        f"{'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'RSS +MB':>8}"
+HEADER = (
+    f"{'rooms':>6} {'reply':>7} {'held':>5} {'turns/s':>8} {'ideal':>7} {'ratio':>6} {'failed':>7} {'turn p50':>9} "
+    f"{'msgs/s':>7} {'bot req/s':>9} {'hook req/s':>10} {'busiest/2s':>10} "
+    f"{'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'RSS +MB':>8} {'commits/turn':>12}  load 1/5/15 min"
+)
+
+
+def print_row(r: Row, reply: tuple[float, float]) -> None:
+    """One run's row, printed as soon as it is measured (the lead re-runs single sizes)."""
+    rate = r.turns / r.seconds
+    print(
+        f"{r.rooms:>6} {f'{reply[0]:g}-{reply[1]:g}':>7} {r.held:>5} {rate:>8.2f} {r.ideal:>7.2f} "
+        f"{rate / r.ideal:>6.2f} {r.failed:>7} "
+        f"{r.turn_p50:>8.2f}s {r.messages / r.seconds:>7.1f} {r.bot_requests / r.seconds:>9.1f} "
+        f"{r.webhook_requests / r.seconds:>10.1f} {r.webhook_busiest / r.seconds * 2:>10.2f} "
+        f"{r.lag_p50:>6.1f}ms {r.lag_p99:>6.1f}ms {r.lag_max:>6.1f}ms {r.rss_mb:>8.1f} "
+        f"{r.commits / max(1, r.turns):>12.2f}  {r.load}",
+        flush=True,
     )
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        rate = r.turns / r.seconds
-        print(
-            f"{r.rooms:>6} {r.held:>5} {rate:>8.2f} {r.ideal:>7.2f} {rate / r.ideal:>6.2f} {r.failed:>7} "
-            f"{r.turn_p50:>8.2f}s {r.messages / r.seconds:>7.1f} {r.bot_requests / r.seconds:>9.1f} "
-            f"{r.webhook_requests / r.seconds:>10.1f} {r.webhook_busiest / r.seconds * 2:>10.2f} "
-            f"{r.lag_p50:>6.1f}ms {r.lag_p99:>6.1f}ms {r.lag_max:>6.1f}ms {r.rss_mb:>8.1f}"
-        )
 
 
 def in_fresh_process(count: int, args: argparse.Namespace, base_url: str) -> Row:
@@ -260,7 +271,15 @@ def in_fresh_process(count: int, args: argparse.Namespace, base_url: str) -> Row
 
     def measure() -> None:
         random.seed(count)
-        rows_out.send(asyncio.run(run_rooms(count, args, base_url)))
+        if os.environ.get("BENCH_PROFILE"):  # where the CPU goes: a cProfile dump of the whole run
+            import cProfile
+
+            with cProfile.Profile() as profile:
+                row = asyncio.run(run_rooms(count, args, base_url))
+            profile.dump_stats(os.environ["BENCH_PROFILE"])
+        else:
+            row = asyncio.run(run_rooms(count, args, base_url))
+        rows_out.send(row)
 
     worker = multiprocessing.Process(target=measure)
     worker.start()
@@ -277,6 +296,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between turns (TURN_DELAY)")
     parser.add_argument("--seconds", type=float, default=20.0, help="the measuring window of each size")
     parser.add_argument("--warmup", type=float, help="seconds before the window (default: one turn cycle)")
+    parser.add_argument("--no-header", action="store_true", help="rows only, to add to an earlier table")
     args = parser.parse_args()
     if not all(1 <= n <= MAX_ROOMS for n in args.rooms):
         parser.error(f"--rooms takes counts from 1 to {MAX_ROOMS}")
@@ -297,20 +317,23 @@ def main() -> None:
     stop = multiprocessing.Event()
     server = multiprocessing.Process(target=serve, args=(port_out, stop, args.reply), daemon=True)
     server.start()
+    low, high = args.reply
+    print(
+        f"Each room: {args.ais} AIs, {args.delay:g} s between turns, replies stream over {low:g}-{high:g} s; "
+        f"{args.warmup:g} s warm-up, then {args.seconds:g} s measured (every rate is from that window).",
+        flush=True,
+    )
+    if not args.no_header:
+        print(HEADER, flush=True)
     try:
         base_url = port_in.recv()
-        rows = [in_fresh_process(count, args, base_url) for count in args.rooms]
+        for count in args.rooms:
+            print_row(in_fresh_process(count, args, base_url), args.reply)
     finally:
         stop.set()
         server.join(timeout=5)
         with contextlib.suppress(Exception):
             server.kill()
-    low, high = args.reply
-    print(
-        f"Each room: {args.ais} AIs, {args.delay:g} s between turns, replies stream over {low:g}-{high:g} s; "
-        f"{args.warmup:g} s warm-up, then {args.seconds:g} s measured (every rate is from that window)."
-    )
-    print_table(rows)
 
 
 if __name__ == "__main__":
