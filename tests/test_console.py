@@ -13,6 +13,7 @@ import pytest
 
 from bot.console import add_arguments, run_console
 from bot.settings import Settings
+from tests.cli import Outcome, run_commands
 from tests.fakes import FakeLLMServer, Reply
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,10 +158,29 @@ def run_cli(*argv: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
     )
 
 
-def test_cli_without_key_says_what_to_set(tmp_path):
+# Commands that need no model server, run in one child (tests/cli.py), on one xdist worker.
+NO_SERVER = {
+    "without a key": ["console", "--ai", "Gemini 3 Flash"],
+    "--list-models": ["console", "--list-models"],
+    "--list-scenarios": ["console", "--list-scenarios"],
+}
+ONE_CHILD = pytest.mark.xdist_group("console-without-server")
+
+
+@pytest.fixture(scope="module")
+def no_server(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    folder = tmp_path_factory.mktemp("console-cli")
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
+    env |= {"DATABASE_PATH": str(folder / "seance.sqlite3"), "PICTURES_DIR": str(folder / "pictures")}
+    outcomes = run_commands([(argv, {}) for argv in NO_SERVER.values()], env=env, cwd=folder)
+    return dict(zip(NO_SERVER, outcomes))
+
+
+@ONE_CHILD
+def test_cli_without_key_says_what_to_set(no_server):
     # With no --ai the keyless console runs the embedded model (tests/providers/test_local.py).
-    result = run_cli("console", "--ai", "Gemini 3 Flash", env={}, cwd=tmp_path)
-    assert result.returncode == 2
+    result = no_server["without a key"]
+    assert result.code == 2
     assert "OPENROUTER_API_KEY" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -177,10 +197,11 @@ def test_cli_console_runs_a_room(fake_llm, tmp_path):
     assert len(fake_llm.chat_requests) == 2
 
 
+@ONE_CHILD
 @pytest.mark.parametrize("flag, expected", [("--list-models", "Claude Haiku 4.5"), ("--list-scenarios", "salon")])
-def test_cli_lists(flag, expected, tmp_path):
-    result = run_cli("console", flag, env={}, cwd=tmp_path)
-    assert result.returncode == 0 and expected in result.stdout
+def test_cli_lists(no_server, flag, expected):
+    result = no_server[flag]
+    assert result.code == 0 and expected in result.stdout
 
 
 # --- pictures, ended rooms and delete -------------------------------------------------

@@ -19,6 +19,7 @@ from bot.engine import Picture, Reply, Room, RoomSettings
 from bot.export import export, list_rooms
 from bot.providers.images import draw
 from bot.storage import Store
+from tests.cli import run_commands
 
 WEBHOOK_TOKEN = "webhook-token-that-must-never-leak"
 ART = "    /\\\n   /  \\\n  /____\\"
@@ -126,19 +127,24 @@ def _cli(*argv: str, cwd) -> subprocess.CompletedProcess:
 
 
 def test_cli_rooms_export_and_delete(stored, tmp_path):
-    """The fixture's room lives in the test's DATABASE_PATH, which the CLI reads too."""
-    listing = _cli("rooms", cwd=tmp_path)
-    assert listing.returncode == 0 and b"discord #5" in listing.stdout and b"running" in listing.stdout
+    """The fixture's room lives in the test's DATABASE_PATH, which the commands read too (all in one child)."""
     out = tmp_path / "room.md"
-    written = _cli("export", "1", "--format", "md", "--out", str(out), cwd=tmp_path)
-    assert written.returncode == 0, written.stderr
+    listing, written, txt, refused, missing = run_commands(
+        [
+            (["rooms"], {}),
+            (["export", "1", "--format", "md", "--out", str(out)], {}),
+            (["export", "1"], {}),
+            (["delete", "1"], {}),
+            (["export", "9"], {}),
+        ],
+        env=dict(os.environ), cwd=tmp_path,
+    )
+    assert listing.code == 0 and "discord #5" in listing.stdout and "running" in listing.stdout
+    assert written.code == 0, written.stderr
     assert out.read_text("utf-8").startswith("# Séance room 1") and (tmp_path / "room-pictures").is_dir()
-    txt = _cli("export", "1", cwd=tmp_path)
-    assert txt.stdout.decode("utf-8") == export(*stored, "txt").decode("utf-8")
-    refused = _cli("delete", "1", cwd=tmp_path)
-    assert refused.returncode == 2 and b"end it first" in refused.stderr
-    missing = _cli("export", "9", cwd=tmp_path)
-    assert missing.returncode == 2 and b"There is no room 9" in missing.stderr and b"Traceback" not in missing.stderr
+    assert txt.code == 0 and txt.stdout == export(*stored, "txt").decode("utf-8")
+    assert refused.code == 2 and "end it first" in refused.stderr
+    assert missing.code == 2 and "There is no room 9" in missing.stderr and "Traceback" not in missing.stderr
 
 
 async def test_deleting_an_ended_room_deletes_its_pictures(stored, tmp_path):

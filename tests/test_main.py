@@ -5,15 +5,13 @@ that is not SQLite, a folder, and a read-only database file. Root ignores file
 modes, so under root the commands run in a child process whose capabilities
 are cut with ``setpriv`` (no CAP_DAC_OVERRIDE): the kernel then enforces the
 modes for it as for anyone. One child runs every command on every ground
-through ``main()``, so the whole table costs one interpreter start.
+through ``main()`` (tests/cli.py), so the whole table costs one interpreter start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import json
 import os
 import shutil
 import sqlite3
@@ -28,8 +26,8 @@ from bot.__main__ import main
 from bot.engine import Room
 from bot.settings import Settings
 from bot.storage import Store
+from tests.cli import Outcome, run_commands
 
-ROOT = Path(__file__).resolve().parents[1]
 DROP_ROOT_POWERS = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
 
 COMMANDS = {
@@ -52,23 +50,6 @@ NEEDS_MODES = {"read-only folder", "missing folder in a read-only one", "read-on
 READS_ONLY = {"rooms", "export"}  # these may read a read-only database file
 # The tests that read the one child's outcomes run on one xdist worker, so the child runs once.
 ONE_CHILD = pytest.mark.xdist_group("bad-database-path")
-
-
-def drive() -> None:
-    """In the child: run main() for each {"argv", "database"} case read from stdin; print the outcomes as JSON."""
-    outcomes = []
-    for case in json.loads(sys.stdin.read()):
-        os.environ["DATABASE_PATH"] = case["database"]
-        err, out = io.StringIO(), io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # export writes bytes
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-            try:
-                code = main(case["argv"])
-            except BaseException as exc:  # a crash is an outcome to report, not the end of the table
-                import traceback
-
-                code, err = -1, io.StringIO(traceback.format_exc())
-        outcomes.append({"code": code, "stderr": err.getvalue()})
-    print(json.dumps(outcomes))
 
 
 async def stored_rooms(path: Path) -> None:
@@ -130,7 +111,7 @@ def modes_apply(base: Path, prefix: list[str]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def refusals(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[tuple[str, str], dict], dict, dict, set[str]]:
+def refusals(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[tuple[str, str], Outcome], dict, dict, set[str]]:
     base = tmp_path_factory.mktemp("bad-ground")  # owned by whoever runs the tests, like the child
     prefix = DROP_ROOT_POWERS if os.geteuid() == 0 and shutil.which("setpriv") else []
     usable = set(GROUNDS) if modes_apply(base, prefix) else set(GROUNDS) - NEEDS_MODES
@@ -139,19 +120,13 @@ def refusals(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[tuple[str, 
     cases = [(ground, command) for ground in GROUNDS if ground in usable for command in COMMANDS]
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL", "_TOKEN"))}
     env |= {
-        "PYTHONPATH": str(ROOT),
         "DISCORD_TOKEN": "not-a-real-token",  # the bot must refuse before it ever connects
         "OPENROUTER_API_KEY": "sk-or-test",
         "OPENROUTER_BASE_URL": "http://127.0.0.1:9/v1",  # nothing listens: no room may get that far
         "PICTURES_DIR": str(base / "pictures"),
     }
-    payload = json.dumps([{"argv": COMMANDS[c], "database": str(grounds[g])} for g, c in cases])
-    child = subprocess.run(
-        [*prefix, sys.executable, "-c", "from tests.test_main import drive; drive()"],
-        input=payload, capture_output=True, text=True, env=env, cwd=base, timeout=120,
-    )
-    assert child.returncode == 0, child.stderr
-    outcomes = dict(zip(cases, json.loads(child.stdout.splitlines()[-1])))
+    commands = [(COMMANDS[c], {"DATABASE_PATH": str(grounds[g])}) for g, c in cases]
+    outcomes = dict(zip(cases, run_commands(commands, env=env, cwd=base, prefix=prefix)))
     return outcomes, before, snapshot(base), usable
 
 
@@ -164,10 +139,10 @@ def test_a_bad_database_path_is_refused_in_one_line(refusals, ground: str, comma
         pytest.skip("running as root, and file modes could not be made to apply to a child process")
     outcome = outcomes[(ground, command)]
     if ground == "read-only database file" and command in READS_ONLY:
-        assert outcome["code"] == 0, outcome["stderr"]  # reading needs no write access
+        assert outcome.code == 0, outcome.stderr  # reading needs no write access
         return
-    said = outcome["stderr"].strip()
-    assert outcome["code"] == 2, said
+    said = outcome.stderr.strip()
+    assert outcome.code == 2, said
     assert "\n" not in said and "Traceback" not in said, said
     assert GROUNDS[ground] in said and "DATABASE_PATH" in said, said
 
