@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import httpx
 
 from bot.engine import SearchHit
+from bot.providers.http import tls_context
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,8 @@ class SearxngSearch:
     def _client_now(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout), follow_redirects=False, headers={"User-Agent": "Seance"}
+                timeout=httpx.Timeout(self.timeout), follow_redirects=False, headers={"User-Agent": "Seance"},
+                verify=tls_context(),
             )
         return self._client
 

@@ -8,10 +8,12 @@ Anthropic and Gemini adapters can all lean on it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
 import re
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
@@ -365,6 +367,14 @@ def pool_timeout(connect: float, read: float) -> httpx.Timeout:
     return httpx.Timeout(read, connect=connect, pool=None)
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The one TLS context of every HTTP client in the process (httpx's default settings).
+    Each client would otherwise build its own, loading the whole CA bundle: tens of
+    milliseconds of CPU on the event loop, for every picture's client."""
+    return httpx.create_ssl_context()
+
+
 def pool_limits(connections: int) -> httpx.Limits:
     """As many connections to one service as rooms may ask at once, all kept alive between
     turns: reconnecting (TCP and TLS) for every turn would cost more than an idle socket."""
@@ -410,7 +420,9 @@ class StreamingProvider:
         self._api_key = api_key or None
         self._timeout = pool_timeout(connect_timeout, read_timeout)  # requests carry it, a shared client too
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=self._timeout, limits=pool_limits(max_connections))
+        self._client = client or httpx.AsyncClient(
+            timeout=self._timeout, limits=pool_limits(max_connections), verify=tls_context()
+        )
 
     async def aclose(self) -> None:
         if self._owns_client:

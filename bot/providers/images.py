@@ -37,6 +37,7 @@ from .http import (
     plural,
     provider_error,
     retry_delay,
+    tls_context,
 )
 from .openai_compat import _ascii  # the same attribution headers as chat
 
@@ -125,7 +126,7 @@ class _ImageAPI:
 
     async def generate(self, prompt: str) -> Picture:
         try:
-            async with httpx.AsyncClient(timeout=self._timeout) as client:
+            async with httpx.AsyncClient(timeout=self._timeout, verify=tls_context()) as client:
                 picture = await self._make(client, prompt)
         except ProviderError as error:
             raise self._scrubbed(error) from error.__cause__

@@ -4,16 +4,29 @@ a garbled chunk breaks the stream, a failed turn keeps its usage, unfixable erro
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+import httpx
 import pytest
 
 from bot.engine import ChatRequest, Message, ModelInfo, Usage
 from bot.providers import AnthropicProvider, GeminiProvider, OpenAICompatProvider, ProviderError, complete
-from bot.providers.http import StreamingProvider, after_attempts, limits_from, plural, pool_limits, pool_timeout
+from bot.providers.http import (
+    StreamingProvider,
+    after_attempts,
+    limits_from,
+    plural,
+    pool_limits,
+    pool_timeout,
+    tls_context,
+)
+from bot.providers.images import OpenRouterImages
+from bot.search import SearxngSearch
 from bot.settings import Settings
 from tests.fakes import AnthropicReply, FakeAnthropicServer, FakeGeminiServer, FakeLLMServer, GeminiReply, Reply
+from tests.fakes.images import openrouter_image, tiny_png
 
 MODEL = ModelInfo(
     name="Edge Test",
@@ -199,3 +212,25 @@ def test_the_pool_is_sized_by_the_setting():
     assert (limits.max_connections, limits.max_keepalive_connections) == (7, 7)
     timeout = pool_timeout(10.0, 60.0)
     assert (timeout.read, timeout.connect, timeout.pool) == (60.0, 10.0, None)
+
+
+async def test_every_http_client_shares_one_tls_context(fake_llm: FakeLLMServer, monkeypatch):
+    """Building a TLS context loads the whole CA bundle (tens of milliseconds of CPU on the event
+    loop), and a client is made per provider and per picture: the process builds one context."""
+    given: list[object] = []
+    real = httpx.AsyncClient
+
+    def client(*args, **kwargs) -> httpx.AsyncClient:
+        given.append(kwargs.get("verify"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "AsyncClient", client)
+    chats = [OpenAICompatProvider("openrouter", fake_llm.base_url, "sk-or-test") for _ in range(2)]
+    fake_llm.script_images(openrouter_image(tiny_png((1, 2, 3))))
+    await OpenRouterImages(fake_llm.base_url, "sk-or-test", "google/gemini-2.5-flash-image", key_env="K").generate("x")
+    search = SearxngSearch("http://127.0.0.1:9")
+    search._client_now()
+    for closing in [*chats, search]:
+        await closing.aclose()
+    assert len(given) == 4 and isinstance(tls_context(), ssl.SSLContext)
+    assert all(verify is tls_context() for verify in given)
