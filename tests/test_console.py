@@ -158,13 +158,12 @@ def run_cli(*argv: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
     )
 
 
-# Commands that need no model server, run in one child (tests/cli.py), on one xdist worker.
+# Commands that need no model server, run in one child (tests/cli.py).
 NO_SERVER = {
     "without a key": ["console", "--ai", "Gemini 3 Flash"],
     "--list-models": ["console", "--list-models"],
     "--list-scenarios": ["console", "--list-scenarios"],
 }
-ONE_CHILD = pytest.mark.xdist_group("console-without-server")
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +175,6 @@ def no_server(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     return dict(zip(NO_SERVER, outcomes))
 
 
-@ONE_CHILD
 def test_cli_without_key_says_what_to_set(no_server):
     # With no --ai the keyless console runs the embedded model (tests/providers/test_local.py).
     result = no_server["without a key"]
@@ -197,7 +195,6 @@ def test_cli_console_runs_a_room(fake_llm, tmp_path):
     assert len(fake_llm.chat_requests) == 2
 
 
-@ONE_CHILD
 @pytest.mark.parametrize("flag, expected", [("--list-models", "Claude Haiku 4.5"), ("--list-scenarios", "salon")])
 def test_cli_lists(no_server, flag, expected):
     result = no_server[flag]

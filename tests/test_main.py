@@ -48,8 +48,6 @@ GROUNDS = {
 }
 NEEDS_MODES = {"read-only folder", "missing folder in a read-only one", "read-only database file"}
 READS_ONLY = {"rooms", "export"}  # these may read a read-only database file
-# The tests that read the one child's outcomes run on one xdist worker, so the child runs once.
-ONE_CHILD = pytest.mark.xdist_group("bad-database-path")
 
 
 async def stored_rooms(path: Path) -> None:
@@ -130,7 +128,6 @@ def refusals(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[tuple[str, 
     return outcomes, before, snapshot(base), usable
 
 
-@ONE_CHILD
 @pytest.mark.parametrize("command", list(COMMANDS))
 @pytest.mark.parametrize("ground", list(GROUNDS))
 def test_a_bad_database_path_is_refused_in_one_line(refusals, ground: str, command: str) -> None:
@@ -147,7 +144,6 @@ def test_a_bad_database_path_is_refused_in_one_line(refusals, ground: str, comma
     assert GROUNDS[ground] in said and "DATABASE_PATH" in said, said
 
 
-@ONE_CHILD
 def test_a_bad_database_path_is_left_as_it_was(refusals) -> None:
     _, before, after, _ = refusals
     assert after == before
