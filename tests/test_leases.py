@@ -1,0 +1,144 @@
+"""Room leases: taken atomically, renewed only while unbroken, given up, taken over after expiry."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot import data
+from bot.engine import Room, RoomSettings
+from bot.leases import LeaseLost, Leases
+from bot.storage import Store
+
+
+class Clocks:
+    """A wall clock and a monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.wall = 1_800_000_000.0
+        self.mono = 100.0
+
+    def advance(self, seconds: float, wall: float | None = None) -> None:
+        self.mono += seconds
+        self.wall += seconds if wall is None else wall
+
+
+async def stored_rooms(store: Store, count: int) -> list[int]:
+    ids = []
+    for _ in range(count):
+        room = Room(data.catalog(), data.scenarios()["open-room"], RoomSettings())
+        room.add("Gemini 3 Flash")
+        ids.append(await store.create_room(room, "discord", guild_id=1, channel_id=2))
+    return ids
+
+
+def leases(store: Store, clocks: Clocks, owner: str, seconds: float = 30.0) -> Leases:
+    return Leases(store, seconds, owner, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
+
+
+@pytest.fixture
+async def store(tmp_path):
+    store = await Store.open(tmp_path / "seance.sqlite3")
+    yield store
+    await store.close()
+
+
+async def test_a_lease_is_held_by_one_process_until_it_expires(store):
+    clocks = Clocks()
+    [room] = await stored_rooms(store, 1)
+    old, new = leases(store, clocks, "old"), leases(store, clocks, "new")
+
+    assert await old.take(room) is None
+    assert await new.take(room) == "old"
+    clocks.advance(29)
+    assert await new.take(room) == "old"
+    clocks.advance(2)  # past the expiry, never renewed: the owner is presumed dead
+    assert await new.take(room) is None
+    assert (await store.leases(clocks.wall))[room][0] == "new"
+
+
+async def test_renewal_keeps_a_lease_and_a_lapsed_one_is_lost(store):
+    clocks = Clocks()
+    first, second = await stored_rooms(store, 2)
+    mine, other = leases(store, clocks, "mine"), leases(store, clocks, "other")
+    await mine.take(first)
+    await mine.take(second)
+
+    for _ in range(5):  # renewed every 10 s, held for a minute
+        clocks.advance(10)
+        assert await mine.renew() == set()
+        assert await other.take(first) == "mine"
+    mine.check(first)
+
+    clocks.advance(40)  # paused past the expiry: even with nobody taking it over, it is lost
+    assert await other.take(second) is None
+    assert await mine.renew() == {first, second}
+    assert mine.held == set()
+    with pytest.raises(LeaseLost):
+        mine.check(first)
+    assert await other.take(first) is None
+
+
+async def test_a_process_stops_trusting_its_lease_before_others_may_take_it(store):
+    """check() is this process's own fence: no write for a room once others could take it."""
+    clocks = Clocks()
+    [room] = await stored_rooms(store, 1)
+    mine = leases(store, clocks, "mine")
+    await mine.take(room)
+    clocks.advance(24)
+    mine.check(room)
+    clocks.advance(2, wall=0)  # even if the host's wall clock stood still
+    with pytest.raises(LeaseLost, match=f"room {room} is no longer this process's"):
+        mine.check(room)
+
+
+async def test_released_leases_are_free_at_once(store):
+    clocks = Clocks()
+    rooms = await stored_rooms(store, 3)
+    old, new = leases(store, clocks, "old"), leases(store, clocks, "new")
+    for room in rooms:
+        await old.take(room)
+    await old.release([rooms[0]])
+    assert await new.take(rooms[0]) is None
+    await old.release()
+    assert [await new.take(room) for room in rooms[1:]] == [None, None]
+    assert await store.leases(clocks.wall) == {room: ("new", clocks.wall + 30) for room in rooms}
+
+
+async def test_unleased_rooms_are_listed_for_takeover(store):
+    clocks = Clocks()
+    rooms = await stored_rooms(store, 3)
+    old = leases(store, clocks, "old")
+    await old.take(rooms[1])
+    free = await store.rooms(unleased_at=clocks.wall)
+    assert [r.id for r in free] == [rooms[0], rooms[2]]
+    clocks.advance(31)
+    assert [r.id for r in await store.rooms(unleased_at=clocks.wall)] == rooms
+
+
+async def test_a_lease_goes_with_its_room(store):
+    clocks = Clocks()
+    [room] = await stored_rooms(store, 1)
+    await leases(store, clocks, "old").take(room)
+    await store.delete_room(room)
+    assert await store.leases(clocks.wall) == {}
+    assert await leases(store, clocks, "new").take(room) == "nobody (the room is not stored)"
+
+
+async def test_two_connections_racing_for_rooms_each_get_a_room_exactly_once(tmp_path):
+    """Two processes' connections on one file, both taking every room at once: one owner per room."""
+    path = tmp_path / "seance.sqlite3"
+    first, second = await Store.open(path), await Store.open(path)
+    try:
+        rooms = await stored_rooms(first, 20)
+        clocks = Clocks()
+        a, b = leases(first, clocks, "a"), leases(second, clocks, "b")
+        takes = await asyncio.gather(*(lease.take(room) for room in rooms for lease in (a, b)))
+        assert takes.count(None) == len(rooms)
+        assert a.held.isdisjoint(b.held) and a.held | b.held == set(rooms)
+        stored = await first.leases(clocks.wall)
+        assert {room for room, (owner, _) in stored.items() if owner == "a"} == a.held
+    finally:
+        await first.close()
+        await second.close()
