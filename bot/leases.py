@@ -107,6 +107,15 @@ class Leases:
         if chosen:
             await self.store.release_leases(self.owner, chosen)
 
+    def lapsed(self) -> set[int]:
+        """Rooms whose lease this process can no longer be sure of (renewals failed for too long);
+        they are forgotten: the runner stops, and the heartbeat may take the room again later."""
+        now = self.monotonic()
+        gone = {room_id for room_id, until in self._trusted.items() if now >= until}
+        for room_id in gone:
+            del self._trusted[room_id]
+        return gone
+
     def check(self, room_id: int) -> None:
         """Raise LeaseLost unless this process surely still holds the room's lease."""
         until = self._trusted.get(room_id)

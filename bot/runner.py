@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from typing import Any, Protocol
 
 from bot.engine import Alert, Event, ForkPoint, ImageJob, ModelInfo, Notice, Room, SearchJob, Spent, SummaryJob, Turn
+from bot.leases import LeaseLost
 from bot.providers.base import ChatProvider, ImageProvider, ProviderError, complete
 from bot.search import SearchError, SearchService
 
@@ -85,7 +86,8 @@ class Journal(Protocol):
     async def record(self, room: Room) -> list[tuple[int | None, Event]]:
         """Take the room's queued events and store them with the room's state, as one
         consistent save; (id, event) for each, id None for what is not shown (picture jobs).
-        On failure the events stay queued in the room."""
+        On failure the events stay queued in the room. LeaseLost: another process may
+        drive the room now, so this runner stops (``give_up``) and writes nothing more."""
         ...
 
     async def posted(self, event_ids: list[int], message_ids: list[int]) -> None: ...
@@ -186,20 +188,25 @@ class RoomRunner:
         self._turn_task: asyncio.Task[None] | None = None
         self._relay: asyncio.Task[None] | None = None  # hands the reply so far to the stage
         self._fresh = asyncio.Event()  # the reply grew since the relay last looked
+        self.lost: LeaseLost | None = None  # set once another process may drive the room: this runner stops
 
     async def run(self, return_on_pause: bool = False) -> None:
         """Take turns until the room stops (or pauses, if nobody is there to resume it).
 
         If the run is cancelled (a shutdown), unfinished pictures and searches are dropped
         here: the stored room remembers them and a restart makes them again. A search
-        is waited for before the next turn, so the next AI reads its results.
+        is waited for before the next turn, so the next AI reads its results. A runner that
+        lost its lease (``give_up``) raises LeaseLost without finishing anything: the
+        room's stored state is the other process's to carry on.
         """
         try:
-            while self.room.state != "stopped":
+            while self.room.state != "stopped" and self.lost is None:
                 await self._finish_searches()
                 await self._check_gate()
                 turn = self.room.next_turn()
                 await self.flush()
+                if self.lost is not None:
+                    break
                 if turn is None:
                     if return_on_pause and self.room.state == "paused":
                         break
@@ -215,6 +222,8 @@ class RoomRunner:
                 self._turn_task = None
                 await self.flush()
                 await self._rest(self.delay)
+            if self.lost is not None:
+                raise self.lost
         except BaseException:
             for task in self._image_tasks | self._summary_tasks | self._search_tasks:
                 task.cancel()
@@ -232,6 +241,18 @@ class RoomRunner:
         while self._retry_at is not None and self.waiting:
             await self._sleep(self._retry_in())
             await self.flush()
+
+    def give_up(self, lost: LeaseLost) -> None:
+        """Another process may drive this room now: stop at once, leaving the stored room as it is.
+
+        The reply being written is dropped and nothing more is recorded or shown
+        from here; ``run`` raises ``lost``. Whoever holds the lease carries on from storage.
+        """
+        if self.lost is None:
+            self.lost = lost
+        if self._turn_task is not None:
+            self._turn_task.cancel()
+        self.poke()
 
     def poke(self) -> None:
         """Something changed from outside (resume, stop, a vote): look again."""
@@ -261,10 +282,15 @@ class RoomRunner:
             await self._alert(alert)
 
     async def _record_and_show(self) -> None:
+        if self.lost is not None:
+            return
         try:
             stored = await self.journal.record(self.room)
         except asyncio.CancelledError:
             raise
+        except LeaseLost as exc:
+            self.give_up(exc)
+            return
         except Exception as exc:
             await self._storage_failed(exc)
             return

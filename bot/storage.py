@@ -35,6 +35,7 @@ from bot.engine import (
     Catalog, Event, ForkPoint, ImageMade, Notice, Picture, Reply, Room, Said, Scenario, Spent, StateChanged,
 )
 from bot.engine.context import Entry, Usage
+from bot.leases import Leases
 from bot.engine.snapshot import (
     entry_from_dict,
     entry_to_dict,
@@ -1536,10 +1537,11 @@ class Journal:
     events and reading the state they belong to.
     """
 
-    def __init__(self, store: Store, room_id: int):
+    def __init__(self, store: Store, room_id: int, leases: Leases | None = None):
         self.store = store
         self.room_id = room_id
         self._stored: tuple[str, str] | None = None  # (state, snapshot) as last written
+        self.leases = leases  # where several processes share the database: write only under the room's lease
 
     async def record(self, room: Room) -> list[tuple[int | None, Event]]:
         """Take the room's queued events and store them with the room as it is now.
@@ -1549,6 +1551,8 @@ class Journal:
         back to the room, so the next record stores them. A room that has not changed
         since its last save is not written again.
         """
+        if self.leases is not None:
+            self.leases.check(self.room_id)  # LeaseLost: another process may drive the room now
         if room.stored_upto is None:
             room.stored_upto = await self.store.history_len(self.room_id)
         events = room.take_events()

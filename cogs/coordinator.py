@@ -9,6 +9,12 @@ not end rooms: they go offline as they are, and the next start brings back
 each one that was running or paused (``restore``), posting what was stored but
 never shown before anything new; an ended room comes back only to post the
 pictures it was still making.
+
+Several processes may share the database (a rolling deploy, shards split over
+hosts). A process drives only rooms of the servers its shards hold, and only
+while it holds the room's lease (``bot.leases``): a heartbeat renews the leases,
+stops a room whose lease was lost, and takes over rooms nobody holds (their
+process stopped or died).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from bot.engine import Room, RoomError, Scenario
 from bot.engine.scenarios import scenario_from_table, scenario_table
 from bot.engine.limits import RateLimit
 from bot.guilds import GuildConfig
+from bot.leases import LeaseLost, Leases
 from bot.providers import ProviderError
 from bot.engine.events import forked
 from bot.engine.snapshot import resumable_jobs
@@ -55,6 +62,16 @@ TOO_FAST = "⏳"
 BLOCKED = "🚫"
 RESTORE_AT_ONCE = 20  # rooms loaded side by side after a restart
 ALERTS_TOLD = 50  # distinct failure details a moderator is told per room (the log has them all)
+# /seance in a channel whose room another process drives (both are possible only while a deploy or
+# shard change is under way: Discord sends a server's commands to the process that holds its shard).
+OTHER_SHARD = (
+    "This server's rooms are run by another Séance process (this one runs shards {shards} of {count}); "
+    "the bot's host should check SHARD_IDS."
+)
+ELSEWHERE = (
+    "This channel's room is run by another Séance process at the moment (a restart or deploy is under way); "
+    "try again in a minute."
+)
 
 
 @dataclass
@@ -103,15 +120,22 @@ class Coordinator(commands.Cog):
         self.sessions: dict[int, Session] = {}
         self._restored = False  # on_ready fires again after every reconnect; rooms come back once
         self._users: dict[int, asyncio.Task[discord.User | None]] = {}  # fetched (or being fetched) by id
+        self.leases: Leases | None = None  # with a store: the rooms this process may drive
 
     async def cog_load(self) -> None:
         limit = self.bot.settings.idle_pause_minutes * 60
         if limit > 0:
             self.idle_watch.change_interval(seconds=max(1.0, min(60.0, limit / 4)))
             self.idle_watch.start()
+        if self.store is not None:
+            seconds = self.bot.settings.room_lease_seconds
+            self.leases = Leases(self.store, seconds)
+            self.heartbeat.change_interval(seconds=seconds / 3)
+            log.info("this process drives rooms as %s", self.leases.owner)
 
     async def cog_unload(self) -> None:
         self.idle_watch.cancel()
+        self.heartbeat.cancel()
         await self.go_offline()
 
     @property
@@ -270,11 +294,13 @@ class Coordinator(commands.Cog):
             options=stored,
         )
         self._bind(session, room_id)
+        if self.leases is not None and (holder := await self.leases.take(room_id)) is not None:
+            raise RuntimeError(f"room {room_id} was new, yet process {holder} holds its lease")
 
     def _bind(self, session: Session, room_id: int) -> None:
         assert self.store is not None
         session.room_id = room_id
-        session.runner.journal = Journal(self.store, room_id)
+        session.runner.journal = Journal(self.store, room_id, self.leases)
 
     def launch(self, session: Session) -> None:
         """Start taking turns."""
@@ -291,6 +317,7 @@ class Coordinator(commands.Cog):
         self.discard(session)
         if self.store is not None and session.room_id is not None:
             try:
+                await self._let_go(session.room_id)
                 await self.store.delete_room(session.room_id)
             except Exception:
                 log.exception("could not forget room %s, whose start failed", session.room_id)
@@ -316,11 +343,20 @@ class Coordinator(commands.Cog):
             session.open_floor = session.open_floor and config.open_floor
 
     async def go_offline(self, timeout: float = 5.0) -> None:
-        """The bot is shutting down: rooms keep their stored state, and say they will be back."""
+        """The bot is shutting down: rooms keep their stored state, and say they will be back.
+
+        Their leases are given up last, so another process (the new one of a rolling
+        deploy) takes them over at its next heartbeat rather than after they expire.
+        """
         sessions = list(self.sessions.values())
         await _cancel([s.task for s in sessions if s.task is not None], timeout)
-        saying = (s.stage.say(OFFLINE, timeout) for s in sessions if s.room.state != "stopped")
+        saying = (s.stage.say(OFFLINE, timeout) for s in sessions if s.room.state != "stopped" and s.runner.lost is None)
         await asyncio.gather(*saying)  # at once: a shutdown should not wait on each channel in turn
+        if self.leases is not None:
+            try:
+                await self.leases.release()
+            except Exception as exc:  # they expire by themselves
+                log.warning("could not give up this process's room leases (%s); they expire by themselves", exc)
 
     async def stop_all(self, reason: str, guild_id: int | None = None, timeout: float = 5.0) -> None:
         chosen = [s for s in self.sessions.values() if guild_id is None or s.channel.guild.id == guild_id]
@@ -333,12 +369,25 @@ class Coordinator(commands.Cog):
     async def _drive(self, session: Session) -> None:
         try:
             await session.runner.run()
+        except LeaseLost as lost:
+            log.warning("%s; this process stops driving it (channel %s)", lost, session.channel.id)
         except Exception:
             log.exception("the room in channel %s failed", session.channel.id)
         finally:
             with contextlib.suppress(Exception):
                 await session.stage.close()
             self.discard(session)
+            if session.room_id is not None and session.runner.lost is None and not _cancelling():
+                await self._let_go(session.room_id)  # it ended: nobody needs to drive it
+
+    async def _let_go(self, room_id: int) -> None:
+        """Give up a room's lease (best effort: it expires by itself)."""
+        if self.leases is None:
+            return
+        try:
+            await self.leases.release([room_id])
+        except Exception as exc:
+            log.warning("could not give up the lease of room %s (%s); it expires by itself", room_id, exc)
 
     async def _blocked(self, session: Session, reason: str) -> None:
         """Discord refused the stage for want of a permission: pause, and tell the channel and the moderator.
@@ -384,35 +433,50 @@ class Coordinator(commands.Cog):
             return
         self._restored = True
         await self.restore()
+        if self.leases is not None and not self.heartbeat.is_running():
+            self.heartbeat.start()
 
-    async def restore(self) -> None:
+    async def restore(self, taking_over: bool = False) -> None:
         """Bring back every stored Discord room that was running or paused when the bot went down,
         then ended rooms that still owe their channel something (last pictures still being made,
         messages Discord failed to take before the shutdown), to post those (after the live
-        rooms, which keep their channels first)."""
+        rooms, which keep their channels first).
+
+        Only rooms of the servers this process's shards hold, and only those no process
+        holds a lease on: a room another process drives is left to it, and taken over
+        by the heartbeat once that process gives it up or dies (``taking_over``).
+        """
         if self.store is None:
             return
-        live = await self.store.rooms(states=("running", "paused"), origin="discord")
-        ended = await self.store.rooms(states=("stopped",), origin="discord", owing=True)
+        now = self.leases.clock() if self.leases is not None else None
+        live = await self.store.rooms(states=("running", "paused"), origin="discord", unleased_at=now)
+        ended = await self.store.rooms(states=("stopped",), origin="discord", owing=True, unleased_at=now)
+        driven = {s.room_id for s in self.sessions.values()}
         claimed: set[int] = set()  # channels a room is coming back to
         for records in (live, ended):
+            mine = [r for r in records if r.id not in driven and r.guild_id is not None and self.bot.holds(r.guild_id)]
             # A few at a time: each waits on the database between its steps, and the others use the wait.
-            for start in range(0, len(records), RESTORE_AT_ONCE):
-                chunk = records[start : start + RESTORE_AT_ONCE]
-                await asyncio.gather(*(self._restore_or_log(record, claimed) for record in chunk))
+            for start in range(0, len(mine), RESTORE_AT_ONCE):
+                chunk = mine[start : start + RESTORE_AT_ONCE]
+                await asyncio.gather(*(self._restore_or_log(record, claimed, taking_over) for record in chunk))
 
-    async def _restore_or_log(self, record: RoomRecord, claimed: set[int]) -> None:
+    async def _restore_or_log(self, record: RoomRecord, claimed: set[int], taking_over: bool = False) -> None:
         try:
-            await self._restore(record, claimed)
+            await self._restore(record, claimed, taking_over)
         except Exception:
             log.exception("could not bring back room %s; it stays stored for the next start", record.id)
+            await self._let_go(record.id)
 
-    async def _restore(self, record: RoomRecord, claimed: set[int]) -> None:
+    async def _restore(self, record: RoomRecord, claimed: set[int], taking_over: bool = False) -> None:
         assert self.store is not None
+        if self.leases is not None and (holder := await self.leases.take(record.id)) is not None:
+            log.info("room %s is driven by process %s; not here", record.id, holder)
+            return
         place = await self._find_place(record)
         if place is None or place.id in self.sessions or place.id in claimed:
             reason = "its channel is gone or out of reach" if place is None else "another room took its channel"
-            return await self._retire(record, reason)
+            await self._retire(record, reason)
+            return await self._let_go(record.id)
         claimed.add(place.id)
         room = await self.store.load_room(record.id, data.catalog(), _scenarios(record.options))
         last_posted = await self.store.last_message_id(record.id)
@@ -434,7 +498,54 @@ class Coordinator(commands.Cog):
         if room.state != "stopped":  # an ended room only posts its last pictures, then goes
             room.announce(BACK if room.state == "running" else BACK_PAUSED)
         self.launch(session)
-        log.info("room %s is back in channel %s (%s)", record.id, place.id, room.state)
+        how = "taken over (its process stopped or died)" if taking_over else "back"
+        log.info("room %s is %s in channel %s (%s)", record.id, how, place.id, room.state)
+
+    # --- leases: which process drives which room -----------------------------------
+
+    @tasks.loop(seconds=10)
+    async def heartbeat(self) -> None:
+        """Renew this process's leases, stop rooms whose lease is lost, take over rooms nobody holds."""
+        if self.leases is None or self.store is None:
+            return
+        try:
+            lost = await self.leases.renew()
+        except Exception as exc:  # storage unreachable: the leases stay trusted until they could expire
+            log.warning("could not renew the room leases (%s); trying again in %.0f s", exc, self.heartbeat.seconds)
+            lost = set()
+        lost |= self.leases.lapsed()
+        for session in [s for s in self.sessions.values() if s.room_id in lost]:
+            assert session.room_id is not None
+            session.runner.give_up(LeaseLost(session.room_id))
+        try:
+            await self.restore(taking_over=True)
+        except Exception as exc:
+            log.warning("could not look for rooms to take over (%s)", exc)
+
+    @heartbeat.before_loop
+    async def _first_beat(self) -> None:
+        await self.bot.wait_until_ready()  # the first look for rooms is on_ready's restore
+
+    def driven_elsewhere_reason(self, guild_id: int) -> str | None:
+        """Why this process cannot act on the rooms of ``guild_id`` (another shard's), or None."""
+        if self.bot.holds(guild_id):
+            return None
+        shards = ", ".join(str(i) for i in self.bot.settings.shard_ids or ())
+        return OTHER_SHARD.format(shards=shards, count=self.bot.settings.shard_count)
+
+    async def elsewhere(self, guild_id: int, place_id: int) -> str | None:
+        """Why a /seance command in this channel is not this process's to answer, or None.
+
+        Its server's shard is another process's, or a running or paused room is stored
+        there that this process does not drive (another process holds it, or it waits
+        to be taken over): a new room there would be a second one in the channel.
+        """
+        if (reason := self.driven_elsewhere_reason(guild_id)) is not None:
+            return reason
+        if self.store is None or place_id in self.sessions:
+            return None
+        stored = await self.store.rooms(states=("running", "paused"), origin="discord", place=place_id)
+        return ELSEWHERE if stored else None
 
     async def _find_place(self, record: RoomRecord) -> Place | None:
         """The room's channel or thread; None if Discord says it is gone or out of reach."""
@@ -597,6 +708,12 @@ async def _cancel(tasks: list[asyncio.Task[None]], timeout: float) -> None:
         task.cancel()
     if pending:
         await asyncio.wait(pending, timeout=timeout)
+
+
+def _cancelling() -> bool:
+    """Whether the current task is being cancelled (a shutdown), rather than ending by itself."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _permission_name(flag: str) -> str:

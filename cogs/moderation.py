@@ -123,6 +123,8 @@ class Moderation(commands.Cog):
             return await _say(interaction, "Rooms run in text channels and their threads.")
         if thread and isinstance(channel, discord.Thread):
             return await _say(interaction, "This is a thread already: start the room without `thread`.")
+        if elsewhere := await self.coordinator.elsewhere(channel.guild.id, channel.id):
+            return await _say(interaction, elsewhere)
         if missing := self.coordinator.missing_permissions(channel, thread):
             return await _say(interaction, f"I cannot hold a room here: I need {_and(missing)} in {channel.mention}.")
         if limit := await self.bot.guild_settings.over_daily_limit(channel.guild.id):
@@ -512,7 +514,9 @@ class Moderation(commands.Cog):
         """The channel's room, or None after telling the member there is none."""
         session = self._here(interaction)
         if session is None:
-            await _say(interaction, "No room is running in this channel. Start one with `/seance start`.")
+            guild_id, channel_id = interaction.guild_id, interaction.channel_id
+            elsewhere = await self.coordinator.elsewhere(guild_id, channel_id) if guild_id and channel_id else None
+            await _say(interaction, elsewhere or "No room is running in this channel. Start one with `/seance start`.")
         return session
 
     async def _act(

@@ -91,12 +91,24 @@ class World:
         old = self.bot
         if not crash:
             await old.close()
+        else:
+            await lapse_leases(old)
         self.bot = create_bot(old.settings, images=old.images)
         wait_here(self.env, self.bot)
         await self.env.restart_bot(self.bot)  # detaches the old bot: its tasks are cancelled where they are
         await old._close_store()  # a crashed process writes nothing more
         await self.env.settle()
         return self.bot
+
+
+async def lapse_leases(bot: SeanceBot) -> None:
+    """What time does for a crashed process: its room leases run out (after ROOM_LEASE_SECONDS),
+    so the next process takes its rooms. Written as expired, not deleted, as time would leave them."""
+    coordinator = bot.get_cog("Coordinator")
+    leases = getattr(coordinator, "leases", None)
+    if leases is not None and bot.store is not None:
+        await bot.store.db.execute("UPDATE room_leases SET expires_at = 0 WHERE owner = ?", (leases.owner,))
+        await bot.store.db.commit()
 
 
 def wait_here(env: simcord.Env, bot: SeanceBot) -> None:
