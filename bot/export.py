@@ -305,14 +305,21 @@ async def list_rooms(store: Store, out: TextIO) -> int:
     if not records:
         print("No rooms are stored yet.", file=out)
         return 0
-    print(f"{'room':>5}  {'where':<22} {'state':<8} {'scenario':<10} {'events':>6}  {'last change':<16}  fork of", file=out)
+    leases = await store.leases()  # which process drives each room now (see bot/leases.py)
+    print(
+        f"{'room':>5}  {'where':<22} {'state':<8} {'scenario':<10} {'events':>6}  {'last change':<16}  "
+        f"{'driven by':<24}  fork of",
+        file=out,
+    )
     for record in records:
         where = "console" if record.origin == "console" else f"discord #{record.thread_id or record.channel_id}"
         when = datetime.fromtimestamp(record.updated_at).strftime("%Y-%m-%d %H:%M")
         count = await store.event_count(record.id)  # no need to read every event (and picture)
         parent = f"room {record.parent_id} at event {record.fork_event}" if record.parent_id is not None else ""
+        owner = leases[record.id][0] if record.id in leases else "-"
         print(
-            f"{record.id:>5}  {where:<22} {record.state:<8} {record.scenario:<10} {count:>6}  {when:<16}  {parent}".rstrip(),
+            f"{record.id:>5}  {where:<22} {record.state:<8} {record.scenario:<10} {count:>6}  {when:<16}  "
+            f"{owner:<24}  {parent}".rstrip(),
             file=out,
         )
     print("Event numbers: python -m bot export ROOM --numbered; fork with: python -m bot console --fork ROOM --at EVENT", file=out)

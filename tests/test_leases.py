@@ -142,3 +142,18 @@ async def test_two_connections_racing_for_rooms_each_get_a_room_exactly_once(tmp
     finally:
         await first.close()
         await second.close()
+
+
+async def test_the_rooms_listing_names_the_process_driving_each_room(store):
+    import io
+
+    from bot.export import list_rooms
+
+    first, second = await stored_rooms(store, 2)
+    await store.take_lease(first, "host-a:4242:beef01", 30)
+    out = io.StringIO()
+    await list_rooms(store, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("driven by")
+    assert lines[1].split()[0] == str(first) and lines[1].endswith("host-a:4242:beef01")
+    assert lines[2].split()[0] == str(second) and lines[2].endswith(" -")
