@@ -184,7 +184,7 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
     )
     bot = create_bot(settings)
     before = rss_kb()
-    async with simcord.run(bot, check_errors=False) as env:
+    async with simcord.run(bot, check_errors=False, shard_count=1) as env:
         guild = env.create_guild("Bench")
         host = guild.add_member(env.create_user("host"))
         moderator = await bot.fetch_user(host.id)

@@ -143,7 +143,7 @@ async def soak(rooms: int, turns: int, base_url: str, discord_failure: float, se
     logging.getLogger("cogs.coordinator").addHandler(Crashes())
     random.seed(seed)
     per_room = turns // rooms
-    async with simcord.run(bot, check_errors=False) as env:
+    async with simcord.run(bot, check_errors=False, shard_count=1) as env:
         faults = DiscordFaults(discord_failure, seed, settings.send_timeout)
         guild = env.create_guild("Soak")
         host = guild.add_member(env.create_user("host"))

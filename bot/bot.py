@@ -110,6 +110,10 @@ class SeanceBot(commands.AutoShardedBot):
             await self.load_extension(name)
 
     async def close(self) -> None:
+        if not hasattr(self, "_AutoShardedClient__queue"):
+            # discord.py 2.7 makes the shards' event queue in connect(), and close() puts into it:
+            # a bot closed before connecting (a bad DATABASE_PATH, sync) would fail with AttributeError.
+            self._AutoShardedClient__queue = asyncio.PriorityQueue()
         try:
             await super().close()  # unloads the cogs first: rooms go offline, stored as they are
         finally:

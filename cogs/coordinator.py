@@ -122,6 +122,9 @@ class Coordinator(commands.Cog):
         self._users: dict[int, asyncio.Task[discord.User | None]] = {}  # fetched (or being fetched) by id
         self.leases: Leases | None = None  # with a store: the rooms this process may drive
         self._beating: asyncio.Task[None] | None = None  # the leases' heartbeat, from the first on_ready
+        # Rooms this process ended, retired or failed to bring back: the heartbeat does not try them
+        # again (a room owing a channel that is gone would be retried every beat); the next start does.
+        self._settled: set[int] = set()
 
     async def cog_load(self) -> None:
         limit = self.bot.settings.idle_pause_minutes * 60
@@ -382,6 +385,7 @@ class Coordinator(commands.Cog):
                 await session.stage.close()
             self.discard(session)
             if session.room_id is not None and session.runner.lost is None and not _cancelling():
+                self._settled.add(session.room_id)
                 await self._let_go(session.room_id)  # it ended: nobody needs to drive it
 
     async def _let_go(self, room_id: int) -> None:
@@ -457,7 +461,11 @@ class Coordinator(commands.Cog):
         driven = {s.room_id for s in self.sessions.values()}
         claimed: set[int] = set()  # channels a room is coming back to
         for records in (live, ended):
-            mine = [r for r in records if r.id not in driven and r.guild_id is not None and self.bot.holds(r.guild_id)]
+            mine = [
+                r for r in records
+                if r.id not in driven and r.id not in self._settled
+                and r.guild_id is not None and self.bot.holds(r.guild_id)
+            ]
             # A few at a time: each waits on the database between its steps, and the others use the wait.
             for start in range(0, len(mine), RESTORE_AT_ONCE):
                 chunk = mine[start : start + RESTORE_AT_ONCE]
@@ -468,6 +476,7 @@ class Coordinator(commands.Cog):
             await self._restore(record, claimed, taking_over)
         except Exception:
             log.exception("could not bring back room %s; it stays stored for the next start", record.id)
+            self._settled.add(record.id)
             await self._let_go(record.id)
 
     async def _restore(self, record: RoomRecord, claimed: set[int], taking_over: bool = False) -> None:
@@ -479,6 +488,7 @@ class Coordinator(commands.Cog):
         if place is None or place.id in self.sessions or place.id in claimed:
             reason = "its channel is gone or out of reach" if place is None else "another room took its channel"
             await self._retire(record, reason)
+            self._settled.add(record.id)
             return await self._let_go(record.id)
         claimed.add(place.id)
         room = await self.store.load_room(record.id, data.catalog(), _scenarios(record.options))

@@ -48,7 +48,7 @@ async def test_closing_the_bot_closes_its_providers(monkeypatch: pytest.MonkeyPa
 
 async def test_setup_hook_loads_the_cogs_and_their_commands(tmp_path) -> None:
     bot = create_bot(quiet_settings(database_path=tmp_path / "seance.sqlite3"))
-    async with simcord.run(bot):
+    async with simcord.run(bot, shard_count=1):
         assert set(bot.cogs) == {"Errors", "Coordinator", "Moderation", "Votes", "Admin", "Forks"}
         [seance] = bot.tree.get_commands(type=discord.AppCommandType.chat_input)
         [fork] = bot.tree.get_commands(type=discord.AppCommandType.message)
@@ -90,7 +90,7 @@ async def test_the_bot_needs_the_message_content_intent() -> None:
     bot = create_bot(quiet_settings())
     without_content = discord.Intents.default()
     with pytest.raises(discord.PrivilegedIntentsRequired) as caught:
-        async with simcord.run(bot, approved_intents=without_content):
+        async with simcord.run(bot, shard_count=1, approved_intents=without_content):
             pass
     assert app.explain_startup_error(caught.value) == app.NO_INTENT
 
