@@ -25,7 +25,7 @@ from bot.storage import Store
 from tests.fakes import FakeLLMServer
 
 ROOT = Path(__file__).resolve().parents[1]
-LEASE = 5.0  # seconds: short, so the takeover comes quickly (but renewed in time on a busy machine)
+LEASE = 5.0  # seconds: short, so the takeover comes quickly, yet renewed in time on a busy machine
 BASE = 1300000000000000000  # a snowflake; guild ids BASE + (k << 22) fall on shard k % 2 of 2
 
 
@@ -117,7 +117,7 @@ def test_two_processes_drive_each_room_once_and_a_killed_ones_rooms_are_taken_ov
         wait_for(lambda: set(by_channel(replies(old_trace))) == shard0, "the old process to drive shard 0's rooms")
         new, new_trace, new_log = start("new", tmp_path, fake_llm, "0,1")
         wait_for(lambda: all(by_channel(replies(new_trace)).get(c, 0) >= 3 for c in shard1), "the new process")
-        time.sleep(3 * LEASE)  # several heartbeats of both: the old process keeps its rooms
+        time.sleep(LEASE)  # a lease's length of heartbeats of both: the old process keeps its rooms
 
         assert set(by_channel(replies(old_trace))) == shard0  # the old one runs only shard 0
         assert set(by_channel(replies(new_trace))) == shard1  # the new one leaves shard 0's rooms alone
