@@ -156,6 +156,22 @@ def test_settings_that_do_not_parse_are_named_in_one_line(monkeypatch, capsys) -
     assert said.startswith("LOG_LEVEL is not valid (") and said.endswith("(see .env.example).") and "\n" not in said
 
 
+@pytest.mark.parametrize(
+    ("count", "ids", "told"),
+    [
+        ("", "1", "SHARD_IDS needs SHARD_COUNT (how many shards all processes run together)"),
+        ("2", "0, 2", "SHARD_IDS must be different numbers from 0 to 1"),
+        ("2", "1,1", "SHARD_IDS must be different numbers from 0 to 1"),
+    ],
+)
+def test_shard_settings_that_do_not_fit_are_told_in_one_line(monkeypatch, capsys, count, ids, told) -> None:
+    monkeypatch.setenv("SHARD_COUNT", count)
+    monkeypatch.setenv("SHARD_IDS", ids)
+    assert main(["rooms"]) == 2
+    said = capsys.readouterr().err.strip()
+    assert said == f"{told}; fix it in .env or the environment (see .env.example).", said
+
+
 def test_a_newer_database_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys) -> None:
     path = tmp_path / "seance.sqlite3"
     with contextlib.closing(sqlite3.connect(path)) as db:
