@@ -234,11 +234,13 @@ class RoomRunner:
         await self._finish_images()
         await self.flush()
         await self._drain()
+        if self.lost is not None:  # lost while finishing: what is left is the new holder's to show
+            raise self.lost
 
     async def _drain(self) -> None:
         """A stopped room still owes the channel what a failing stage kept back: keep
         trying (with the backoff) until it is shown, or the stage needs a person."""
-        while self._retry_at is not None and self.waiting:
+        while self._retry_at is not None and self.waiting and self.lost is None:
             await self._sleep(self._retry_in())
             await self.flush()
 

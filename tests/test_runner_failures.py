@@ -365,3 +365,46 @@ async def test_a_shared_transaction_that_fails_pauses_each_of_its_rooms_and_resu
         same_room(room, await store.load_room(room_id, data.catalog(), data.scenarios()))
     assert len(error_logs) == 3
     await store.close()
+
+
+async def test_a_runner_whose_lease_is_lost_stops_writing_and_showing_at_once(tmp_path):
+    """Another process may drive the room now: the next save is refused by the lease fence,
+    nothing is shown from then on, no pause is recorded, and run() says why."""
+    from bot.leases import LeaseLost, Leases
+
+    store = await Store.open(tmp_path / "db.sqlite3")
+    try:
+        room = room_of(ais=2, turns=30)
+        room_id = await store.create_room(room, "discord")
+        now = [0.0]
+        leases = Leases(store, 30, "this-process", monotonic=lambda: now[0])
+        assert await leases.take(room_id) is None
+        stage = Recorder()
+        said: list[str] = []
+
+        async def told(sentence: str) -> None:
+            said.append(sentence)
+
+        replies = [f"turn {i}" for i in range(40)]
+        runner = RoomRunner(
+            room, lambda m: Scripted(*replies), SlowImages(0.001), stage,
+            journal=Journal(store, room_id, leases), on_problem=told,
+        )
+
+        async def pause_the_process() -> None:
+            while sum(isinstance(e, Reply) for e in stage.shown) < 3:
+                await asyncio.sleep(0.001)
+            now[0] = 3600.0  # an hour on this process's clock: its lease is surely gone
+
+        pausing = asyncio.create_task(pause_the_process())
+        with pytest.raises(LeaseLost, match=f"room {room_id} is no longer this process's to drive"):
+            await asyncio.wait_for(runner.run(), 10)
+        await pausing
+        shown = len(stage.shown)
+        events = await store.event_count(room_id)
+        assert shown >= 3 and said == []
+        assert (await store.room(room_id)).state == "running"  # no pause written: it is the new holder's room
+        await runner.flush()  # a moderator's command afterwards writes and shows nothing either
+        assert len(stage.shown) == shown and await store.event_count(room_id) == events
+    finally:
+        await store.close()
