@@ -1217,7 +1217,7 @@ class Store:
     async def leases(self, now: float | None = None) -> dict[int, tuple[str, float]]:
         """Every unexpired lease: room id -> (owner, expires_at)."""
         now = time.time() if now is None else now
-        async with self.db.execute(
+        async with self.reader.execute(
             "SELECT room_id, owner, expires_at FROM room_leases WHERE expires_at > ?", (now,)
         ) as cursor:
             return {room_id: (owner, expires) async for room_id, owner, expires in cursor}
@@ -1369,7 +1369,7 @@ class Store:
 
 def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
     """``work`` in one transaction on the database's thread: committed, or rolled back whole."""
-    conn.execute("BEGIN").close()
+    conn.execute("BEGIN IMMEDIATE").close()  # the write lock first: another process sharing the file may be writing
     try:
         result = work(conn)
         conn.commit()
