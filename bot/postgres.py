@@ -159,6 +159,16 @@ PG_MIGRATIONS: list[str] = [
         PRIMARY KEY (room_id, event_id)
     );
     """,
+    # 7: room leases: which process drives which room (bot/leases.py)
+    """
+    CREATE TABLE room_leases (
+        room_id BIGINT PRIMARY KEY REFERENCES rooms(id) ON DELETE CASCADE,
+        owner TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        taken_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX room_leases_by_owner ON room_leases(owner);
+    """,
 ]
 
 # What a statement on a lost or refused connection raises, besides the server's own errors.

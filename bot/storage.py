@@ -1168,8 +1168,9 @@ class Store:
         now = time.time() if now is None else now
         async with self._transaction():
             await self._run(
-                "INSERT INTO room_leases (room_id, owner, expires_at, taken_at)"
-                " SELECT id, ?, ?, ? FROM rooms WHERE id = ?"
+                "INSERT INTO room_leases (room_id, owner, expires_at, taken_at)"  # typed: PostgreSQL reads
+                " SELECT id, CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION)"  # a bare
+                " FROM rooms WHERE id = ?"  # parameter in a SELECT list as text
                 " ON CONFLICT (room_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at,"
                 " taken_at = excluded.taken_at"
                 " WHERE room_leases.owner = excluded.owner OR room_leases.expires_at <= ?",
@@ -1369,7 +1370,9 @@ class Store:
 
 def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
     """``work`` in one transaction on the database's thread: committed, or rolled back whole."""
-    conn.execute("BEGIN IMMEDIATE").close()  # the write lock first: another process sharing the file may be writing
+    # On SQLite, the write lock first: a transaction that read before writing cannot wait for another
+    # process sharing the file, and fails at once as "locked". PostgreSQL locks rows, not the database.
+    conn.execute("BEGIN IMMEDIATE" if isinstance(conn, sqlite3.Connection) else "BEGIN").close()
     try:
         result = work(conn)
         conn.commit()

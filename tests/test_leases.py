@@ -9,7 +9,7 @@ import pytest
 from bot import data
 from bot.engine import Room, RoomSettings
 from bot.leases import LeaseLost, Leases
-from bot.storage import Store
+from bot.storage import Store, open_url
 
 
 class Clocks:
@@ -37,9 +37,18 @@ def leases(store: Store, clocks: Clocks, owner: str, seconds: float = 30.0) -> L
     return Leases(store, seconds, owner, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def reopen(request, tmp_path):
+    """Opens the test's database (again) each call: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return lambda: Store.open(tmp_path / "seance.sqlite3")
+    url = request.getfixturevalue("pg_url")
+    return lambda: open_url(url)
+
+
 @pytest.fixture
-async def store(tmp_path):
-    store = await Store.open(tmp_path / "seance.sqlite3")
+async def store(reopen):
+    store = await reopen()
     yield store
     await store.close()
 
@@ -126,10 +135,9 @@ async def test_a_lease_goes_with_its_room(store):
     assert await leases(store, clocks, "new").take(room) == "nobody (the room is not stored)"
 
 
-async def test_two_connections_racing_for_rooms_each_get_a_room_exactly_once(tmp_path):
-    """Two processes' connections on one file, both taking every room at once: one owner per room."""
-    path = tmp_path / "seance.sqlite3"
-    first, second = await Store.open(path), await Store.open(path)
+async def test_two_connections_racing_for_rooms_each_get_a_room_exactly_once(reopen):
+    """Two processes' connections on one database, both taking every room at once: one owner per room."""
+    first, second = await reopen(), await reopen()
     try:
         rooms = await stored_rooms(first, 20)
         clocks = Clocks()
