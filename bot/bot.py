@@ -87,8 +87,7 @@ class SeanceBot(commands.AutoShardedBot):
             typing_per_second=settings.typing_per_second,
         )
         self.store: Store | None = None  # opened in setup_hook, so a bot can be built without touching disk
-        # Wraps each room's waits between turns, and the room leases' heartbeat; tests declare
-        # them to simcord (see RoomRunner.idle), so its clock moves them on.
+        # Wraps each room's waits between turns; tests declare them to simcord (see RoomRunner.idle).
         self.room_wait: RoomWait | None = None
 
     def holds(self, guild_id: int) -> bool:

@@ -121,7 +121,6 @@ class Coordinator(commands.Cog):
         self._restored = False  # on_ready fires again after every reconnect; rooms come back once
         self._users: dict[int, asyncio.Task[discord.User | None]] = {}  # fetched (or being fetched) by id
         self.leases: Leases | None = None  # with a store: the rooms this process may drive
-        self._beating: asyncio.Task[None] | None = None  # the leases' heartbeat, from the first on_ready
         # Rooms this process ended, retired or failed to bring back: the heartbeat does not try them
         # again (a room owing a channel that is gone would be retried every beat); the next start does.
         self._settled: set[int] = set()
@@ -138,8 +137,7 @@ class Coordinator(commands.Cog):
 
     async def cog_unload(self) -> None:
         self.idle_watch.cancel()
-        if self._beating is not None:
-            await _cancel([self._beating], 5.0)
+        self._beating.cancel()
         await self.go_offline()
 
     @property
@@ -518,16 +516,13 @@ class Coordinator(commands.Cog):
 
     def start_heartbeat(self) -> None:
         """Beat every third of ROOM_LEASE_SECONDS until the cog unloads (on_ready starts it)."""
-        if self.leases is not None and self._beating is None:
-            self._beating = asyncio.create_task(self._beat_forever(), name="seance-room-leases")
+        if self.leases is not None and not self._beating.is_running():
+            self._beating.change_interval(seconds=self.leases.seconds / 3)
+            self._beating.start()
 
-    async def _beat_forever(self) -> None:
-        assert self.leases is not None
-        while True:
-            # Through room_wait, as rooms' waits are: tests move it on simcord's clock.
-            waiting = asyncio.sleep(self.leases.seconds / 3)
-            await (self.bot.room_wait(waiting) if self.bot.room_wait is not None else waiting)
-            await self.heartbeat()
+    @tasks.loop(seconds=10)
+    async def _beating(self) -> None:
+        await self.heartbeat()
 
     async def heartbeat(self) -> None:
         """Renew this process's leases, stop rooms whose lease is lost, take over rooms nobody holds."""
