@@ -84,6 +84,15 @@ class Leases:
         self._trusted[room_id] = self._trust_until(started)
         return None
 
+    @property
+    def terms(self) -> tuple[str, float]:
+        """(owner, seconds): for a room created with its lease (``Store.create_room(lease=...)``)."""
+        return self.owner, self.seconds
+
+    def hold(self, room_id: int, started: float) -> None:
+        """A lease taken in storage at monotonic time ``started`` or after (a new room's)."""
+        self._trusted[room_id] = self._trust_until(started)
+
     async def renew(self) -> set[int]:
         """Renew every lease held; returns the rooms whose lease is lost (and forgets them)."""
         if not self._trusted:

@@ -639,7 +639,10 @@ class Store:
         channel_id: int | None = None,
         thread_id: int | None = None,
         options: dict[str, Any] | None = None,
+        lease: tuple[str, float] | None = None,
     ) -> int:
+        """Store a new room; returns its number. ``lease`` (owner, seconds): the room is created
+        leased to that process, in the same transaction, so no other process takes it on the way."""
         save = capture(room, 0)  # before any await: the room as it is now, whole
         now = time.time()
         row = (
@@ -656,6 +659,7 @@ class Store:
             )
             assert room_id is not None
             self._save_entries(conn, room_id, 0, save.entries)
+            _lease_new(conn, room_id, lease, now)
             return room_id
 
         async with self._writing:  # waits for at most the batch being written, however many rooms run
@@ -921,9 +925,11 @@ class Store:
         channel_id: int | None = None,
         thread_id: int | None = None,
         options: dict[str, Any] | None = None,
+        lease: tuple[str, float] | None = None,
     ) -> int:
         """Store a new room forked at ``source``: its parent's scenario and settings, the seats
-        and the history up to that point (see ``fork_state``); returns its number.
+        and the history up to that point (see ``fork_state``); returns its number. ``lease``:
+        as for ``create_room``.
 
         One transaction. Pictures are copied into the fork's own folder (on the database's
         thread, off the event loop), so deleting either room leaves the other whole. The
@@ -961,6 +967,7 @@ class Store:
                 (fork_id, seq, json.dumps(self._copy_entry(conn, fork_id, e, read))) for seq, e in enumerate(history)
             ]
             _execute_many(conn, "INSERT INTO entries (room_id, seq, data) VALUES (?, ?, ?)", rows)
+            _lease_new(conn, fork_id, lease, now)
             return fork_id
 
         async with self._writing:
@@ -1366,6 +1373,17 @@ class Store:
             data["usage"] = Usage(**data["usage"])
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _lease_new(conn: sqlite3.Connection, room_id: int, lease: tuple[str, float] | None, now: float) -> None:
+    """A new room's lease, in the transaction that creates the room (see ``Store.take_lease``)."""
+    if lease is not None:
+        owner, seconds = lease
+        _execute(
+            conn,
+            "INSERT INTO room_leases (room_id, owner, expires_at, taken_at) VALUES (?, ?, ?, ?)",
+            (room_id, owner, now + seconds, now),
+        )
 
 
 def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:

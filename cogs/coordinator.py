@@ -207,6 +207,7 @@ class Coordinator(commands.Cog):
         options = replace(_options(parent.options), models=source.models)
         options.open_floor = options.open_floor and config.open_floor
         thread = place if isinstance(place, discord.Thread) else None
+        started = self.leases.monotonic() if self.leases is not None else 0.0
         fork_id = await self.store.create_fork(
             source,
             "discord",
@@ -214,7 +215,10 @@ class Coordinator(commands.Cog):
             channel_id=thread.parent_id if thread is not None else place.id,
             thread_id=thread.id if thread is not None else None,
             options=asdict(options) | {"moderator_id": moderator.id},
+            lease=self.leases.terms if self.leases is not None else None,  # no other process may take it
         )
+        if self.leases is not None:
+            self.leases.hold(fork_id, started)  # so this process's heartbeat does not bring it back meanwhile
         try:
             room = await self.store.load_room(fork_id, data.catalog(), data.scenarios())
             room.settings = config.apply(room.settings)
@@ -222,6 +226,7 @@ class Coordinator(commands.Cog):
             room.announce(forked(source.room_id, source.label, source.kind, source.event_id, link))
             session = self.open(place, room, moderator, options)
         except BaseException:
+            await self._let_go(fork_id)
             await self.store.delete_room(fork_id)
             raise
         self._bind(session, fork_id)
@@ -287,6 +292,7 @@ class Coordinator(commands.Cog):
         stored = asdict(options) | {"moderator_id": session.moderator_id}
         if stored["own_scenario"] is None:  # kept only for a server's own scenario
             del stored["own_scenario"]
+        started = self.leases.monotonic() if self.leases is not None else 0.0
         room_id = await self.store.create_room(
             session.room,
             "discord",
@@ -294,10 +300,11 @@ class Coordinator(commands.Cog):
             channel_id=thread.parent_id if thread is not None else channel.id,
             thread_id=thread.id if thread is not None else None,
             options=stored,
+            lease=self.leases.terms if self.leases is not None else None,  # no other process may take it
         )
         self._bind(session, room_id)
-        if self.leases is not None and (holder := await self.leases.take(room_id)) is not None:
-            raise RuntimeError(f"room {room_id} was new, yet process {holder} holds its lease")
+        if self.leases is not None:
+            self.leases.hold(room_id, started)
 
     def _bind(self, session: Session, room_id: int) -> None:
         assert self.store is not None
@@ -479,6 +486,8 @@ class Coordinator(commands.Cog):
 
     async def _restore(self, record: RoomRecord, claimed: set[int], taking_over: bool = False) -> None:
         assert self.store is not None
+        if self.leases is not None and record.id in self.leases.held:
+            return  # this process is starting it (a new room or fork) or drives it already
         if self.leases is not None and (holder := await self.leases.take(record.id)) is not None:
             log.info("room %s is driven by process %s; not here", record.id, holder)
             return
