@@ -114,10 +114,10 @@ class WebhookPool:
         """
         if webhook:
             await self.per_webhook.take(home_id, self._sleep)
-        else:
-            await self.spend_bot()  # a notice: the bot's own message
         if message:
             await self.per_channel.take(channel_id, self._sleep)
+        if not webhook:  # a notice, the bot's own message: its global slot last, just before it is sent
+            await self.spend_bot()
 
     async def _sleep(self, seconds: float) -> None:
         # A host that accounts for deliberate waits (the tests' simulated clock) wraps them.
