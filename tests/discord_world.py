@@ -38,9 +38,11 @@ SETTLE_SECONDS = 30.0
 
 @pytest.fixture
 def settings(fake_llm: FakeLLMServer, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """Test settings; ``@pytest.mark.settings(name=value)`` overrides some for one test."""
-    marker = request.node.get_closest_marker("settings")
-    overrides = marker.kwargs if marker else {}
+    """Test settings; ``@pytest.mark.settings(name=value)`` overrides some for one test (or, as
+    ``pytestmark``, for a module; a test's own marker wins over its module's)."""
+    overrides: dict[str, Any] = {}
+    for marker in reversed(list(request.node.iter_markers("settings"))):
+        overrides |= marker.kwargs
     values: dict[str, Any] = {
         "openrouter_api_key": "test",
         "openrouter_base_url": fake_llm.base_url,
@@ -56,6 +58,10 @@ def settings(fake_llm: FakeLLMServer, request: pytest.FixtureRequest, tmp_path: 
         "webhook_requests_per_2s": 0,
         "channel_messages_per_minute": 0,
         "shard_count": 1,  # simcord needs a count; "auto" asks Discord, which these tests do not reach
+        # simcord polls real time (0.05 s) at each lease heartbeat that advance_time steps
+        # through: with the default 30 s lease (a beat every 10 s) ten virtual minutes took 3 s.
+        # The tests about leases set their own (tests/cogs/test_shards.py).
+        "room_lease_seconds": 3600,
     }
     return Settings(_env_file=None, **(values | overrides))
 

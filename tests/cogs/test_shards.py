@@ -12,6 +12,9 @@ from bot.storage import Store
 from cogs.coordinator import BACK, ELSEWHERE, OFFLINE
 from tests.discord_world import World, answer, by_persona, notices
 
+# Leases at the product's default length (the other Discord tests beat rarely: tests/discord_world.py).
+pytestmark = pytest.mark.settings(room_lease_seconds=30.0)
+
 
 async def store_room(world: World, guild_id: int, channel_id: int) -> int:
     """A running room stored for a channel, as another process (or an earlier start) left it."""
