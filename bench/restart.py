@@ -50,7 +50,7 @@ from bot.engine import Reply, Room, RoomSettings  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.stage import DiscordStage  # noqa: E402
 from bot.storage import Store  # noqa: E402
-from rooms import MODELS, parse_range, rss_kb, serve  # noqa: E402
+from rooms import MODELS, beat_leases, parse_range, rss_kb, serve  # noqa: E402
 
 POLL = 0.05  # how often the request log is stamped with the time
 LIMIT_SECONDS = 600.0
@@ -237,12 +237,14 @@ async def run_restart(count: int, args: argparse.Namespace, base_url: str) -> Ro
         arrivals.start = time.perf_counter()
         sampler = asyncio.create_task(sample_waits()) if os.environ.get("BENCH_WAITS") else None
         await coordinator.restore()
+        beating = asyncio.create_task(beat_leases(coordinator))  # as the bot's on_ready starts it
         restored = time.perf_counter() - arrivals.start
         deadline = time.perf_counter() + args.limit
         while len(arrivals.speaking) < count and time.perf_counter() < deadline:
             await asyncio.sleep(0.1)
         until = time.perf_counter()
         clock.task.cancel()
+        beating.cancel()
         if sampler is not None:
             sampler.cancel()
         rss = rss_kb() / 1024

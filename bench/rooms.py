@@ -145,6 +145,18 @@ def rss_kb() -> int:
     return 0
 
 
+async def beat_leases(coordinator: Any) -> None:
+    """The coordinator's lease heartbeat on the real clock.
+
+    In production a ``discord.ext.tasks`` loop renews the rooms' leases; under simcord that
+    loop follows simcord's virtual clock, which stands still in a benchmark, so without this
+    every room's lease would lapse after ROOM_LEASE_SECONDS and the room would stop.
+    """
+    while True:
+        await asyncio.sleep(coordinator.leases.seconds / 3)
+        await coordinator.heartbeat()
+
+
 async def watch_lag(samples: list[float], stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     while not stop.is_set():
@@ -199,6 +211,7 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
             await coordinator.persist(session, options)
             coordinator.launch(session)
             sessions.append(session)
+        beating = asyncio.create_task(beat_leases(coordinator))
         await asyncio.sleep(args.warmup)
         samples: list[float] = []
         stop = asyncio.Event()
@@ -218,6 +231,7 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         commits = bot.store.group.batches - commits_before
         held = sum(1 for s in sessions if s.room.state == "running" and s.task is not None and not s.task.done())
         growth = rss_kb() - before
+        beating.cancel()
         await coordinator.stop_all("the benchmark is over", timeout=10)
         await bot.close()
     shutil.rmtree(folder, ignore_errors=True)
@@ -311,7 +325,7 @@ def arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = arguments()
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=getattr(logging, os.environ.get("BENCH_LOG", "ERROR")))
     random.seed(7)
     port_in, port_out = multiprocessing.Pipe(duplex=False)
     stop = multiprocessing.Event()

@@ -45,6 +45,9 @@ from bot.engine import Notice  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from tests.fakes import FakeLLMServer, Reply  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rooms import beat_leases  # noqa: E402
+
 VERBOSE = "-v" in sys.argv
 MODELS = ["Gemini 3 Flash", "DeepSeek R1", "Claude Haiku 4.5"]
 
@@ -161,8 +164,10 @@ async def soak(rooms: int, turns: int, base_url: str, discord_failure: float, se
         started = time.perf_counter()
         for session in sessions:
             coordinator.launch(session)
+        beating = asyncio.create_task(beat_leases(coordinator))
         tasks = [s.task for s in sessions]
         done, pending = await asyncio.wait(tasks, timeout=limit)
+        beating.cancel()
         elapsed = time.perf_counter() - started
         crashed += [f"room task raised {t.exception()!r}" for t in done if not t.cancelled() and t.exception()]
         requests = env.http_requests[requests_before:]
