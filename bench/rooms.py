@@ -14,6 +14,7 @@ record of every message and request).
 
     python bench/rooms.py                                    # quick: 10/50 rooms, fast replies
     python bench/rooms.py --rooms 100 --reply 4-8 --delay 2  # the goal table, one row
+    python bench/rooms.py --rooms 100 --reply 4-8 --delay 2 --postgres local  # the same on PostgreSQL
 
 It prints one table row per run (with the load average: other work on the machine slows it)
 and asserts nothing. It talks to 127.0.0.1 only.
@@ -193,6 +194,7 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         idle_pause_minutes=0,
         send_timeout=30,
         max_ais=max(5, args.ais),
+        database_url=args.database_url,  # None: SQLite, as above
     )
     bot = create_bot(settings)
     before = rss_kb()
@@ -311,7 +313,14 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20.0, help="the measuring window of each size")
     parser.add_argument("--warmup", type=float, help="seconds before the window (default: one turn cycle)")
     parser.add_argument("--no-header", action="store_true", help="rows only, to add to an earlier table")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="store the rooms in PostgreSQL: a scratch database's URL, or `local` for a throwaway server "
+        "(tests/postgres.py, PostgreSQL's default durability; a fresh database per size)",
+    )
     args = parser.parse_args()
+    args.database_url = None
     if not all(1 <= n <= MAX_ROOMS for n in args.rooms):
         parser.error(f"--rooms takes counts from 1 to {MAX_ROOMS}")
     if not 1 <= args.ais <= len(MODELS):
@@ -334,16 +343,31 @@ def main() -> None:
     low, high = args.reply
     print(
         f"Each room: {args.ais} AIs, {args.delay:g} s between turns, replies stream over {low:g}-{high:g} s; "
-        f"{args.warmup:g} s warm-up, then {args.seconds:g} s measured (every rate is from that window).",
+        f"{args.warmup:g} s warm-up, then {args.seconds:g} s measured (every rate is from that window); "
+        f"stored in {'PostgreSQL' if args.postgres else 'SQLite'}.",
         flush=True,
     )
     if not args.no_header:
         print(HEADER, flush=True)
+    cluster = None
+    if args.postgres == "local":
+        from tests.postgres import Cluster, find_binaries
+
+        if (binaries := find_binaries()) is None:
+            sys.exit("PostgreSQL is not installed here (no initdb); pass --postgres URL")
+        cluster = Cluster(binaries)
+        cluster.start(durable=True)
     try:
         base_url = port_in.recv()
         for count in args.rooms:
+            if cluster is not None:
+                args.database_url = asyncio.run(cluster.new_database())
+            elif args.postgres:
+                args.database_url = args.postgres
             print_row(in_fresh_process(count, args, base_url), args.reply)
     finally:
+        if cluster is not None:
+            cluster.stop()
         stop.set()
         server.join(timeout=5)
         with contextlib.suppress(Exception):
