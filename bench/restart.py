@@ -236,8 +236,8 @@ async def run_restart(count: int, args: argparse.Namespace, base_url: str) -> Ro
         clock.task = asyncio.create_task(clock.watch())
         arrivals.start = time.perf_counter()
         sampler = asyncio.create_task(sample_waits()) if os.environ.get("BENCH_WAITS") else None
-        await coordinator.restore()
         beating = asyncio.create_task(beat_leases(coordinator))  # as the bot's on_ready starts it
+        await coordinator.restore()
         restored = time.perf_counter() - arrivals.start
         deadline = time.perf_counter() + args.limit
         while len(arrivals.speaking) < count and time.perf_counter() < deadline:

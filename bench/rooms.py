@@ -204,6 +204,7 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         moderator = await bot.fetch_user(host.id)
         coordinator: Any = bot.get_cog("Coordinator")
         config = await bot.guild_settings.get(guild.id)
+        beating = asyncio.create_task(beat_leases(coordinator))  # as the bot's on_ready starts it
         sessions = []
         for i in range(count):
             channel = bot.get_channel(guild.create_text_channel(f"room-{i}").id)
@@ -213,7 +214,6 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
             await coordinator.persist(session, options)
             coordinator.launch(session)
             sessions.append(session)
-        beating = asyncio.create_task(beat_leases(coordinator))
         await asyncio.sleep(args.warmup)
         samples: list[float] = []
         stop = asyncio.Event()

@@ -119,6 +119,7 @@ class Coordinator(commands.Cog):
         self.bot = bot
         self.sessions: dict[int, Session] = {}
         self._restored = False  # on_ready fires again after every reconnect; rooms come back once
+        self._restoring = asyncio.Lock()
         self._users: dict[int, asyncio.Task[discord.User | None]] = {}  # fetched (or being fetched) by id
         self.leases: Leases | None = None  # with a store: the rooms this process may drive
         # Rooms this process ended, retired or failed to bring back: the heartbeat does not try them
@@ -445,8 +446,10 @@ class Coordinator(commands.Cog):
         if self._restored:
             return
         self._restored = True
-        await self.restore()
+        # The heartbeat first: bringing back a thousand rooms takes minutes, longer than the
+        # first rooms' leases would last without renewal (its takeovers wait for this restore).
         self.start_heartbeat()
+        await self.restore()
 
     async def restore(self, taking_over: bool = False) -> None:
         """Bring back every stored Discord room that was running or paused when the bot went down,
@@ -460,6 +463,11 @@ class Coordinator(commands.Cog):
         """
         if self.store is None:
             return
+        async with self._restoring:  # one at a time: a room found unleased twice is brought back once
+            await self._restore_all(taking_over)
+
+    async def _restore_all(self, taking_over: bool) -> None:
+        assert self.store is not None
         now = self.leases.clock() if self.leases is not None else None
         live = await self.store.rooms(states=("running", "paused"), origin="discord", unleased_at=now)
         ended = await self.store.rooms(states=("stopped",), origin="discord", owing=True, unleased_at=now)
@@ -546,6 +554,8 @@ class Coordinator(commands.Cog):
         for session in [s for s in self.sessions.values() if s.room_id in lost]:
             assert session.room_id is not None
             session.runner.give_up(LeaseLost(session.room_id))
+        if self._restoring.locked():
+            return  # rooms are being brought back (at start): the next beat looks for the rest
         try:
             await self.restore(taking_over=True)
         except Exception as exc:
