@@ -50,7 +50,7 @@ from bot.engine import Reply, Room, RoomSettings  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.stage import DiscordStage  # noqa: E402
 from bot.storage import Store  # noqa: E402
-from rooms import MODELS, beat_leases, parse_range, rss_kb, serve  # noqa: E402
+from rooms import MODELS, beat_leases, in_fresh_process, parse_range, rss_kb, serve  # noqa: E402
 
 POLL = 0.05  # how often the request log is stamped with the time
 LIMIT_SECONDS = 600.0
@@ -214,7 +214,7 @@ async def run_restart(count: int, args: argparse.Namespace, base_url: str) -> Ro
         max_ais=5,
     )
     first = create_bot(settings)
-    async with simcord.run(first, check_errors=False) as env:
+    async with simcord.run(first, check_errors=False, shard_count=1) as env:
         await store_rooms(env, first, count, args)
         second = create_bot(settings)
         arrivals = Arrivals()
@@ -312,29 +312,6 @@ def print_row(row: Row, header: bool) -> None:
     sys.stdout.flush()
 
 
-def in_fresh_process(count: int, args: argparse.Namespace, base_url: str) -> Row:
-    rows_in, rows_out = multiprocessing.Pipe(duplex=False)
-
-    def measure() -> None:
-        random.seed(count)
-        logging.basicConfig(level=logging.ERROR)
-        if os.environ.get("BENCH_PROFILE"):  # where the time goes: a cProfile dump of the whole run
-            import cProfile
-
-            with cProfile.Profile() as profile:
-                row = asyncio.run(run_restart(count, args, base_url))
-            profile.dump_stats(os.environ["BENCH_PROFILE"])
-        else:
-            row = asyncio.run(run_restart(count, args, base_url))
-        rows_out.send(row)
-
-    worker = multiprocessing.Process(target=measure)
-    worker.start()
-    row = rows_in.recv()
-    worker.join()
-    return row
-
-
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rooms", type=int, nargs="+", default=[100], help="room counts, one run each")
@@ -366,7 +343,7 @@ def main() -> None:
     try:
         base_url = port_in.recv()
         for n, count in enumerate(args.rooms):
-            print_row(in_fresh_process(count, args, base_url), header=n == 0)
+            print_row(in_fresh_process(run_restart, count, args, base_url), header=n == 0)
     finally:
         stop.set()
         server.join(timeout=5)

@@ -37,6 +37,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -281,20 +282,21 @@ def print_row(r: Row, reply: tuple[float, float]) -> None:
     )
 
 
-def in_fresh_process(count: int, args: argparse.Namespace, base_url: str) -> Row:
-    """One size in its own process, so memory growth and patched engine calls are this size's alone."""
+def in_fresh_process(run: Callable[..., Coroutine[Any, Any, Any]], count: int, *run_args: Any) -> Any:
+    """``run(count, *run_args)`` in its own process, so memory growth and patched engine calls are
+    this size's alone; returns its row. BENCH_PROFILE=FILE dumps a cProfile of the whole run."""
     rows_in, rows_out = multiprocessing.Pipe(duplex=False)
 
     def measure() -> None:
         random.seed(count)
-        if os.environ.get("BENCH_PROFILE"):  # where the CPU goes: a cProfile dump of the whole run
+        if os.environ.get("BENCH_PROFILE"):
             import cProfile
 
             with cProfile.Profile() as profile:
-                row = asyncio.run(run_rooms(count, args, base_url))
+                row = asyncio.run(run(count, *run_args))
             profile.dump_stats(os.environ["BENCH_PROFILE"])
         else:
-            row = asyncio.run(run_rooms(count, args, base_url))
+            row = asyncio.run(run(count, *run_args))
         rows_out.send(row)
 
     worker = multiprocessing.Process(target=measure)
@@ -364,7 +366,7 @@ def main() -> None:
                 args.database_url = asyncio.run(cluster.new_database())
             elif args.postgres:
                 args.database_url = args.postgres
-            print_row(in_fresh_process(count, args, base_url), args.reply)
+            print_row(in_fresh_process(run_rooms, count, args, base_url), args.reply)
     finally:
         if cluster is not None:
             cluster.stop()
