@@ -152,11 +152,12 @@ async def soak(rooms: int, turns: int, base_url: str, discord_failure: float, se
         host = guild.add_member(env.create_user("host"))
         moderator = await bot.fetch_user(host.id)
         coordinator: Any = bot.get_cog("Coordinator")
+        config = await bot.guild_settings.get(guild.id)
         sessions = []
         for i in range(rooms):
             channel = bot.get_channel(guild.create_text_channel(f"room-{i}").id)
             options = RoomOptions(models=random.sample(MODELS, 2), scenario="open-room", turns=per_room, delay=0.2)
-            session = coordinator.open(channel, coordinator.build_room(options), moderator, options)
+            session = coordinator.open(channel, coordinator.build_room(options, config), moderator, options)
             await coordinator.persist(session, options)
             sessions.append(session)
         faults.install(bot.application_id)
