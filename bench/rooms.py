@@ -207,6 +207,7 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         config = await bot.guild_settings.get(guild.id)
         beating = asyncio.create_task(beat_leases(coordinator))  # as the bot's on_ready starts it
         sessions = []
+        setup_started = time.perf_counter()
         for i in range(count):
             channel = bot.get_channel(guild.create_text_channel(f"room-{i}").id)
             models = random.sample(MODELS, args.ais)
@@ -215,6 +216,7 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
             await coordinator.persist(session, options)
             coordinator.launch(session)
             sessions.append(session)
+        print(f"({count} rooms started in {time.perf_counter() - setup_started:.1f} s)", file=sys.stderr, flush=True)
         await asyncio.sleep(args.warmup)
         samples: list[float] = []
         stop = asyncio.Event()

@@ -103,6 +103,7 @@ class World:
         wait_here(self.env, self.bot)
         await self.env.restart_bot(self.bot)  # detaches the old bot: its tasks are cancelled where they are
         await old._close_store()  # a crashed process writes nothing more
+        await old.pool.aclose()  # nor keeps its sockets
         await self.env.settle()
         return self.bot
 
@@ -138,6 +139,7 @@ async def world(simcord_env: simcord.Env) -> AsyncIterator[World]:
     world = World(env, bot, guild, channel, mod, viewer)
     yield world
     await world.bot._close_store()  # simcord detaches the bot without closing it
+    await world.bot.pool.aclose()
 
 
 # --- reading what the bot did ---------------------------------------------------

@@ -28,6 +28,7 @@ from bot.engine import ChatRequest, Message, Usage
 from bot.settings import Settings
 
 from .base import ProviderError, StreamPart
+from .transport import AiohttpTransport
 
 log = logging.getLogger(__name__)
 
@@ -375,12 +376,6 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def pool_limits(connections: int) -> httpx.Limits:
-    """As many connections to one service as rooms may ask at once, all kept alive between
-    turns: reconnecting (TCP and TLS) for every turn would cost more than an idle socket."""
-    return httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-
-
 class StreamingProvider:
     """One streaming HTTP endpoint: retries before the first output, deadlines, key scrubbing.
 
@@ -421,7 +416,7 @@ class StreamingProvider:
         self._timeout = pool_timeout(connect_timeout, read_timeout)  # requests carry it, a shared client too
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(
-            timeout=self._timeout, limits=pool_limits(max_connections), verify=tls_context()
+            timeout=self._timeout, transport=AiohttpTransport(connections=max_connections, tls=tls_context())
         )
 
     async def aclose(self) -> None:

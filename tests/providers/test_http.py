@@ -18,7 +18,6 @@ from bot.providers.http import (
     after_attempts,
     limits_from,
     plural,
-    pool_limits,
     pool_timeout,
     tls_context,
 )
@@ -208,8 +207,6 @@ def test_the_pool_is_sized_by_the_setting():
     settings = Settings(_env_file=None, openrouter_api_key="sk-or-test", provider_connections=7)
     assert limits_from(settings)["max_connections"] == 7
     assert Settings(_env_file=None).provider_connections == 1000
-    limits = pool_limits(7)
-    assert (limits.max_connections, limits.max_keepalive_connections) == (7, 7)
     timeout = pool_timeout(10.0, 60.0)
     assert (timeout.read, timeout.connect, timeout.pool) == (60.0, 10.0, None)
 
@@ -221,7 +218,8 @@ async def test_every_http_client_shares_one_tls_context(fake_llm: FakeLLMServer,
     real = httpx.AsyncClient
 
     def client(*args, **kwargs) -> httpx.AsyncClient:
-        given.append(kwargs.get("verify"))
+        transport = kwargs.get("transport")
+        given.append(kwargs.get("verify") if transport is None else transport._tls)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(httpx, "AsyncClient", client)
