@@ -50,6 +50,7 @@ from bot.settings import Settings  # noqa: E402
 from tests.fakes import FakeLLMServer, Reply  # noqa: E402
 
 MODELS = ["Gemini 3 Flash", "DeepSeek R1", "Claude Haiku 4.5", "GPT 5.2", "Kimi K2", "Grok 4 Fast"]
+WORDS = [a + b for a in ("ka", "lo", "mi", "su", "te", "vo", "ra", "ne", "po", "chi") for b in ("rn", "ll", "st", "de", "mo", "ri", "sk", "ve", "na", "th")]
 PIECES = 12  # what Reply.text(chunks=6) sends: opening, six text chunks, finish, usage, [DONE]
 TICK = 0.02
 MAX_ROOMS = 2000  # bounds, so a typo cannot take the machine
@@ -70,7 +71,9 @@ def serve(port_out: Any, stop: Any, reply_time: tuple[float, float]) -> None:
 
     def realistic_reply(body: dict[str, Any]) -> Reply:
         total = random.uniform(*reply_time)
-        text = "The corridor hums; " * random.randint(4, 30) + "and we listen."
+        # Words drawn afresh for every reply: a reply repeating the last ones would be taken for a
+        # loop (a notice, a nudge) in every room, which real conversations do not do every turn.
+        text = " ".join(random.choices(WORDS, k=random.randint(12, 90))) + "."
         return Reply.text(text, chunks=6, delay=total / PIECES, model=str(body.get("model", "fake")))
 
     with FakeLLMServer() as server:
@@ -109,6 +112,7 @@ class TurnClock:
         self.finished = 0
         self.failed = 0
         self.durations: list[float] = []
+        self.spoken: set[int] = set()  # rooms with a finished turn, window or not
 
     def install(self) -> None:
         clock = self
@@ -132,6 +136,7 @@ class TurnClock:
 
     def done(self, room: Room, failed: bool) -> None:
         started = self.started.pop(id(room), None)
+        self.spoken.add(id(room))
         if not self.window_open:
             return
         self.finished += 1
@@ -206,17 +211,28 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         coordinator: Any = bot.get_cog("Coordinator")
         config = await bot.guild_settings.get(guild.id)
         beating = asyncio.create_task(beat_leases(coordinator))  # as the bot's on_ready starts it
-        sessions = []
         setup_started = time.perf_counter()
+        sessions = []
         for i in range(count):
             channel = bot.get_channel(guild.create_text_channel(f"room-{i}").id)
             models = random.sample(MODELS, args.ais)
             options = RoomOptions(models=models, scenario="open-room", turns=100_000, delay=args.delay)
-            session = coordinator.open(channel, coordinator.build_room(options, config), moderator, options)
-            await coordinator.persist(session, options)
+            sessions.append((coordinator.open(channel, coordinator.build_room(options, config), moderator, options), options))
+        # Stored together (one group commit), then all launched: stored one by one while the
+        # first rooms already ran, a thousand rooms took minutes to start.
+        await asyncio.gather(*(coordinator.persist(session, options) for session, options in sessions))
+        for session, _ in sessions:
             coordinator.launch(session)
-            sessions.append(session)
-        print(f"({count} rooms started in {time.perf_counter() - setup_started:.1f} s)", file=sys.stderr, flush=True)
+        sessions = [session for session, _ in sessions]
+        # Steady state: every room has made its webhook and spoken once (a thousand rooms starting
+        # at once share the bot's 45 requests a second for their webhooks and opening notices).
+        budget = bot.webhooks.bot_wide
+        while (len(clock.spoken) < count or budget.waiting) and time.perf_counter() - setup_started < MAX_SECONDS:
+            await asyncio.sleep(0.5)
+        print(
+            f"({len(clock.spoken)} of {count} rooms had spoken, and no bot request waited for the budget, "
+            f"{time.perf_counter() - setup_started:.1f} s after they were started)", file=sys.stderr, flush=True,
+        )
         await asyncio.sleep(args.warmup)
         samples: list[float] = []
         stop = asyncio.Event()
@@ -232,6 +248,15 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         stop.set()
         await watcher
         bot_requests, hook_requests, busiest = count_requests(env.http_requests, requests_before)
+        if os.environ.get("BENCH_ROUTES"):  # which bot-token requests the window made, by route
+            import re
+            routes = Counter(f"{e.method} {re.sub(r'[0-9]{5,}', '{id}', e.path)}" for e in env.http_requests[requests_before:])
+            print(routes.most_common(12), file=sys.stderr)
+            notices = Counter(
+                str((e.json or {}).get("content", ""))[:70] for e in env.http_requests[requests_before:]
+                if e.method == "POST" and e.path.endswith("/messages") and not e.path.startswith("/webhooks")
+            )
+            print(notices.most_common(8), file=sys.stderr)
         messages = sum(len(env.backend.messages.get(s.channel.id, {})) for s in sessions) - messages_before
         commits = bot.store.group.batches - commits_before
         held = sum(1 for s in sessions if s.room.state == "running" and s.task is not None and not s.task.done())

@@ -56,16 +56,21 @@ class Window:
         self.rate = RateLimit(limit, per)
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.waited = 0  # how many requests had to wait, for benchmarks
+        self.waiting = 0  # requests waiting for room now
 
     async def take(self, key: int, wait: Callable[[float], Awaitable[None]]) -> None:
         """Wait until one more request fits under the limit for ``key``, and count it."""
         if self.rate.limit <= 0:
             return
-        async with self._locks[key]:
-            loop = asyncio.get_running_loop()
-            while (delay := self.rate.take(key, loop.time())) > 0:
-                self.waited += 1
-                await wait(delay)
+        self.waiting += 1
+        try:
+            async with self._locks[key]:
+                loop = asyncio.get_running_loop()
+                while (delay := self.rate.take(key, loop.time())) > 0:
+                    self.waited += 1
+                    await wait(delay)
+        finally:
+            self.waiting -= 1
 
     def try_take(self, key: int) -> bool:
         """Count one request for ``key`` if it fits under the limit now; False (uncounted) if not."""
@@ -99,8 +104,14 @@ class WebhookPool:
         self.bot_wide = Window(BOT_REQUESTS_PER_SECOND, 1.0)
 
     def may_type(self) -> bool:
-        """Whether one more "is typing" request fits the bot-wide typing budget now (0: never)."""
-        return self.typing_per_second > 0 and self._typing.try_take(0) and self.bot_wide.try_take(0)
+        """Whether one more "is typing" request fits the bot-wide typing budget now (0: never).
+
+        Never while another bot request waits for the budget: a notice, or finding a new room's
+        webhook, shows something; typing is a courtesy, and taking the slots as they free would
+        hold those back (a thousand rooms starting at once waited a minute for their webhooks)."""
+        if self.typing_per_second <= 0 or self.bot_wide.waiting:
+            return False
+        return self._typing.try_take(0) and self.bot_wide.try_take(0)
 
     async def spend_bot(self) -> None:
         """Wait for room for one bot-token request under the bot-wide budget."""

@@ -111,3 +111,21 @@ async def test_the_rooms_bot_token_requests_stay_within_the_bot_wide_budget() ->
     for _ in range(BOT_REQUESTS_PER_SECOND):
         pool.bot_wide.try_take(0)
     assert not pool.may_type()  # the budget is spent: typing, a courtesy, is skipped rather than waited for
+
+
+async def test_typing_gives_way_to_any_bot_request_waiting_for_the_budget() -> None:
+    """A notice or a new room's webhook lookup waiting for the bot-wide budget goes first: typing
+    taking each slot as it frees would hold them back for as long as rooms keep typing."""
+    from types import SimpleNamespace
+
+    pool = WebhookPool(SimpleNamespace(user=None))  # type: ignore[arg-type]
+    assert pool.may_type()  # the budget has room and nobody waits
+    for _ in range(BOT_REQUESTS_PER_SECOND):
+        pool.bot_wide.try_take(0)
+    waiting = asyncio.create_task(pool.spend_bot())
+    await asyncio.sleep(0.05)
+    assert pool.bot_wide.waiting == 1
+    pool.bot_wide.rate._times.clear()  # the second has passed: slots are free again
+    assert not pool.may_type()  # but the notice waiting for one comes first
+    await asyncio.wait_for(waiting, 2)
+    assert pool.bot_wide.waiting == 0 and pool.may_type()
