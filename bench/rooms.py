@@ -100,6 +100,7 @@ class Row:
     lag_max: float
     rss_mb: float
     commits: int  # write transactions in the window (group commit: many rooms' saves in each)
+    cpu: float  # the process's CPU seconds in the window (all threads; simcord's Discord included)
     load: str  # the machine's load average at the end (1, 5, 15 min): other work shares the cores
 
 
@@ -241,10 +242,10 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         commits_before = bot.store.group.batches
         messages_before = sum(len(env.backend.messages.get(s.channel.id, {})) for s in sessions)
         clock.window_open = True
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), time.process_time()
         await asyncio.sleep(args.seconds)
         clock.window_open = False
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_before
         stop.set()
         await watcher
         bot_requests, hook_requests, busiest = count_requests(env.http_requests, requests_before)
@@ -284,6 +285,7 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         lag_max=samples[-1] * 1000 if samples else 0.0,
         rss_mb=growth / 1024,
         commits=commits,
+        cpu=cpu,
         load=" ".join(f"{x:.1f}" for x in os.getloadavg()),
     )
 
@@ -291,7 +293,7 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
 HEADER = (
     f"{'rooms':>6} {'reply':>7} {'held':>5} {'turns/s':>8} {'ideal':>7} {'ratio':>6} {'failed':>7} {'turn p50':>9} "
     f"{'msgs/s':>7} {'bot req/s':>9} {'hook req/s':>10} {'busiest/2s':>10} "
-    f"{'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'RSS +MB':>8} {'commits/turn':>12}  load 1/5/15 min"
+    f"{'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'RSS +MB':>8} {'commits/turn':>12} {'CPU ms/turn':>11}  load 1/5/15 min"
 )
 
 
@@ -304,7 +306,7 @@ def print_row(r: Row, reply: tuple[float, float]) -> None:
         f"{r.turn_p50:>8.2f}s {r.messages / r.seconds:>7.1f} {r.bot_requests / r.seconds:>9.1f} "
         f"{r.webhook_requests / r.seconds:>10.1f} {r.webhook_busiest / r.seconds * 2:>10.2f} "
         f"{r.lag_p50:>6.1f}ms {r.lag_p99:>6.1f}ms {r.lag_max:>6.1f}ms {r.rss_mb:>8.1f} "
-        f"{r.commits / max(1, r.turns):>12.2f}  {r.load}",
+        f"{r.commits / max(1, r.turns):>12.2f} {r.cpu / max(1, r.turns) * 1000:>11.1f}  {r.load}",
         flush=True,
     )
 

@@ -480,31 +480,42 @@ class Coordinator(commands.Cog):
                 and r.guild_id is not None and self.bot.holds(r.guild_id)
             ]
             # A few at a time: each waits on the database between its steps, and the others use the wait.
+            # All are loaded before any is launched: launched at once, the first rooms' turns took the
+            # CPU the rest needed to load, and a thousand rooms were back only after six minutes.
+            ready: list[Session] = []
             for start in range(0, len(mine), RESTORE_AT_ONCE):
                 chunk = mine[start : start + RESTORE_AT_ONCE]
-                await asyncio.gather(*(self._restore_or_log(record, claimed, taking_over) for record in chunk))
+                loaded = await asyncio.gather(*(self._restore_or_log(record, claimed, taking_over) for record in chunk))
+                ready += [session for session in loaded if session is not None]
+            for session in ready:
+                self.launch(session)
 
-    async def _restore_or_log(self, record: RoomRecord, claimed: set[int], taking_over: bool = False) -> None:
+    async def _restore_or_log(
+        self, record: RoomRecord, claimed: set[int], taking_over: bool = False
+    ) -> Session | None:
         try:
-            await self._restore(record, claimed, taking_over)
+            return await self._restore(record, claimed, taking_over)
         except Exception:
             log.exception("could not bring back room %s; it stays stored for the next start", record.id)
             self._settled.add(record.id)
             await self._let_go(record.id)
+            return None
 
-    async def _restore(self, record: RoomRecord, claimed: set[int], taking_over: bool = False) -> None:
+    async def _restore(self, record: RoomRecord, claimed: set[int], taking_over: bool = False) -> Session | None:
+        """The room loaded and opened in its channel, ready to launch; None if it is not this process's."""
         assert self.store is not None
         if self.leases is not None and record.id in self.leases.held:
-            return  # this process is starting it (a new room or fork) or drives it already
+            return None  # this process is starting it (a new room or fork) or drives it already
         if self.leases is not None and (holder := await self.leases.take(record.id)) is not None:
             log.info("room %s is driven by process %s; not here", record.id, holder)
-            return
+            return None
         place = await self._find_place(record)
         if place is None or place.id in self.sessions or place.id in claimed:
             reason = "its channel is gone or out of reach" if place is None else "another room took its channel"
             await self._retire(record, reason)
             self._settled.add(record.id)
-            return await self._let_go(record.id)
+            await self._let_go(record.id)
+            return None
         claimed.add(place.id)
         room = await self.store.load_room(record.id, data.catalog(), _scenarios(record.options))
         last_posted = await self.store.last_message_id(record.id)
@@ -513,8 +524,8 @@ class Coordinator(commands.Cog):
         # so bringing back many rooms does not ask Discord for the same person once per room.
         moderator_id = record.options.get("moderator_id")
         moderator = self.bot.get_user(moderator_id) if moderator_id is not None else None
-        # Nothing awaited from here on: a failure cannot leave a session bound but never launched.
         config = await self.bot.guild_settings.get(place.guild.id)
+        # Nothing awaited from here on: a failure cannot leave a session half bound.
         session = self.open(place, room, moderator, _options(record.options))
         session.moderator_id = moderator_id
         self.apply_config(config)  # the server's settings of today, not of the room's start
@@ -525,9 +536,9 @@ class Coordinator(commands.Cog):
         session.runner.resume_backlog(resumable_jobs(room), reconcile=owed)
         if room.state != "stopped":  # an ended room only posts its last pictures, then goes
             room.announce(BACK if room.state == "running" else BACK_PAUSED)
-        self.launch(session)
         how = "taken over (its process stopped or died)" if taking_over else "back"
         log.info("room %s is %s in channel %s (%s)", record.id, how, place.id, room.state)
+        return session
 
     # --- leases: which process drives which room -----------------------------------
 
