@@ -52,7 +52,6 @@ from bot.stage import DiscordStage  # noqa: E402
 from bot.storage import Store  # noqa: E402
 from rooms import MODELS, beat_leases, in_fresh_process, parse_range, rss_kb, serve  # noqa: E402
 
-POLL = 0.05  # how often the request log is stamped with the time
 LIMIT_SECONDS = 600.0
 ID = re.compile(r"/\d+")
 TOKEN = re.compile(r"^/webhooks/\{id\}/[^/]+")
@@ -79,22 +78,31 @@ def bucket(method: str, path: str) -> str:
     return f"{method} {route}"
 
 
-class RequestClock:
-    """Stamps each request in simcord's log with the time it was first seen (within ``POLL``)."""
+class StampedLog(list):  # type: ignore[type-arg]
+    """simcord's request log, each request stamped with the time it is made.
 
-    def __init__(self, log: list[Any]) -> None:
-        self.log = log
-        self.start = len(log)
+    Stamped as it is appended, not by a task polling the log: while a restore keeps the
+    event loop busy, a polling task runs late and lumps several seconds' requests into one."""
+
+    def __init__(self, entries: list[Any]) -> None:
+        super().__init__(entries)
         self.stamps: list[tuple[float, Any]] = []
-        self.task: asyncio.Task[None] | None = None
 
-    async def watch(self) -> None:
-        seen = self.start
-        while True:
-            now = time.perf_counter()
-            self.stamps += [(now, entry) for entry in self.log[seen:]]
-            seen = len(self.log)
-            await asyncio.sleep(POLL)
+    def append(self, entry: Any) -> None:
+        self.stamps.append((time.perf_counter(), entry))
+        super().append(entry)
+
+
+class RequestClock:
+    """The requests made since it was set up, with the time each was made."""
+
+    def __init__(self, backend: Any) -> None:
+        backend.http_requests = StampedLog(backend.http_requests)
+        self.log: StampedLog = backend.http_requests
+
+    @property
+    def stamps(self) -> list[tuple[float, Any]]:
+        return self.log.stamps
 
     def bot_peak(self, until: float) -> int:
         """Bot-token requests (not webhook executions) in the busiest second."""
@@ -232,8 +240,7 @@ async def run_restart(count: int, args: argparse.Namespace, base_url: str) -> Ro
         await env.restart_bot(second)
         await first._close_store()
         coordinator: Any = second.get_cog("Coordinator")
-        clock = RequestClock(env.http_requests)
-        clock.task = asyncio.create_task(clock.watch())
+        clock = RequestClock(env.backend)
         arrivals.start = time.perf_counter()
         sampler = asyncio.create_task(sample_waits()) if os.environ.get("BENCH_WAITS") else None
         beating = asyncio.create_task(beat_leases(coordinator))  # as the bot's on_ready starts it
@@ -243,7 +250,6 @@ async def run_restart(count: int, args: argparse.Namespace, base_url: str) -> Ro
         while len(arrivals.speaking) < count and time.perf_counter() < deadline:
             await asyncio.sleep(0.1)
         until = time.perf_counter()
-        clock.task.cancel()
         beating.cancel()
         if sampler is not None:
             sampler.cancel()

@@ -31,7 +31,7 @@ from discord.ext import commands, tasks
 
 from bot import data
 from bot.attachments import AttachmentRefused, picture_from
-from bot.engine import Room, RoomError, Scenario
+from bot.engine import Catalog, Room, RoomError, Scenario
 from bot.engine.scenarios import scenario_from_table, scenario_table
 from bot.engine.limits import RateLimit
 from bot.guilds import GuildConfig
@@ -346,11 +346,14 @@ class Coordinator(commands.Cog):
         the open floor); what they already spent and who is seated stay as they are."""
         catalog = self.bot.guild_settings.catalog(config)
         for session in self.sessions.values():
-            if session.channel.guild.id != config.guild_id:
-                continue
-            session.room.settings = config.apply(session.room.settings)
-            session.room.invitable = catalog
-            session.open_floor = session.open_floor and config.open_floor
+            if session.channel.guild.id == config.guild_id:
+                self._follow(session, config, catalog)
+
+    @staticmethod
+    def _follow(session: Session, config: GuildConfig, catalog: Catalog) -> None:
+        session.room.settings = config.apply(session.room.settings)
+        session.room.invitable = catalog
+        session.open_floor = session.open_floor and config.open_floor
 
     async def go_offline(self, timeout: float = 5.0) -> None:
         """The bot is shutting down: rooms keep their stored state, and say they will be back.
@@ -528,7 +531,9 @@ class Coordinator(commands.Cog):
         # Nothing awaited from here on: a failure cannot leave a session half bound.
         session = self.open(place, room, moderator, _options(record.options))
         session.moderator_id = moderator_id
-        self.apply_config(config)  # the server's settings of today, not of the room's start
+        # The server's settings of today, not of the room's start (this room's alone: applied to
+        # all the server's rooms each time, a thousand rooms' restore took a million copies).
+        self._follow(session, config, self.bot.guild_settings.catalog(config))
         self._bind(session, record.id)
         session.stage.reconcile_after = last_posted
         # Only a room that left events unshown can have posted one without noting it: the others
