@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,33 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "logs_errors: the test expects ERROR log records (it injects a failure that must be logged)"
     )
+
+
+# Seconds each long module takes on one idle core (measured with --durations; update when one grows).
+HEAVY = {
+    "tests/providers/test_local.py": 30,  # the real embedded model, in a console child
+    "tests/test_restart.py": 22,  # console children killed and resumed
+    "tests/engine/test_commands.py": 20,  # a megabyte of hostile input per case
+    "tests/test_processes.py": 16,  # two bot processes and a lease's real seconds
+    "tests/engine/test_context.py": 15,
+    "tests/test_storage.py": 15,
+    "tests/cogs/test_restart.py": 15,
+    "tests/cogs/test_moderation.py": 13,
+    "tests/cogs/test_coordinator.py": 12,
+    "tests/test_console.py": 10,
+    "tests/test_stage.py": 8,
+    "tests/test_export.py": 8,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest modules first. ``--dist loadfile`` runs a whole module on one worker and hands out
+    modules in collection order (``--no-loadscope-reorder``; xdist's own order, most tests first,
+    started the two-process and console-restart modules last, so one worker ran them alone for
+    half a minute after the other had finished). The modules in HEAVY go first, longest first;
+    the rest follow with the most tests first, so the short ones fill in at the end."""
+    tests = Counter(item.nodeid.split("::", 1)[0] for item in items)
+    items.sort(key=lambda item: (-HEAVY.get(m := item.nodeid.split("::", 1)[0], 0), -tests[m], m))
 
 
 @pytest.fixture
