@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -152,3 +153,62 @@ async def test_shutdown_gives_up_the_leases_and_an_ended_room_its_own(world: Wor
         assert await store.leases() == {}
     finally:
         await store.close()
+
+
+async def test_leases_are_renewed_while_the_rooms_are_still_coming_back_after_a_start(
+    world: World, monkeypatch, caplog
+) -> None:
+    """A thousand rooms take minutes to come back, longer than a lease lasts unrenewed: the
+    heartbeat renews the leases of the rooms already back meanwhile, and looks for rooms to
+    take over only once the restore is done (a second restore beside it would find the same rooms)."""
+    caplog.set_level(logging.INFO, logger="cogs.coordinator")
+    second = world.guild.create_text_channel("second")
+    first_id = await store_room(world, world.guild.id, world.channel.id)
+    second_id = await store_room(world, world.guild.id, second.id)
+    slow = asyncio.Event()  # the second room loads only once this is set: until then, the restore goes on
+    loads: list[int] = []  # room ids, as the restore loads them from storage
+    looks: list[float] = []  # each search for rooms to bring back (a restore or a takeover)
+    load_room, rooms = Store.load_room, Store.rooms
+
+    async def loading(store: Store, room_id: int, *args):
+        loads.append(room_id)
+        if room_id == second_id and not slow.is_set():
+            await world.env.external_wait(slow.wait(), reason="the second room is slow to load")
+        return await load_room(store, room_id, *args)
+
+    async def listing(store: Store, *args, **kwargs):
+        if kwargs.get("unleased_at") is not None and kwargs.get("states") == ("running", "paused"):
+            looks.append(kwargs["unleased_at"])
+        return await rooms(store, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "load_room", loading)  # every bot's store: the restarted one's too
+    monkeypatch.setattr(Store, "rooms", listing)
+
+    await world.restart()  # its start brings the first room back, and waits on the second
+    coordinator, store = world.coordinator, world.bot.store
+    owner = coordinator.leases.owner
+    assert world.session() is not None and world.session(second) is None
+    assert coordinator._restoring.locked()  # the restore is still under way
+    expiry = {room_id: held[1] for room_id, held in (await store.leases()).items()}
+    assert set(expiry) == {first_id, second_id}  # the second's is taken before it is loaded
+
+    for _ in range(2):  # the beats go on while the restore does
+        await beat(world)
+        leases = await store.leases()
+        for room_id in (first_id, second_id):
+            assert leases[room_id][0] == owner and leases[room_id][1] > expiry[room_id]  # renewed
+            expiry[room_id] = leases[room_id][1]
+        assert len(looks) == 1 and loads == [first_id, second_id]  # no takeover beside the restore
+    assert world.session(second) is None
+
+    slow.set()  # the restore ends
+    await world.env.settle()
+
+    assert len(looks) == 1  # and no takeover was queued behind it
+    assert sorted(loads) == [first_id, second_id]  # each room loaded once
+    for channel, room_id in ((world.channel, first_id), (second, second_id)):
+        session = world.session(channel)
+        assert session is not None and session.room_id == room_id and not session.task.done()
+        assert notices(channel).count(BACK) == 1
+        assert caplog.text.count(f"room {room_id} is back") == 1
+        assert await lease_holder(world, room_id) == owner
