@@ -125,6 +125,7 @@ class Coordinator(commands.Cog):
         # Rooms this process ended, retired or failed to bring back: the heartbeat does not try them
         # again (a room owing a channel that is gone would be retried every beat); the next start does.
         self._settled: set[int] = set()
+        self._taking_over: asyncio.Task[None] | None = None  # the heartbeat's latest look for rooms to take over
 
     async def cog_load(self) -> None:
         limit = self.bot.settings.idle_pause_minutes * 60
@@ -139,6 +140,8 @@ class Coordinator(commands.Cog):
     async def cog_unload(self) -> None:
         self.idle_watch.cancel()
         self._beating.cancel()
+        if self._taking_over is not None:  # no room may come back once the others are going offline
+            await _cancel([self._taking_over], timeout=5.0)
         await self.go_offline()
 
     @property
@@ -558,7 +561,8 @@ class Coordinator(commands.Cog):
         await self.heartbeat()
 
     async def heartbeat(self) -> None:
-        """Renew this process's leases, stop rooms whose lease is lost, take over rooms nobody holds."""
+        """Renew this process's leases, stop rooms whose lease is lost, and set about taking over
+        rooms nobody holds (in a task of its own, which the next beats do not wait for)."""
         if self.leases is None or self.store is None:
             return
         try:
@@ -570,8 +574,13 @@ class Coordinator(commands.Cog):
         for session in [s for s in self.sessions.values() if s.room_id in lost]:
             assert session.room_id is not None
             session.runner.give_up(LeaseLost(session.room_id))
-        if self._restoring.locked():
-            return  # rooms are being brought back (at start): the next beat looks for the rest
+        if self._restoring.locked() or (self._taking_over is not None and not self._taking_over.done()):
+            return  # rooms are being brought back (at start, or taken over): the next beat looks for the rest
+        # Beside the beats, not in them: taking over many rooms (a rolling deploy's old process
+        # gave up a thousand) takes minutes, and the leases held meanwhile must still be renewed.
+        self._taking_over = asyncio.create_task(self._take_over(), name="seance-takeover")
+
+    async def _take_over(self) -> None:
         try:
             await self.restore(taking_over=True)
         except Exception as exc:

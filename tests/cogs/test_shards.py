@@ -212,3 +212,40 @@ async def test_leases_are_renewed_while_the_rooms_are_still_coming_back_after_a_
         assert notices(channel).count(BACK) == 1
         assert caplog.text.count(f"room {room_id} is back") == 1
         assert await lease_holder(world, room_id) == owner
+
+
+async def test_leases_are_renewed_while_rooms_are_being_taken_over(world: World, monkeypatch, caplog) -> None:
+    """Taking over many rooms (a rolling deploy's old process gave up a thousand) takes minutes too:
+    the beats go on meanwhile, renewing the leases of the rooms this process drove already."""
+    caplog.set_level(logging.INFO, logger="cogs.coordinator")
+    await world.start(turns=10, delay=60)
+    mine = world.session().room_id
+    second = world.guild.create_text_channel("second")
+    theirs = await store_room(world, world.guild.id, second.id)
+    store: Store = world.bot.store
+    assert await store.take_lease(theirs, "old-process", 30) == "old-process"
+    slow = asyncio.Event()  # the taken-over room loads only once this is set
+    load_room = Store.load_room
+
+    async def loading(store: Store, room_id: int, *args):
+        if room_id == theirs and not slow.is_set():
+            await world.env.external_wait(slow.wait(), reason="the taken-over room is slow to load")
+        return await load_room(store, room_id, *args)
+
+    monkeypatch.setattr(Store, "load_room", loading)
+    await store.release_leases("old-process")  # it shut down
+    await beat(world)  # the takeover begins
+    assert world.session(second) is None and world.coordinator._restoring.locked()
+    expiry = (await store.leases())[mine][1]
+
+    await beat(world)  # the takeover is still under way
+
+    owner, renewed = (await store.leases())[mine]
+    assert owner == world.coordinator.leases.owner and renewed > expiry
+    slow.set()
+    await world.env.settle()
+    session = world.session(second)
+    assert session is not None and session.room_id == theirs
+    assert notices(second).count(BACK) == 1 and caplog.text.count(f"room {theirs} is taken over") == 1
+    assert await lease_holder(world, theirs) == world.coordinator.leases.owner
+    assert world.session().room_id == mine and not world.session().task.done()
