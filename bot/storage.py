@@ -42,7 +42,7 @@ from bot.engine.snapshot import (
     fork_state,
     restore_room,
     room_state,
-    seats_to_list,
+    seats_json,
     settings_from_dict,
     settings_to_dict,
 )
@@ -546,6 +546,7 @@ class Store:
         self.pictures = path.parent / f"{path.stem}-pictures"
         self._writing = asyncio.Lock()
         self.group = GroupCommit(self.write_many)
+        self._guilds: dict[int, int | None] = {}  # each room's server, which never changes
         self.clock = time.time  # spending is booked on the UTC day of this clock (tests move it)
 
     def today(self) -> str:
@@ -749,7 +750,7 @@ class Store:
         """Record where a fork from an AI message starts: its history length, and the seats
         unless they are what the room's newest seats row holds already (they seldom change)."""
         _execute(conn, "UPDATE events SET history_len = ? WHERE id = ?", (point.at, event_id))
-        data = json.dumps(seats_to_list(point.seats))
+        data = seats_json(point.seats)
         last = _fetch_one(conn, "SELECT data FROM seats WHERE room_id = ? ORDER BY event_id DESC LIMIT 1", (room_id,))
         if last is None or last[0] != data:
             _execute(conn, "INSERT INTO seats (room_id, event_id, data) VALUES (?, ?, ?)", (room_id, event_id, data))
@@ -1070,8 +1071,10 @@ class Store:
     def _book(self, conn: sqlite3.Connection, room_id: int, spent: list[Spent]) -> None:
         """Add costs to the room's row for today: in the save's transaction, so a cost is
         booked exactly when the room state that counted it is."""
-        row = _fetch_one(conn, "SELECT guild_id FROM rooms WHERE id = ?", (room_id,))
-        guild_id = row[0] if row else None
+        if room_id not in self._guilds:  # read once per room, not with every turn's cost
+            row = _fetch_one(conn, "SELECT guild_id FROM rooms WHERE id = ?", (room_id,))
+            self._guilds[room_id] = row[0] if row else None
+        guild_id = self._guilds[room_id]
         day = self.today()
         rows = [(room_id, guild_id, day, s.kind, s.tokens, s.usd) for s in spent]
         if rows:

@@ -8,6 +8,8 @@ bytes and passes a key.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, fields
@@ -67,7 +69,8 @@ def room_state(room: Room) -> dict[str, Any]:
 
 
 def entry_to_dict(entry: Entry, picture_key: str | None = None) -> dict[str, Any]:
-    data = {k: v for k, v in asdict(entry).items() if k != "picture" and v is not None}
+    # Not ``asdict``: it would deep-copy the picture's bytes only to drop them here.
+    data = {name: value for name in _ENTRY_FIELDS if (value := getattr(entry, name)) is not None}
     if entry.picture is not None:
         data["picture"] = {"key": picture_key, "mime": entry.picture.mime, "offline": entry.picture.offline}
     return data
@@ -135,6 +138,13 @@ def seats_to_list(seats: tuple[Seat, ...]) -> list[dict[str, Any]]:
     return [{**asdict(seat), "additions": list(seat.additions)} for seat in seats]
 
 
+@functools.lru_cache(maxsize=4096)
+def seats_json(seats: tuple[Seat, ...]) -> str:
+    """The seats as stored with each AI message. Seats seldom change, and every room's
+    every message stores them: one encoding per distinct set of seats (seats are frozen)."""
+    return json.dumps(seats_to_list(seats))
+
+
 def fork_state(
     parent: dict[str, Any], seats: list[dict[str, Any]], history: list[dict[str, Any]], speaker: int | None
 ) -> dict[str, Any]:
@@ -196,6 +206,7 @@ def _usage_to_dict(usage: Usage) -> dict[str, Any]:
 
 
 _PARTICIPANT_FIELDS = tuple(f.name for f in fields(Participant))
+_ENTRY_FIELDS = tuple(f.name for f in fields(Entry) if f.name != "picture")
 _USAGE_FIELDS = tuple(f.name for f in fields(Usage))
 
 
