@@ -366,7 +366,12 @@ class Coordinator(commands.Cog):
         """
         sessions = list(self.sessions.values())
         await _cancel([s.task for s in sessions if s.task is not None], timeout)
-        saying = (s.stage.say(OFFLINE, timeout) for s in sessions if s.room.state != "stopped" and s.runner.lost is None)
+        # Not rooms never launched (a restore cut short by the shutdown): they had not said they were back.
+        saying = (
+            s.stage.say(OFFLINE, timeout)
+            for s in sessions
+            if s.task is not None and s.room.state != "stopped" and s.runner.lost is None
+        )
         await asyncio.gather(*saying)  # at once: a shutdown should not wait on each channel in turn
         if self.leases is not None:
             try:

@@ -249,3 +249,32 @@ async def test_leases_are_renewed_while_rooms_are_being_taken_over(world: World,
     assert notices(second).count(BACK) == 1 and caplog.text.count(f"room {theirs} is taken over") == 1
     assert await lease_holder(world, theirs) == world.coordinator.leases.owner
     assert world.session().room_id == mine and not world.session().task.done()
+
+
+async def test_a_shutdown_during_the_restore_leaves_unlaunched_rooms_stored_and_silent(world: World, monkeypatch) -> None:
+    """Rooms are all loaded before any is launched: one loaded but not yet launched when the bot
+    shuts down never said it was back, so it says nothing of going offline either, and stays
+    stored as running for the next start."""
+    second = world.guild.create_text_channel("second")
+    first_id = await store_room(world, world.guild.id, world.channel.id)
+    second_id = await store_room(world, world.guild.id, second.id)
+    slow = asyncio.Event()  # never set: the second room is still loading at the shutdown
+    load_room = Store.load_room
+
+    async def loading(store: Store, room_id: int, *args):
+        if room_id == second_id:
+            await world.env.external_wait(slow.wait(), reason="the second room is slow to load")
+        return await load_room(store, room_id, *args)
+
+    monkeypatch.setattr(Store, "load_room", loading)
+    await world.restart()
+    assert world.session() is not None and world.session().task is None  # opened, not launched
+
+    await world.bot.close()
+
+    assert OFFLINE not in notices(world.channel) and BACK not in notices(world.channel)
+    store = await Store.open(world.bot.settings.database_path)
+    try:
+        assert (await store.room(first_id)).state == "running" and (await store.room(second_id)).state == "running"
+    finally:
+        await store.close()
