@@ -21,7 +21,7 @@ def pytest_configure(config: pytest.Config) -> None:
 HEAVY = {
     "tests/providers/test_local.py": 30,  # the real embedded model, in a console child
     "tests/test_restart.py": 22,  # console children killed and resumed
-    "tests/engine/test_commands.py": 20,  # a megabyte of hostile input per case
+    "tests/engine/test_commands.py": 12,  # hostile input, a quarter megabyte per case
     "tests/test_processes.py": 16,  # two bot processes and a lease's real seconds
     "tests/engine/test_context.py": 15,
     "tests/test_storage.py": 15,

@@ -761,12 +761,12 @@ def test_visible_text_with_everything_at_once():
 
 # --- linear time on hostile input --------------------------------------------------
 
-MEGABYTE = 1_000_000
+SIZE = 250_000  # characters: far beyond any reply, and enough to tell linear from quadratic
 
 
 def _fill(unit: str, tail: str = "") -> str:
-    """About one megabyte of ``unit`` repeated, plus an optional tail."""
-    return unit * (MEGABYTE // len(unit)) + tail
+    """About SIZE characters of ``unit`` repeated, plus an optional tail."""
+    return unit * (SIZE // len(unit)) + tail
 
 
 ADVERSARIAL = {
@@ -775,7 +775,7 @@ ADVERSARIAL = {
     "single quotes": _fill("'"),
     "backticks": _fill("`"),
     "spaced backticks": _fill("` ", '!image "x"'),
-    "growing backtick runs": "".join("`" * (i % 60 + 1) + " " for i in range(180_000))
+    "growing backtick runs": "".join("`" * (i % 60 + 1) + " " for i in range(45_000))
     + '!image "x"',
     "open image quotes": _fill('!image "'),
     "open image quotes spaced": _fill('!image " '),
@@ -795,14 +795,15 @@ ADVERSARIAL = {
     "ticks and blank lines": _fill('`\n\n!image "x"\n\n'),
     "quote and prose lines": _fill(">\na\n", '!image "x"'),
     "hidden commands": _fill('a !prompt "x" b\n'),
-    "digits": "!temperature " + "1" * MEGABYTE + "x",
+    "digits": "!temperature " + "1" * SIZE + "x",
     "underscores": _fill("_!_"),
 }
 
 
-# A linear scan of a megabyte takes up to ~1 CPU second on a busy two-core machine (shared
-# caches slow even CPU time); a quadratic one takes minutes. 3 s tells them apart without flaking.
-LINEAR_SECONDS = 3.0
+# A linear scan of a quarter megabyte takes up to ~0.3 CPU seconds on a busy two-core machine
+# (shared caches slow even CPU time); a quadratic one, minutes at a megabyte, still takes many
+# seconds at a quarter of it. 0.75 s tells them apart without flaking (3 s per megabyte, as before).
+LINEAR_SECONDS = 0.75
 
 
 def _seconds(func, text: str) -> float:
@@ -819,14 +820,14 @@ def _seconds(func, text: str) -> float:
 
 
 @pytest.mark.parametrize("text", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
-def test_parse_is_fast_on_a_megabyte_of_hostile_input(text):
+def test_parse_is_fast_on_hostile_input(text):
     assert _seconds(parse_commands, text) < LINEAR_SECONDS
 
 
 @pytest.mark.parametrize(
     "key", ["commands on many lines", "hidden commands", "ticks and blank lines", "newlines"]
 )
-def test_visible_text_is_fast_on_a_megabyte_of_hostile_input(key):
+def test_visible_text_is_fast_on_hostile_input(key):
     assert _seconds(visible_text, ADVERSARIAL[key]) < LINEAR_SECONDS
 
 
