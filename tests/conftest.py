@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterator
 
@@ -52,13 +53,15 @@ def fake_llm() -> Iterator[FakeLLMServer]:
 
 
 @pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[Cluster]:
-    """One real PostgreSQL server for the whole session, started on first use."""
+def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One real PostgreSQL server for the whole session (of each xdist worker), started on first
+    use; the workers of one run share one initdb (its data folder, copied) in the run's temp folder."""
     binaries = find_binaries()
     if binaries is None:
         pytest.skip("PostgreSQL is not installed (no initdb on PATH or in /usr/lib/postgresql); .ci/run installs it")
     cluster = Cluster(binaries)
-    cluster.start()
+    shared = os.environ.get("PYTEST_XDIST_WORKER") and tmp_path_factory.getbasetemp().parent
+    cluster.start(template=shared / "postgres-template" if shared else None)
     yield cluster
     cluster.stop()
 

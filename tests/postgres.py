@@ -8,6 +8,8 @@ the ``postgres`` user and its commands run through ``runuser``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import itertools
 import os
@@ -16,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -51,18 +54,39 @@ class Cluster:
         prefix = ["runuser", "-u", "postgres", "--"] if self.user else []
         subprocess.run(prefix + list(command), check=True, capture_output=True, text=True, timeout=120)
 
-    def start(self, durable: bool = False) -> None:
+    def start(self, durable: bool = False, template: Path | None = None) -> None:
         """Start the server; ``durable`` keeps PostgreSQL's default fsync and synchronous commits
-        (benchmarks: figures a real server would give), else both are off (tests: speed)."""
+        (benchmarks: figures a real server would give), else both are off (tests: speed).
+        ``template``: a data folder shared by the test workers of one run; the first to start
+        runs initdb and leaves its folder there, the others copy it (initdb takes seconds of CPU)."""
         if self.user:
             os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
-        self._run(str(self.binaries / "initdb"), "-D", str(self.data), "-U", "seance", "-A", "trust",
-                  "--no-sync", "-E", "UTF8", "--locale=C")
+        if template is None:
+            self._initdb()
+        else:
+            with _locked(template.with_name(template.name + ".lock")):
+                if template.is_dir():
+                    self._copy(template, self.data)
+                else:
+                    self._initdb()
+                    staging = template.with_name(template.name + ".partial")  # never a half copy
+                    shutil.rmtree(staging, ignore_errors=True)
+                    self._copy(self.data, staging)
+                    staging.rename(template)
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c max_connections=200"
         if not durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(str(self.binaries / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
                   "-o", options, "-w", "start")
+
+    def _initdb(self) -> None:
+        self._run(str(self.binaries / "initdb"), "-D", str(self.data), "-U", "seance", "-A", "trust",
+                  "--no-sync", "-E", "UTF8", "--locale=C")
+
+    @staticmethod
+    def _copy(source: Path, target: Path) -> None:
+        """A data folder copied with its owner and modes (PostgreSQL wants its own 0700 folder)."""
+        subprocess.run(["cp", "-a", str(source), str(target)], check=True, capture_output=True, timeout=60)
 
     def stop(self) -> None:
         try:
@@ -95,3 +119,11 @@ class Cluster:
             )
         finally:
             await connection.close()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if need be) while inside: one process at a time."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
