@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import multiprocessing
 import os
 import statistics
@@ -107,6 +108,13 @@ def bench_context() -> list[tuple[str, str]]:
 
 
 SPOKEN = "a reply of ordinary length, about forty words long, with a thought or two in it. " * 3
+WORDS = [a + b for a in ("ka", "lo", "mi", "su", "te", "vo", "ra", "ne", "po", "chi") for b in ("rn", "ll", "st", "de", "mo", "ri", "sk", "ve", "na", "th")]
+
+
+def spoken(rng: random.Random) -> str:
+    """A reply of about forty words, fresh each time: the same reply every turn would be refused
+    by the repeat guard (stored as an unposted reply), which keeps no text and trims nothing."""
+    return " ".join(rng.choices(WORDS, k=40)) + "."
 
 
 def prefill(room: Room, turns: int) -> None:
@@ -161,10 +169,11 @@ def room_memory(turns: int, picture_bytes: int = 100_000) -> int:
     """RSS growth in KiB of one room after ``turns`` turns (5 AIs; a picture every 10th turn)."""
     gc.collect()
     before = rss_kb()
+    rng = random.Random(turns)
     room = new_room(ais=5)
     for i in range(turns):
         turn = room.next_turn()
-        text = f"turn {i}: {SPOKEN}" + (f'\n!image "a picture for turn {i}"' if i % 10 == 0 else "")
+        text = f"turn {i}: {spoken(rng)}" + (f'\n!image "a picture for turn {i}"' if i % 10 == 0 else "")
         room.complete_turn(turn, text, Usage(input_tokens=1200, output_tokens=80))
         for event in room.take_events():
             if type(event).__name__ == "ImageJob":

@@ -9,6 +9,7 @@ model writes before anyone sees it.
 from __future__ import annotations
 
 import re
+from array import array
 from bisect import bisect_left, bisect_right
 import unicodedata
 from dataclasses import dataclass, field
@@ -192,9 +193,11 @@ class SeatView:
         self.synced = 0  # the absolute index of the next history entry to read
         self.pinned: list[tuple[int, Entry]] = []
         self.loose: list[Entry] = []
-        self.where: list[int] = []  # the absolute index of each loose entry
+        # Machine integers, not lists of int objects: a thousand rooms' views hold a context
+        # window's entries each, and an int object and its slot take 40 bytes, an item here 8.
+        self.where = array("q")  # the absolute index of each loose entry
         self.base = 0  # loose entries before this count were forgotten
-        self.tokens = [0]  # tokens[i]: tokens of all loose entries before loose number base + i
+        self.tokens = array("q", [0])  # tokens[i]: tokens of all loose entries before loose number base + i
         self.pictures: list[int] = []  # loose numbers of the remembered entries with a picture
         self.pictures_forgotten = 0
 
@@ -205,8 +208,8 @@ class SeatView:
         """A newcomer's view: everything public so far (nothing earlier was addressed to it)."""
         view = SeatView(seat)
         view.synced, view.base, view.pictures_forgotten = self.synced, self.base, self.pictures_forgotten
-        view.pinned, view.loose, view.where = list(self.pinned), list(self.loose), list(self.where)
-        view.tokens, view.pictures = list(self.tokens), list(self.pictures)
+        view.pinned, view.loose, view.where = list(self.pinned), list(self.loose), array("q", self.where)
+        view.tokens, view.pictures = array("q", self.tokens), list(self.pictures)
         return view
 
     def read(self, history: list[Entry], offset: int) -> None:
