@@ -11,6 +11,13 @@ from tests.fakes import FakeLLMServer
 from tests.postgres import Cluster, find_binaries
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker more than the cores. Some tests mostly wait (real bot processes
+    keeping leases, consoles killed and restarted), and a spare worker fills those waits: on two
+    cores the suite took 125 s with two workers, 108 s with three, 116 s with four."""
+    return (os.cpu_count() or 1) + 1
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "settings(**overrides): Settings values for the Discord test bot")
     config.addinivalue_line(
