@@ -131,10 +131,11 @@ def prefill(room: Room, turns: int) -> None:
             room.history.append(Entry("image", caption, speaker=speaker.number, name=speaker.label, picture=Picture(bytes(2048))))
 
 
-def play_turn(room: Room) -> None:
-    """One turn through the engine as a runner takes it, with an instant reply and picture."""
+def play_turn(room: Room, rng: random.Random) -> None:
+    """One turn through the engine as a runner takes it, with an instant reply and picture
+    (fresh words before the commands: a reply copying the last one is refused, not posted)."""
     turn = room.next_turn()
-    room.complete_turn(turn, REPLY, Usage(input_tokens=1200, output_tokens=80))
+    room.complete_turn(turn, f"{spoken(rng)} {spoken(rng)}\n{REPLY}", Usage(input_tokens=1200, output_tokens=80))
     for event in room.take_events():
         if type(event).__name__ == "ImageJob":
             room.image_done(event.job_id, Picture(bytes(2048)))
@@ -145,14 +146,14 @@ def bench_turn_cost(lengths: tuple[int, ...] = (200, 2_000, 10_000), ais: int = 
     """Engine time of one turn (request, reply, commands, picture) after a history of each length."""
     rows = []
     for length in lengths:
-        room = new_room(ais=ais)
+        room, rng = new_room(ais=ais), random.Random(length)
         prefill(room, length)
         for _ in range(5):  # warm up: the first request after the prefill reads all of it once
-            play_turn(room)
+            play_turn(room, rng)
         timings = []
         for _ in range(50):
             start = time.process_time()  # CPU time: other processes on a busy machine do not count
-            play_turn(room)
+            play_turn(room, rng)
             timings.append(time.process_time() - start)
         rows.append((f"engine CPU time per turn after {length} turns ({ais} AIs)", f"{statistics.median(timings) * 1e3:.2f} ms"))
     return rows
