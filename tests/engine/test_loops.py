@@ -168,3 +168,22 @@ def test_loop_nudge_is_a_setting_read_from_the_environment(monkeypatch) -> None:
     assert Settings(_env_file=None).room_settings(None).loop_nudge is True
     monkeypatch.setenv("LOOP_NUDGE", "false")
     assert Settings(_env_file=None).room_settings(None).loop_nudge is False
+
+
+def test_the_quick_copy_check_agrees_with_the_full_ratio() -> None:
+    """``is_copy`` skips difflib's full comparison when its quick bounds already say no:
+    it must say exactly what ``copied(...) >= threshold`` says, copies and near-copies included."""
+    import random
+
+    from bot.engine.loops import copied, is_copy
+
+    rng = random.Random(5)
+    vocabulary = [f"w{i}" for i in range(30)]
+    for _ in range(400):
+        a = tuple(rng.choices(vocabulary, k=rng.randint(3, 40)))
+        b = list(a) if rng.random() < 0.5 else rng.choices(vocabulary, k=rng.randint(3, 40))
+        for _ in range(rng.randint(0, 4)):  # a few words changed: near-copies around the threshold
+            if b:
+                b[rng.randrange(len(b))] = rng.choice(vocabulary)
+        for threshold in (0.0, 0.5, 0.9, 1.0):
+            assert is_copy(a, tuple(b), threshold) == (copied(a, tuple(b)) >= threshold)
