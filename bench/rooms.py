@@ -41,16 +41,17 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import simcord  # noqa: E402
 
 from bot import create_bot  # noqa: E402
 from bot.engine import Room  # noqa: E402
 from bot.settings import Settings  # noqa: E402
+from engine import WORDS  # noqa: E402  (bench/engine.py: the words fresh replies are made of)
 from tests.fakes import FakeLLMServer, Reply  # noqa: E402
 
 MODELS = ["Gemini 3 Flash", "DeepSeek R1", "Claude Haiku 4.5", "GPT 5.2", "Kimi K2", "Grok 4 Fast"]
-WORDS = [a + b for a in ("ka", "lo", "mi", "su", "te", "vo", "ra", "ne", "po", "chi") for b in ("rn", "ll", "st", "de", "mo", "ri", "sk", "ve", "na", "th")]
 PIECES = 12  # what Reply.text(chunks=6) sends: opening, six text chunks, finish, usage, [DONE]
 TICK = 0.02
 MAX_ROOMS = 2000  # bounds, so a typo cannot take the machine

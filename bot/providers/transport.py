@@ -34,9 +34,7 @@ def _as_httpx() -> Iterator[None]:
         yield
     except aiohttp.ConnectionTimeoutError as error:  # no TCP/TLS connection in time
         raise httpx.ConnectTimeout(str(error)) from error
-    except aiohttp.SocketTimeoutError as error:  # silence between reads longer than the read timeout
-        raise httpx.ReadTimeout(str(error)) from error
-    except aiohttp.ServerTimeoutError as error:
+    except aiohttp.ServerTimeoutError as error:  # silence between reads longer than the read timeout
         raise httpx.ReadTimeout(str(error)) from error
     except aiohttp.ClientConnectorError as error:  # refused, unreachable, unknown host, TLS failure
         raise httpx.ConnectError(str(error)) from error
