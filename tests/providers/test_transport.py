@@ -134,3 +134,32 @@ async def test_closing_the_client_closes_its_connections():
         assert (await client.get(url)).text == "ok"
     await asyncio.wait_for(served.wait(), 2)  # the kept-alive connection was closed with the client
     server.close()
+
+
+async def test_a_reply_left_half_read_never_leaks_into_the_next_request():
+    """A stream abandoned mid-body (a turn cancelled, a deadline passed) closes its connection:
+    kept in the pool, its unread rest would be read as the start of the next room's reply."""
+    connections = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_request(reader)
+        if connections == 1:  # the first reply: one piece of a longer body, then nothing more
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhalf \r\n")
+            await writer.drain()
+            await reader.read()  # until the client hangs up
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nwhole")
+            await writer.drain()
+        writer.close()
+
+    server, url = await serve(answer)
+    async with httpx.AsyncClient(transport=AiohttpTransport(connections=1, tls=tls_context())) as client:
+        async with client.stream("POST", url, content=b"{}") as response:
+            async for piece in response.aiter_raw():
+                assert piece == b"half "
+                break
+        second = await asyncio.wait_for(client.post(url, content=b"{}"), 2)
+    server.close()
+    assert second.text == "whole" and connections == 2
