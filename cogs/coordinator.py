@@ -484,22 +484,22 @@ class Coordinator(commands.Cog):
         ended = await self.store.rooms(states=("stopped",), origin="discord", owing=True, unleased_at=now)
         driven = {s.room_id for s in self.sessions.values()}
         claimed: set[int] = set()  # channels a room is coming back to
-        for records in (live, ended):
+        # All are loaded before any is launched: launched as they came, the first rooms' turns took
+        # the CPU the rest needed to load, and a thousand rooms were back only after six minutes.
+        ready: list[Session] = []
+        for records in (live, ended):  # the live rooms first: they keep their channels
             mine = [
                 r for r in records
                 if r.id not in driven and r.id not in self._settled
                 and r.guild_id is not None and self.bot.holds(r.guild_id)
             ]
             # A few at a time: each waits on the database between its steps, and the others use the wait.
-            # All are loaded before any is launched: launched at once, the first rooms' turns took the
-            # CPU the rest needed to load, and a thousand rooms were back only after six minutes.
-            ready: list[Session] = []
             for start in range(0, len(mine), RESTORE_AT_ONCE):
                 chunk = mine[start : start + RESTORE_AT_ONCE]
                 loaded = await asyncio.gather(*(self._restore_or_log(record, claimed, taking_over) for record in chunk))
                 ready += [session for session in loaded if session is not None]
-            for session in ready:
-                self.launch(session)
+        for session in ready:
+            self.launch(session)
 
     async def _restore_or_log(
         self, record: RoomRecord, claimed: set[int], taking_over: bool = False

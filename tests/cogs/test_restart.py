@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from dataclasses import asdict
+from typing import Any
 
-from bot.engine import Picture, Reply
-from bot.storage import Journal
+import pytest
+import simcord
+
+from bot.bot import SeanceBot
+from bot.engine import Picture, Reply, RoomSettings
+from bot.guilds import GuildConfig
+from bot.storage import Journal, Store
 from cogs.coordinator import BACK, BACK_PAUSED, OFFLINE, RoomOptions
 from tests.discord_world import World, by_persona, notices
 from tests.fakes import Reply as Scripted
@@ -349,3 +356,94 @@ async def test_rooms_that_left_nothing_unshown_come_back_without_reading_their_c
     assert history_reads(world) == before + 1  # the first room's channel only
     assert texts(world).count("Stored, never shown.") == 1
     assert world.session(second).room.state == "running"
+
+
+# --- bringing many rooms back ---------------------------------------------------------
+
+
+def restore_in_batches_of(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """Bots started from now on bring rooms back ``size`` at a time (each bot loads its cogs afresh,
+    so the constant is set in the module each one loads)."""
+    load_extension = SeanceBot.load_extension
+
+    async def loading(bot: SeanceBot, name: str, **kwargs: Any) -> None:
+        await load_extension(bot, name, **kwargs)
+        if name == "cogs.coordinator":
+            monkeypatch.setattr(sys.modules[name], "RESTORE_AT_ONCE", size)
+
+    monkeypatch.setattr(SeanceBot, "load_extension", loading)
+
+
+async def stored_room(world: World, channel: simcord.ChannelHandle, ended: bool = False) -> int:
+    """A room stored for ``channel`` as an earlier process left it: running, or ended with its
+    last notice still owed to the channel (so it comes back only to post that)."""
+    options = RoomOptions(models=["Gemini 3 Flash", "DeepSeek R1"], scenario="open-room", turns=6, delay=600)
+    room = world.coordinator.build_room(options, await world.bot.guild_settings.get(world.guild.id))
+    stored = asdict(options) | {"moderator_id": world.mod.id}
+    store = world.bot.store
+    room_id = await store.create_room(room, "discord", guild_id=world.guild.id, channel_id=channel.id, options=stored)
+    if ended:
+        room.stop("the test ended it")
+        await store.save(room_id, room, room.take_events())
+    return room_id
+
+
+async def test_every_room_is_loaded_before_any_is_launched(world: World, fake_llm, monkeypatch) -> None:
+    """A room launched while others still load takes the CPU they need (a thousand rooms were back
+    only after six minutes): no runner starts, and no model is asked, until the last room is loaded,
+    over several batches, and the ended rooms after the live ones."""
+    restore_in_batches_of(monkeypatch, 2)
+    channels = [world.guild.create_text_channel(f"room-{i}") for i in range(5)]
+    live = [await stored_room(world, channel) for channel in channels[:4]]
+    last = await stored_room(world, channels[4], ended=True)  # loaded last: after the live rooms
+    loads: list[int] = []
+    loaded = asyncio.Event()  # the last room's load finishes only once this is set
+    load_room = Store.load_room
+
+    async def loading(store: Store, room_id: int, *args):
+        loads.append(room_id)
+        if room_id == last:
+            await world.env.external_wait(loaded.wait(), reason="the last room is slow to load")
+        return await load_room(store, room_id, *args)
+
+    monkeypatch.setattr(Store, "load_room", loading)  # every bot's store: the restarted one's too
+    await world.restart()
+
+    assert loads == [*live, last] and world.coordinator._restoring.locked()  # the last one is loading
+    sessions = [world.session(channel) for channel in channels[:4]]
+    assert all(s is not None and s.task is None for s in sessions)  # opened, none launched
+    assert fake_llm.chat_requests == []
+    assert not any(BACK in notices(channel) for channel in channels)
+
+    loaded.set()
+    await world.env.settle()
+
+    assert not world.coordinator._restoring.locked()
+    for channel in channels[:4]:
+        session = world.session(channel)
+        assert session.task is not None and not session.task.done()
+        assert notices(channel) == [BACK] and len(by_persona(channel)) == 1  # back, and its first turn
+    assert len(fake_llm.chat_requests) == 4
+    assert notices(channels[4]) == ["⏹️ The room has ended: the test ended it"]  # what it owed, then gone
+    assert world.session(channels[4]) is None
+
+
+async def test_a_restored_room_takes_its_servers_settings_once(world: World, monkeypatch) -> None:
+    """Each room of a server is given the server's settings once: given to all of the server's
+    rooms at each room's restore, a thousand rooms cost half a million settings copies."""
+    channels = [world.guild.create_text_channel(f"room-{i}") for i in range(6)]
+    for channel in channels:
+        await stored_room(world, channel)
+    await world.bot.guild_settings.update(world.guild.id, images_per_room=3)  # changed while the bot was away
+    applied: list[RoomSettings] = []
+    apply = GuildConfig.apply
+
+    def counted(config: GuildConfig, settings: RoomSettings) -> RoomSettings:
+        applied.append(settings)
+        return apply(config, settings)
+
+    monkeypatch.setattr(GuildConfig, "apply", counted)
+    await world.restart()
+
+    assert len(applied) == len(channels)  # once per room, not once per room already back
+    assert all(world.session(channel).room.settings.images_per_room == 3 for channel in channels)
