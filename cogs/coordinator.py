@@ -34,6 +34,7 @@ from bot.attachments import AttachmentRefused, picture_from
 from bot.engine import Catalog, Room, RoomError, Scenario
 from bot.engine.scenarios import scenario_from_table, scenario_table
 from bot.engine.limits import RateLimit
+from bot.formatting import subtext_messages
 from bot.guilds import GuildConfig
 from bot.leases import LeaseLost, Leases
 from bot.providers import ProviderError
@@ -42,6 +43,7 @@ from bot.engine.snapshot import resumable_jobs
 from bot.runner import RoomRunner
 from bot.stage import NO_MENTIONS, DiscordStage
 from bot.storage import ForkSource, Journal, RoomRecord, Store
+from cogs.errors import new_error_id
 
 if TYPE_CHECKING:
     from bot.bot import SeanceBot
@@ -57,6 +59,16 @@ NEEDED_FOR_THREADS = ("create_public_threads", "send_messages_in_threads")
 BACK = "▶️ Séance is back after a restart; the room carries on"
 BACK_PAUSED = "⏸️ Séance is back after a restart; the room stays paused until a moderator runs /seance resume"
 OFFLINE = "🔌 Séance is going offline; this room carries on when it is back"
+# A stored room whose data could not be read at a start: its channel and moderator hear this.
+NOT_BACK = (
+    "⚠️ Séance could not bring this channel's room back after a restart: its stored data could not be read "
+    "(the bot's host can find error {error_id} in the log). Nothing was deleted; the next start tries again."
+)
+NOT_BACK_HERE = (
+    "This channel's room could not be brought back after the last restart: its stored data could not be read "
+    "(the bot's host can find error {error_id} in the log). It is kept for the next start, and no other room "
+    "can start here until then."
+)
 # Reactions on an open-floor message the AIs did not read (at most one per member a minute).
 TOO_FAST = "⏳"
 BLOCKED = "🚫"
@@ -126,6 +138,7 @@ class Coordinator(commands.Cog):
         # again (a room owing a channel that is gone would be retried every beat); the next start does.
         self._settled: set[int] = set()
         self._taking_over: asyncio.Task[None] | None = None  # the heartbeat's latest look for rooms to take over
+        self._unreadable: dict[int, str] = {}  # channel -> error id, of live rooms whose stored data could not be read
 
     async def cog_load(self) -> None:
         limit = self.bot.settings.idle_pause_minutes * 60
@@ -528,6 +541,16 @@ class Coordinator(commands.Cog):
             await self._let_go(record.id)
             return None
         claimed.add(place.id)
+        try:
+            return await self._reopen(record, place, taking_over)
+        except Exception as exc:
+            claimed.discard(place.id)  # an ended room owing this channel its last pictures may still post them
+            await self._not_back(record, place, exc)
+            return None
+
+    async def _reopen(self, record: RoomRecord, place: Place, taking_over: bool) -> Session:
+        """The stored room loaded and opened in ``place``, ready to launch."""
+        assert self.store is not None
         room = await self.store.load_room(record.id, data.catalog(), _scenarios(record.options))
         last_posted = await self.store.last_message_id(record.id)
         owed = await self.store.has_unposted(record.id)
@@ -538,20 +561,47 @@ class Coordinator(commands.Cog):
         config = await self.bot.guild_settings.get(place.guild.id)
         # Nothing awaited from here on: a failure cannot leave a session half bound.
         session = self.open(place, room, moderator, _options(record.options))
-        session.moderator_id = moderator_id
-        # The server's settings of today, not of the room's start (this room's alone: applied to
-        # all the server's rooms each time, a thousand rooms' restore took a million copies).
-        self._follow(session, config, self.bot.guild_settings.catalog(config))
-        self._bind(session, record.id)
-        session.stage.reconcile_after = last_posted
-        # Only a room that left events unshown can have posted one without noting it: the others
-        # skip reading their channel's history (a request on the bot's global budget, per room).
-        session.runner.resume_backlog(resumable_jobs(room), reconcile=owed)
-        if room.state != "stopped":  # an ended room only posts its last pictures, then goes
-            room.announce(BACK if room.state == "running" else BACK_PAUSED)
+        try:
+            session.moderator_id = moderator_id
+            # The server's settings of today, not of the room's start (this room's alone: applied to
+            # all the server's rooms each time, a thousand rooms' restore took a million copies).
+            self._follow(session, config, self.bot.guild_settings.catalog(config))
+            self._bind(session, record.id)
+            session.stage.reconcile_after = last_posted
+            # Only a room that left events unshown can have posted one without noting it: the others
+            # skip reading their channel's history (a request on the bot's global budget, per room).
+            session.runner.resume_backlog(resumable_jobs(room), reconcile=owed)
+            if room.state != "stopped":  # an ended room only posts its last pictures, then goes
+                room.announce(BACK if room.state == "running" else BACK_PAUSED)
+        except BaseException:
+            self.discard(session)  # its stored state is as it was; the channel is free of it
+            raise
         how = "taken over (its process stopped or died)" if taking_over else "back"
         log.info("room %s is %s in channel %s (%s)", record.id, how, place.id, room.state)
         return session
+
+    async def _not_back(self, record: RoomRecord, place: Place, error: Exception) -> None:
+        """A room whose stored data could not be read: logged with an error id, and its channel and
+        moderator told so. It stays stored as it was (a repair, or a fixed version, brings it back at
+        the next start); this process does not try it again, nor start another room in its channel."""
+        error_id = new_error_id()
+        log.error(
+            "could not bring back room %s in channel %s (error %s); it stays stored for the next start",
+            record.id, place.id, error_id, exc_info=error,
+        )
+        self._settled.add(record.id)
+        if record.state != "stopped":  # stored as live, it holds its channel
+            self._unreadable[place.id] = error_id
+        await self._let_go(record.id)
+        sentence = NOT_BACK.format(error_id=error_id)
+        timeout = self.bot.settings.send_timeout
+        with contextlib.suppress(discord.HTTPException, TimeoutError, OSError):
+            await asyncio.wait_for(place.send(subtext_messages([sentence])[0], allowed_mentions=NO_MENTIONS), timeout)
+        moderator = await self._user(record.options.get("moderator_id"))
+        if moderator is not None:
+            with contextlib.suppress(discord.HTTPException, TimeoutError, OSError):
+                text = f"Your Séance room in {place.mention}: {sentence}"
+                await asyncio.wait_for(moderator.send(text, allowed_mentions=NO_MENTIONS), timeout)
 
     # --- leases: which process drives which room -----------------------------------
 
@@ -609,6 +659,8 @@ class Coordinator(commands.Cog):
             return reason
         if self.store is None or place_id in self.sessions:
             return None
+        if (error_id := self._unreadable.get(place_id)) is not None:
+            return NOT_BACK_HERE.format(error_id=error_id)
         stored = await self.store.rooms(states=("running", "paused"), origin="discord", place=place_id)
         return ELSEWHERE if stored else None
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import sqlite3
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -16,8 +19,8 @@ from bot.bot import SeanceBot
 from bot.engine import Picture, Reply, RoomSettings
 from bot.guilds import GuildConfig
 from bot.storage import Journal, Store
-from cogs.coordinator import BACK, BACK_PAUSED, OFFLINE, RoomOptions
-from tests.discord_world import World, by_persona, notices
+from cogs.coordinator import BACK, BACK_PAUSED, NOT_BACK, NOT_BACK_HERE, OFFLINE, RoomOptions
+from tests.discord_world import World, answer, by_persona, notices
 from tests.fakes import Reply as Scripted
 
 THREE = "Gemini 3 Flash, DeepSeek R1, Claude Haiku 4.5"
@@ -447,3 +450,71 @@ async def test_a_restored_room_takes_its_servers_settings_once(world: World, mon
 
     assert len(applied) == len(channels)  # once per room, not once per room already back
     assert all(world.session(channel).room.settings.images_per_room == 3 for channel in channels)
+
+
+async def corrupt_snapshot(world: World, room_id: int, monkeypatch: pytest.MonkeyPatch) -> Callable[[], Awaitable[None]]:
+    """The room's stored state cut off mid-write (a disk that lied); returns the repair."""
+    db = world.bot.store.db
+    async with db.execute("SELECT snapshot FROM rooms WHERE id = ?", (room_id,)) as cursor:
+        (snapshot,) = await cursor.fetchone()
+    await db.execute("UPDATE rooms SET snapshot = ? WHERE id = ?", (snapshot[: len(snapshot) // 2], room_id))
+    await db.commit()
+
+    async def repair() -> None:
+        await world.bot.store.db.execute("UPDATE rooms SET snapshot = ? WHERE id = ?", (snapshot, room_id))
+        await world.bot.store.db.commit()
+
+    return repair
+
+
+async def failing_load(world: World, room_id: int, monkeypatch: pytest.MonkeyPatch) -> Callable[[], Awaitable[None]]:
+    """Storage fails to read this one room (an I/O error); returns the repair."""
+    load_room = Store.load_room
+
+    async def loading(store: Store, loaded: int, *args: Any) -> Any:
+        if loaded == room_id:
+            raise sqlite3.OperationalError("disk I/O error")
+        return await load_room(store, loaded, *args)
+
+    monkeypatch.setattr(Store, "load_room", loading)
+
+    async def repair() -> None:
+        monkeypatch.setattr(Store, "load_room", load_room)
+
+    return repair
+
+
+@pytest.mark.logs_errors
+@pytest.mark.parametrize("breaking", [corrupt_snapshot, failing_load], ids=["corrupt row", "load raises"])
+async def test_a_room_that_cannot_be_read_is_told_and_kept_and_the_others_come_back(
+    world: World, monkeypatch, caplog, breaking
+) -> None:
+    """One room's stored data cannot be read: the rooms around it come back all the same; its
+    channel and its moderator are told, with an error id for the host's log; it stays stored
+    as it was, so once the data is repaired the next start brings it back."""
+    channels = [world.guild.create_text_channel(f"room-{i}") for i in range(3)]
+    ids = [await stored_room(world, channel) for channel in channels]
+    broken, fine = channels[1], (channels[0], channels[2])
+    repair = await breaking(world, ids[1], monkeypatch)
+
+    await world.restart()
+
+    for channel in fine:
+        assert notices(channel) == [BACK] and world.session(channel).room.state == "running"
+        assert len(by_persona(channel)) == 1  # and it speaks
+    assert world.session(broken) is None
+    [told] = notices(broken)
+    error_id = re.search(r"error ([0-9a-f]{8})", told).group(1)
+    assert told == NOT_BACK.format(error_id=error_id)
+    assert f"could not bring back room {ids[1]} in channel {broken.id} (error {error_id})" in caplog.text
+    [dm] = world.mod.user.dm_channel.history()
+    assert dm.content == f"Your Séance room in <#{broken.id}>: {told}"
+    assert (await world.bot.store.room(ids[1])).state == "running"  # kept as it was
+    assert ids[1] not in await world.bot.store.leases()  # and free for whichever process starts next
+    answer_ = answer(await world.start(broken))  # not "another process runs it": it is kept, and says why
+    assert answer_ == NOT_BACK_HERE.format(error_id=error_id)
+
+    await repair()
+    await world.restart()
+
+    assert world.session(broken).room.state == "running" and notices(broken)[-1] == BACK
