@@ -18,6 +18,7 @@ import simcord
 from bot.bot import SeanceBot
 from bot.engine import Picture, Reply, RoomSettings
 from bot.guilds import GuildConfig
+from bot.runner import RoomRunner
 from bot.storage import Journal, Store
 from cogs.coordinator import BACK, BACK_PAUSED, NOT_BACK, NOT_BACK_HERE, OFFLINE, RoomOptions
 from tests.discord_world import World, answer, by_persona, notices
@@ -484,8 +485,27 @@ async def failing_load(world: World, room_id: int, monkeypatch: pytest.MonkeyPat
     return repair
 
 
+async def failing_resume(world: World, room_id: int, monkeypatch: pytest.MonkeyPatch) -> Callable[[], Awaitable[None]]:
+    """The room is loaded and opened in its channel, then fails as its backlog is set up; returns the repair."""
+    resume_backlog = RoomRunner.resume_backlog
+
+    def resuming(runner: RoomRunner, *args: Any, **kwargs: Any) -> None:
+        if getattr(runner.journal, "room_id", None) == room_id:
+            raise ValueError("a picture job the engine cannot read")
+        resume_backlog(runner, *args, **kwargs)
+
+    monkeypatch.setattr(RoomRunner, "resume_backlog", resuming)
+
+    async def repair() -> None:
+        monkeypatch.setattr(RoomRunner, "resume_backlog", resume_backlog)
+
+    return repair
+
+
 @pytest.mark.logs_errors
-@pytest.mark.parametrize("breaking", [corrupt_snapshot, failing_load], ids=["corrupt row", "load raises"])
+@pytest.mark.parametrize(
+    "breaking", [corrupt_snapshot, failing_load, failing_resume], ids=["corrupt row", "load raises", "opened, then fails"]
+)
 async def test_a_room_that_cannot_be_read_is_told_and_kept_and_the_others_come_back(
     world: World, monkeypatch, caplog, breaking
 ) -> None:
@@ -495,6 +515,7 @@ async def test_a_room_that_cannot_be_read_is_told_and_kept_and_the_others_come_b
     channels = [world.guild.create_text_channel(f"room-{i}") for i in range(3)]
     ids = [await stored_room(world, channel) for channel in channels]
     broken, fine = channels[1], (channels[0], channels[2])
+    await stored_room(world, broken, ended=True)  # an older room, ended, still owes the channel its last notice
     repair = await breaking(world, ids[1], monkeypatch)
 
     await world.restart()
@@ -502,8 +523,9 @@ async def test_a_room_that_cannot_be_read_is_told_and_kept_and_the_others_come_b
     for channel in fine:
         assert notices(channel) == [BACK] and world.session(channel).room.state == "running"
         assert len(by_persona(channel)) == 1  # and it speaks
-    assert world.session(broken) is None
-    [told] = notices(broken)
+    assert world.session(broken) is None  # nothing left bound to the channel
+    told, ended = notices(broken)
+    assert ended == "⏹️ The room has ended: the test ended it"  # the channel was not kept from the ended room
     error_id = re.search(r"error ([0-9a-f]{8})", told).group(1)
     assert told == NOT_BACK.format(error_id=error_id)
     assert f"could not bring back room {ids[1]} in channel {broken.id} (error {error_id})" in caplog.text
