@@ -169,6 +169,10 @@ PG_MIGRATIONS: list[str] = [
     );
     CREATE INDEX room_leases_by_owner ON room_leases(owner);
     """,
+    # 8: SQLite's events_by_room, which this schema has had from its first migration
+    """
+    SELECT 1;
+    """,
 ]
 
 # What a statement on a lost or refused connection raises, besides the server's own errors.

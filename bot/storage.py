@@ -214,6 +214,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX room_leases_by_owner ON room_leases(owner);
     """,
+    # 8: a room's events by room. A restart asks each room for its newest posted message; without
+    # this, SQLite scanned the events table back from the newest row until it met one of the room's,
+    # so a thousand rooms' restore read most of the table a thousand times (16 s of reads at 200
+    # events a room, 0.24 s with it). PostgreSQL had this index from its first schema.
+    """
+    CREATE INDEX events_by_room ON events(room_id, id);
+    """,
 ]
 
 # Columns of guild_settings a server may set; JSON lists are stored as text.
