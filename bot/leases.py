@@ -72,6 +72,11 @@ class Leases:
     def held(self) -> set[int]:
         return set(self._trusted)
 
+    def holds(self, room_id: int) -> bool:
+        """Whether this process holds the room's lease (without copying ``held``: a restore asks
+        for every room, and a copy each time was quadratic in rooms)."""
+        return room_id in self._trusted
+
     def _trust_until(self, started: float) -> float:
         return started + self.seconds * (1 - MARGIN)
 

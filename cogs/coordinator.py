@@ -528,7 +528,7 @@ class Coordinator(commands.Cog):
     async def _restore(self, record: RoomRecord, claimed: set[int], taking_over: bool = False) -> Session | None:
         """The room loaded and opened in its channel, ready to launch; None if it is not this process's."""
         assert self.store is not None
-        if self.leases is not None and record.id in self.leases.held:
+        if self.leases is not None and self.leases.holds(record.id):
             return None  # this process is starting it (a new room or fork) or drives it already
         if self.leases is not None and (holder := await self.leases.take(record.id)) is not None:
             log.info("room %s is driven by process %s; not here", record.id, holder)

@@ -109,6 +109,7 @@ async def test_released_leases_are_free_at_once(store):
     for room in rooms:
         await old.take(room)
     await old.release([rooms[0]])
+    assert not old.holds(rooms[0]) and old.holds(rooms[1])
     assert await new.take(rooms[0]) is None
     await old.release()
     assert [await new.take(room) for room in rooms[1:]] == [None, None]
