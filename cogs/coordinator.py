@@ -139,6 +139,7 @@ class Coordinator(commands.Cog):
         self._settled: set[int] = set()
         self._taking_over: asyncio.Task[None] | None = None  # the heartbeat's latest look for rooms to take over
         self._unreadable: dict[int, str] = {}  # channel -> error id, of live rooms whose stored data could not be read
+        self._told_unreadable: set[int] = set()  # moderators sent a DM about one: one each (a bad deploy breaks all)
 
     async def cog_load(self) -> None:
         limit = self.bot.settings.idle_pause_minutes * 60
@@ -597,7 +598,11 @@ class Coordinator(commands.Cog):
         timeout = self.bot.settings.send_timeout
         with contextlib.suppress(discord.HTTPException, TimeoutError, OSError):
             await asyncio.wait_for(place.send(subtext_messages([sentence])[0], allowed_mentions=NO_MENTIONS), timeout)
-        moderator = await self._user(record.options.get("moderator_id"))
+        moderator_id = record.options.get("moderator_id")
+        if moderator_id is None or moderator_id in self._told_unreadable:
+            return  # their other rooms' channels say it: a DM for each of a thousand rooms would be spam
+        self._told_unreadable.add(moderator_id)
+        moderator = await self._user(moderator_id)
         if moderator is not None:
             with contextlib.suppress(discord.HTTPException, TimeoutError, OSError):
                 text = f"Your Séance room in {place.mention}: {sentence}"

@@ -540,3 +540,22 @@ async def test_a_room_that_cannot_be_read_is_told_and_kept_and_the_others_come_b
     await world.restart()
 
     assert world.session(broken).room.state == "running" and notices(broken)[-1] == BACK
+
+
+@pytest.mark.logs_errors
+async def test_a_moderator_whose_rooms_all_cannot_be_read_gets_one_message_and_each_channel_its_own(
+    world: World, monkeypatch
+) -> None:
+    """A bad deploy can make every room unreadable: each channel says so, and the moderator is
+    sent one direct message, not one per room."""
+    channels = [world.guild.create_text_channel(f"room-{i}") for i in range(3)]
+    for channel in channels:
+        await corrupt_snapshot(world, await stored_room(world, channel), monkeypatch)
+
+    await world.restart()
+
+    for channel in channels:
+        [told] = notices(channel)
+        assert told.startswith("⚠️ Séance could not bring this channel's room back") and world.session(channel) is None
+    [dm] = world.mod.user.dm_channel.history()
+    assert any(dm.content.startswith(f"Your Séance room in <#{channel.id}>: ⚠️") for channel in channels)
