@@ -413,6 +413,7 @@ async def test_every_room_is_loaded_before_any_is_launched(world: World, fake_ll
     monkeypatch.setattr(Store, "load_room", loading)  # every bot's store: the restarted one's too
     await world.restart()
 
+    assert sys.modules[type(world.coordinator).__module__].RESTORE_AT_ONCE == 2  # three batches
     assert loads == [*live, last] and world.coordinator._restoring.locked()  # the last one is loading
     sessions = [world.session(channel) for channel in channels[:4]]
     assert all(s is not None and s.task is None for s in sessions)  # opened, none launched
