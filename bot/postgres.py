@@ -17,9 +17,10 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import json
 import re
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import asyncpg
 
 from bot.engine import Picture
 from bot import storage
-from bot.storage import Store, StorageError, _execute, picture_name
+from bot.storage import Batch, Step, Store, StorageError, picture_name
 
 PG_MIGRATIONS: list[str] = [
     # 1: the first schema. Discord ids are 64-bit (BIGINT); JSON stays TEXT, as on SQLite, so the
@@ -336,7 +337,8 @@ class Bridge:
     """One pooled connection as the SQLite write path sees its connection (sqlite3's ``execute``,
     ``executemany``, ``commit``, ``rollback``), for that code on a worker thread: each call runs
     on the event loop and the thread waits for it. So group commit, savepoints and every write
-    of ``Store`` run here as written, one statement per round trip."""
+    of ``Store`` run here as written. A batch's rows go with ``send``: each statement once with
+    all its rows (asyncpg pipelines them: one round trip), all statements in one hop to the loop."""
 
     def __init__(self, connection: asyncpg.Connection, loop: asyncio.AbstractEventLoop, identity_tables: frozenset[str]):
         self.connection = connection
@@ -355,12 +357,26 @@ class Bridge:
             self._wait(self.connection.executemany(to_postgres(sql), rows))
         return Result([])
 
+    def send(self, statements: Sequence[Step]) -> None:
+        """Statements in order, in one call on the loop; each with all its rows (None: once, bare)."""
+        self._wait(send(self.connection, statements))
+
     def commit(self) -> None:
         self._wait(self.connection.execute("COMMIT"))
 
     def rollback(self) -> None:
         if self.connection.is_in_transaction():  # a lost connection has no transaction to undo
             self._wait(self.connection.execute("ROLLBACK"))
+
+
+async def send(connection: asyncpg.Connection, statements: Sequence[Step]) -> None:
+    """Run statements of shared SQL in order: a bare one (a savepoint) as it is, one with rows
+    as one ``executemany`` (one round trip for all its rows)."""
+    for sql, rows in statements:
+        if rows is None:
+            await connection.execute(sql)
+        elif rows:
+            await connection.executemany(to_postgres(sql), rows)
 
 
 class PgStore(Store):
@@ -412,6 +428,25 @@ class PgStore(Store):
             finally:
                 self.db.current.reset(token)
 
+    def _send(self, conn: Bridge, statements: list[Step]) -> None:  # type: ignore[override]
+        conn.send(statements)
+
+    def _reserve_ids(self, conn: Bridge, count: int) -> Iterator[int]:  # type: ignore[override]
+        """Ids for ``count`` new events, taken from the table's own sequence (never handed out twice,
+        even to another process; a rolled-back batch leaves a gap), in one round trip."""
+        if not count:
+            return iter(())
+        rows = conn.execute("SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, ?)", (count,)).rows
+        return iter(sorted(row[0] for row in rows))
+
+    def _authors(self, conn: Bridge, event_ids: list[int]) -> dict[int, tuple[int, int]]:  # type: ignore[override]
+        if not event_ids:
+            return {}
+        rows = conn.execute(
+            "SELECT id, room_id, data FROM events WHERE id = ANY(?) AND kind IN ('Reply', 'ImageMade')", (event_ids,)
+        ).rows
+        return {i: (room_id, json.loads(data)["number"]) for i, room_id, data in rows}
+
     async def _on_thread(self, work: Callable[[Any], Any]) -> Any:
         """Run the SQLite write path (``work``, written for a sqlite3 connection) on a worker
         thread, with one pooled connection behind a ``Bridge``."""
@@ -421,11 +456,10 @@ class PgStore(Store):
 
     # --- pictures: rows, readable by every process -------------------------------------
 
-    def _write_picture(self, conn: Any, room_id: int, picture: Picture) -> str:
+    def _write_picture(self, batch: Batch, room_id: int, picture: Picture) -> str:
         """In the save's transaction (on the write path's thread): the bytes go in the row."""
         key = f"{room_id}/{picture_name(picture)}"
-        _execute(
-            conn,
+        batch.add(
             "INSERT INTO pictures (key, room_id, mime, data) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (room_id, key) DO UPDATE SET data = excluded.data WHERE pictures.data IS NULL",
             (key, room_id, picture.mime, picture.data),

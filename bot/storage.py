@@ -24,7 +24,7 @@ import shutil
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -476,6 +476,82 @@ class ProgressWrite:
 Write = SaveWrite | MarkWrite | ProgressWrite
 BATCH_LIMIT = 500  # writes per transaction: a long batch would hold up a new room's creation
 
+# The statements of the rooms' writes, each sent once per batch with every row of it (``Batch``).
+# None reads before it writes: an event's id is reserved before its row is made, a room's server
+# is looked up by the statement itself, and a seats row is kept only where it differs from the
+# room's newest one (rows run in order: each sees the last). The authors of AI messages being
+# marked are read once per batch (``Store._authors``).
+SAVE_ENTRY = (
+    "INSERT INTO entries (room_id, seq, data) VALUES (?, ?, ?) ON CONFLICT (room_id, seq) DO UPDATE SET data = excluded.data"
+)
+ADD_EVENT = "INSERT INTO events (id, room_id, kind, data, created_at, history_len) VALUES (?, ?, ?, ?, ?, ?)"
+ADD_SEATS = (
+    "INSERT INTO seats (room_id, event_id, data) SELECT room_id, event_id, data FROM"
+    " (SELECT CAST(? AS BIGINT) AS room_id, CAST(? AS BIGINT) AS event_id, CAST(? AS TEXT) AS data) AS candidate"
+    " WHERE COALESCE((SELECT data FROM seats WHERE seats.room_id = candidate.room_id ORDER BY event_id DESC LIMIT 1),"
+    " '') != candidate.data"
+)
+BOOK_SPEND = (
+    "INSERT INTO spend (room_id, guild_id, day, kind, count, tokens, usd)"
+    " VALUES (?, (SELECT guild_id FROM rooms WHERE id = ?), ?, ?, 1, ?, ?)"
+    " ON CONFLICT (room_id, day, kind) DO UPDATE SET count = spend.count + 1,"
+    " tokens = spend.tokens + excluded.tokens, usd = spend.usd + excluded.usd"
+)
+SAVE_ROOM = "UPDATE rooms SET state = ?, snapshot = ?, history_len = ?, updated_at = ? WHERE id = ?"
+PROGRESS = "UPDATE events SET message_ids = ? WHERE id = ? AND posted_at IS NULL"
+MARK_POSTED = "UPDATE events SET posted_at = ?, message_ids = ? WHERE id = ?"
+ADD_AUTHOR = f"INSERT INTO messages (message_id, room_id, ai_number, event_id) VALUES (?, ?, ?, ?) {REPLACE_MESSAGE}"
+# The order a batch sends them in (a picture's row, whose SQL is the backend's own, first).
+WRITE_ORDER = {sql: rank for rank, sql in enumerate(
+    (SAVE_ENTRY, ADD_EVENT, ADD_SEATS, BOOK_SPEND, SAVE_ROOM, PROGRESS, MARK_POSTED, ADD_AUTHOR)
+)}
+Step = tuple[str, list[Any] | None]  # a statement and its rows (None: run once, without arguments)
+
+
+class Batch:
+    """The rows some writes make, gathered per statement, so a transaction sends each
+    statement once with all its rows (one round trip on PostgreSQL) rather than once per row.
+
+    ``conn`` is there for what a backend must still read while making rows (SQLite's picture
+    folders); ``ids`` are event ids reserved for this batch (``Store._reserve_ids``); ``authors``
+    the room and AI of each AI message event being marked (``Store._authors``).
+    """
+
+    def __init__(
+        self, conn: Any, ids: Iterator[int] | None = None, authors: dict[int, tuple[int, int]] | None = None
+    ):
+        self.conn = conn
+        self.ids = ids or iter(())
+        self.authors = authors or {}
+        self.rows: dict[str, list[Any]] = {}
+        self._events: dict[int, list[Any]] = {}  # an event's row by its id, until it is sent
+
+    def add(self, sql: str, row: Sequence[Any]) -> None:
+        self.rows.setdefault(sql, []).append(row)
+
+    def add_all(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.rows.setdefault(sql, []).extend(rows)
+
+    def add_event(self, room_id: int, kind: str, data: str, created_at: float) -> int:
+        """An event's row, with the next reserved id (its history length comes with ``fork_at``)."""
+        event_id = next(self.ids)
+        row = [event_id, room_id, kind, data, created_at, None]
+        self.add(ADD_EVENT, row)
+        self._events[event_id] = row
+        return event_id
+
+    def fork_at(self, event_id: int, at: int) -> None:
+        """How much history a fork from this batch's event ``event_id`` starts with."""
+        self._events[event_id][5] = at
+
+    def take(self, other: Batch) -> None:
+        """Add another batch's rows after this one's (each write planned alone, then gathered)."""
+        for sql, rows in other.rows.items():
+            self.rows.setdefault(sql, []).extend(rows)
+
+    def statements(self) -> list[Step]:
+        return sorted(self.rows.items(), key=lambda item: WRITE_ORDER.get(item[0], -1))
+
 
 class GroupCommit:
     """Gathers the writes many rooms make at the same moment into one transaction (group commit).
@@ -553,7 +629,6 @@ class Store:
         self.pictures = path.parent / f"{path.stem}-pictures"
         self._writing = asyncio.Lock()
         self.group = GroupCommit(self.write_many)
-        self._guilds: dict[int, int | None] = {}  # each room's server, which never changes
         self.clock = time.time  # spending is booked on the UTC day of this clock (tests move it)
 
     def today(self) -> str:
@@ -666,7 +741,9 @@ class Store:
                 row,
             )
             assert room_id is not None
-            self._save_entries(conn, room_id, 0, save.entries)
+            batch = Batch(conn)
+            self._save_entries(batch, room_id, 0, save.entries)
+            self._send(conn, batch.statements())
             _lease_new(conn, room_id, lease, now)
             return room_id
 
@@ -704,9 +781,9 @@ class Store:
 
     async def write_many(self, writes: list[Write]) -> list[Any]:
         """Many writes in one transaction, each whole or not at all: a write that fails is
-        undone alone (a savepoint each) and its exception is returned in its place, so one
-        room's bad data costs no other room its save. Raises if the transaction as a whole
-        fails (the disk full at commit): then nothing of it is stored.
+        undone alone and its exception is returned in its place, so one room's bad data costs
+        no other room its save. Raises if the transaction as a whole fails (the disk full at
+        commit): then nothing of it is stored.
 
         The batch runs on the database's thread in one call: one hop, not one per statement.
         """
@@ -718,49 +795,107 @@ class Store:
         return await self.db._execute(lambda: work(self.db._conn))
 
     def _apply_all(self, conn: sqlite3.Connection, writes: list[Write]) -> list[Any]:
+        """Every write's rows, each statement sent once for the whole batch (``Batch``).
+
+        A write whose rows cannot be made fails alone before anything is sent. If the
+        database refuses a row (a room deleted under its save), the batch is undone and
+        sent again one write at a time, each in a savepoint, so only that write fails.
+        """
+        ids = self._reserve_ids(conn, sum(len(w.save.events) for w in writes if isinstance(w, SaveWrite)))
+        authors = self._authors(conn, [i for w in writes if isinstance(w, MarkWrite) and w.message_ids for i in w.event_ids])
+        parts: list[Batch | None] = []
         results: list[Any] = []
         for write in writes:
-            conn.execute("SAVEPOINT one_write").close()
+            part = Batch(conn, ids, authors)
             try:
-                results.append(self._apply(conn, write))
+                results.append(self._plan(part, write))
+                parts.append(part)
             except Exception as exc:
-                conn.execute("ROLLBACK TO one_write").close()
                 results.append(exc)
-            conn.execute("RELEASE one_write").close()
+                parts.append(None)
+        whole = Batch(conn)
+        for part in parts:
+            if part is not None:
+                whole.take(part)
+        try:
+            self._send(conn, [("SAVEPOINT batch", None), *whole.statements(), ("RELEASE batch", None)])
+        except Exception as refused:
+            try:
+                self._send(conn, [("ROLLBACK TO batch", None), ("RELEASE batch", None)])
+            except Exception:  # the connection is gone: the batch fails as a whole, with the first reason
+                raise refused from None
+            self._one_by_one(conn, parts, results)
         return results
 
-    def _apply(self, conn: sqlite3.Connection, write: Write) -> Any:
-        if isinstance(write, MarkWrite):
-            return self._mark(conn, write.event_ids, write.message_ids)
-        if isinstance(write, ProgressWrite):
-            _execute(
-                conn,
-                "UPDATE events SET message_ids = ? WHERE id = ? AND posted_at IS NULL",
-                (json.dumps(write.message_ids), write.event_id),
+    def _one_by_one(self, conn: sqlite3.Connection, parts: list[Batch | None], results: list[Any]) -> None:
+        """Send each write's rows in a savepoint of its own; one the database refuses is undone alone."""
+        for index, part in enumerate(parts):
+            if part is None:
+                continue
+            try:
+                self._send(conn, [("SAVEPOINT one_write", None), *part.statements(), ("RELEASE one_write", None)])
+            except Exception as exc:
+                self._send(conn, [("ROLLBACK TO one_write", None), ("RELEASE one_write", None)])
+                results[index] = exc
+
+    def _send(self, conn: sqlite3.Connection, statements: list[Step]) -> None:
+        """Run statements in order, each with all its rows."""
+        for sql, rows in statements:
+            if rows is None:
+                _execute(conn, sql)
+            elif rows:
+                _execute_many(conn, sql, rows)
+
+    def _reserve_ids(self, conn: sqlite3.Connection, count: int) -> Iterator[int]:
+        """Ids for ``count`` new events, so their rows (and rows that name them) are made before
+        any is sent: after the highest, as SQLite would number them itself. Safe because the
+        transaction holds SQLite's write lock from its start (``BEGIN IMMEDIATE``)."""
+        if not count:
+            return iter(())
+        (highest,) = _fetch_one(conn, "SELECT COALESCE(MAX(id), 0) FROM events")
+        return iter(range(highest + 1, highest + 1 + count))
+
+    def _authors(self, conn: sqlite3.Connection, event_ids: list[int]) -> dict[int, tuple[int, int]]:
+        """The room and AI number of each of these events that is an AI's message (Reply or ImageMade)."""
+        if not event_ids:
+            return {}
+        found: dict[int, tuple[int, int]] = {}
+        for start in range(0, len(event_ids), 500):  # under the 999 placeholders older SQLites allow
+            chunk = event_ids[start : start + 500]
+            rows = conn.execute(
+                f"SELECT id, room_id, data FROM events WHERE id IN ({','.join('?' * len(chunk))})"
+                " AND kind IN ('Reply', 'ImageMade')",
+                chunk,
             )
+            try:
+                found.update((i, (room_id, json.loads(data)["number"])) for i, room_id, data in rows.fetchall())
+            finally:
+                rows.close()
+        return found
+
+    def _plan(self, batch: Batch, write: Write) -> Any:
+        """Add one write's rows to ``batch``; returns what the write returns once stored."""
+        if isinstance(write, MarkWrite):
+            return self._mark(batch, write.event_ids, write.message_ids)
+        if isinstance(write, ProgressWrite):
+            batch.add(PROGRESS, (json.dumps(write.message_ids), write.event_id))
             return None
         room_id, save = write.room_id, write.save
-        self._save_entries(conn, room_id, save.first_seq, save.entries)
-        ids = [self._add_event(conn, room_id, event) for event in save.events]
+        self._save_entries(batch, room_id, save.first_seq, save.entries)
+        ids = [self._add_event(batch, room_id, event) for event in save.events]
         for index, point in save.forks.items():  # in order, each compared with the seats stored before it
-            self._add_fork_point(conn, room_id, ids[index], point)
+            self._add_fork_point(batch, room_id, ids[index], point)
         if save.spent:
-            self._book(conn, room_id, save.spent)
-        _execute(
-            conn,
-            "UPDATE rooms SET state = ?, snapshot = ?, history_len = ?, updated_at = ? WHERE id = ?",
-            (save.state, save.snapshot, save.history_len, time.time(), room_id),
-        )
+            self._book(batch, room_id, save.spent)
+        batch.add(SAVE_ROOM, (save.state, save.snapshot, save.history_len, time.time(), room_id))
         return ids
 
-    def _add_fork_point(self, conn: sqlite3.Connection, room_id: int, event_id: int, point: ForkPoint) -> None:
+    def _add_fork_point(self, batch: Batch, room_id: int, event_id: int, point: ForkPoint) -> None:
         """Record where a fork from an AI message starts: its history length, and the seats
-        unless they are what the room's newest seats row holds already (they seldom change)."""
-        _execute(conn, "UPDATE events SET history_len = ? WHERE id = ?", (point.at, event_id))
-        data = seats_json(point.seats)
-        last = _fetch_one(conn, "SELECT data FROM seats WHERE room_id = ? ORDER BY event_id DESC LIMIT 1", (room_id,))
-        if last is None or last[0] != data:
-            _execute(conn, "INSERT INTO seats (room_id, event_id, data) VALUES (?, ?, ?)", (room_id, event_id, data))
+        unless they are what the room's newest seats row holds already (they seldom change;
+        ``ADD_SEATS`` compares them in the database, so nothing is read for it)."""
+        batch.fork_at(event_id, point.at)
+        batch.add(ADD_SEATS, (room_id, event_id, seats_json(point.seats)))
 
     async def set_options(self, room_id: int, options: dict[str, Any]) -> None:
         async with self._transaction():
@@ -971,10 +1106,10 @@ class Store:
                 row,
             )
             assert fork_id is not None
-            rows = [
-                (fork_id, seq, json.dumps(self._copy_entry(conn, fork_id, e, read))) for seq, e in enumerate(history)
-            ]
-            _execute_many(conn, "INSERT INTO entries (room_id, seq, data) VALUES (?, ?, ?)", rows)
+            batch = Batch(conn)
+            for seq, entry in enumerate(history):
+                batch.add(SAVE_ENTRY, (fork_id, seq, json.dumps(self._copy_entry(batch, fork_id, entry, read))))
+            self._send(conn, batch.statements())
             _lease_new(conn, fork_id, lease, now)
             return fork_id
 
@@ -983,7 +1118,7 @@ class Store:
         return fork_id
 
     def _copy_entry(
-        self, conn: sqlite3.Connection, room_id: int, entry: dict[str, Any], read: Callable[[str], bytes | None]
+        self, batch: Batch, room_id: int, entry: dict[str, Any], read: Callable[[str], bytes | None]
     ) -> dict[str, Any]:
         """A history entry for a fork: its picture, if it is still there, copied as the fork's own."""
         ref = entry.get("picture")
@@ -993,7 +1128,7 @@ class Store:
         if raw is None:
             return {k: v for k, v in entry.items() if k != "picture"}  # the caption stays
         picture = Picture(raw, ref.get("mime", "image/png"), ref.get("offline", False))
-        return {**entry, "picture": {**ref, "key": self._write_picture(conn, room_id, picture)}}
+        return {**entry, "picture": {**ref, "key": self._write_picture(batch, room_id, picture)}}
 
     async def find_message(self, message_id: int, place_id: int) -> tuple[int, int | None] | None:
         """The stored room and event of a Discord message posted in channel or thread ``place_id``.
@@ -1025,15 +1160,15 @@ class Store:
         if ids:
             await self.group.submit(MarkWrite(ids, list(message_ids)))
 
-    def _mark(self, conn: sqlite3.Connection, ids: list[int], message_ids: list[int]) -> None:
-        marks = ",".join("?" * len(ids))
-        _execute(
-            conn,
-            f"UPDATE events SET posted_at = ?, message_ids = ? WHERE id IN ({marks})",
-            (time.time(), json.dumps(message_ids), *ids),
-        )
-        if message_ids:
-            self._remember_authors(conn, ids, message_ids)
+    def _mark(self, batch: Batch, ids: list[int], message_ids: list[int]) -> None:
+        """Events posted as these messages; an AI's messages are remembered as its, so votes on
+        them count after a restart (``batch.authors``: read for the whole batch at once)."""
+        now, posted = time.time(), json.dumps(message_ids)
+        for event_id in ids:
+            batch.add(MARK_POSTED, (now, posted, event_id))
+            if (author := batch.authors.get(event_id)) is not None:
+                room_id, number = author
+                batch.add_all(ADD_AUTHOR, [(message_id, room_id, number, event_id) for message_id in message_ids])
 
     async def progress(self, event_id: int, message_ids: Iterable[int]) -> None:
         """Some of an event's messages are out (a split reply cut short by Discord): remember
@@ -1075,23 +1210,12 @@ class Store:
 
     # --- spending and per-server settings ----------------------------------------
 
-    def _book(self, conn: sqlite3.Connection, room_id: int, spent: list[Spent]) -> None:
+    def _book(self, batch: Batch, room_id: int, spent: list[Spent]) -> None:
         """Add costs to the room's row for today: in the save's transaction, so a cost is
         booked exactly when the room state that counted it is."""
-        if room_id not in self._guilds:  # read once per room, not with every turn's cost
-            row = _fetch_one(conn, "SELECT guild_id FROM rooms WHERE id = ?", (room_id,))
-            self._guilds[room_id] = row[0] if row else None
-        guild_id = self._guilds[room_id]
         day = self.today()
-        rows = [(room_id, guild_id, day, s.kind, s.tokens, s.usd) for s in spent]
-        if rows:
-            _execute_many(
-                conn,
-                "INSERT INTO spend (room_id, guild_id, day, kind, count, tokens, usd) VALUES (?, ?, ?, ?, 1, ?, ?)"
-                " ON CONFLICT (room_id, day, kind) DO UPDATE SET count = spend.count + 1,"
-                " tokens = spend.tokens + excluded.tokens, usd = spend.usd + excluded.usd",
-                rows,
-            )
+        for cost in spent:
+            batch.add(BOOK_SPEND, (room_id, room_id, day, cost.kind, cost.tokens, cost.usd))
 
     async def spent(self, day: str, *, guild_id: int | None = None, room_id: int | None = None) -> float:
         """Dollars spent on ``day`` (UTC, YYYY-MM-DD) by one server or one room."""
@@ -1296,57 +1420,28 @@ class Store:
 
     # --- internals -------------------------------------------------------------
 
-    def _remember_authors(self, conn: sqlite3.Connection, event_ids: list[int], message_ids: list[int]) -> None:
-        """Messages of a Reply or ImageMade belong to its AI (a batch of those is one event)."""
-        rows = _fetch_all(
-            conn,
-            f"SELECT id, room_id, data FROM events WHERE id IN ({','.join('?' * len(event_ids))})"
-            " AND kind IN ('Reply', 'ImageMade')",
-            event_ids,
-        )
-        authored = [(m, room_id, json.loads(data)["number"], i) for i, room_id, data in rows for m in message_ids]
-        if authored:
-            _execute_many(
-                conn,
-                f"INSERT INTO messages (message_id, room_id, ai_number, event_id) VALUES (?, ?, ?, ?) {REPLACE_MESSAGE}",
-                authored,
-            )
-
-    def _save_entries(self, conn: sqlite3.Connection, room_id: int, first_seq: int, entries: list[Entry]) -> None:
-        rows = []
+    def _save_entries(self, batch: Batch, room_id: int, first_seq: int, entries: list[Entry]) -> None:
         for seq, entry in enumerate(entries, start=first_seq):
-            key = self._write_picture(conn, room_id, entry.picture) if entry.picture else None
-            rows.append((room_id, seq, json.dumps(entry_to_dict(entry, key))))
-        if rows:
-            _execute_many(
-                conn,
-                "INSERT INTO entries (room_id, seq, data) VALUES (?, ?, ?)"
-                " ON CONFLICT (room_id, seq) DO UPDATE SET data = excluded.data",
-                rows,
-            )
+            key = self._write_picture(batch, room_id, entry.picture) if entry.picture else None
+            batch.add(SAVE_ENTRY, (room_id, seq, json.dumps(entry_to_dict(entry, key))))
 
-    def _add_event(self, conn: sqlite3.Connection, room_id: int, event: Event) -> int:
+    def _add_event(self, batch: Batch, room_id: int, event: Event) -> int:
+        """Add an event's row to ``batch``; returns the id it is stored under."""
         data = asdict(event)
         picture = getattr(event, "picture", None)  # an AI's (ImageMade) or a person's (Said)
         if picture is not None:
             data["picture"] = {
-                "key": self._write_picture(conn, room_id, picture),
+                "key": self._write_picture(batch, room_id, picture),
                 "mime": picture.mime,
                 "offline": picture.offline,
             }
-        row_id = _execute(
-            conn,
-            "INSERT INTO events (room_id, kind, data, created_at) VALUES (?, ?, ?, ?)",
-            (room_id, type(event).__name__, json.dumps(data), time.time()),
-        )
-        assert row_id is not None
-        return row_id
+        return batch.add_event(room_id, type(event).__name__, json.dumps(data), time.time())
 
-    def _write_picture(self, conn: sqlite3.Connection, room_id: int, picture: Picture) -> str:
+    def _write_picture(self, batch: Batch, room_id: int, picture: Picture) -> str:
         """Store a picture once (by content) and return its key: relative to the store's
         folder for its own rooms, the full path for a folder the room was given.
         Runs on the database's thread, so the file is written off the event loop."""
-        row = _fetch_one(conn, "SELECT options FROM rooms WHERE id = ?", (room_id,))
+        row = _fetch_one(batch.conn, "SELECT options FROM rooms WHERE id = ?", (room_id,))
         folder = self._folder_from(row, room_id)
         own = folder == self.pictures / str(room_id)
         path = folder / picture_name(picture)
@@ -1354,11 +1449,7 @@ class Store:
         write_picture(path, picture.data)
         # Listed even when the file was already there (an earlier, rolled-back save wrote it),
         # so deleting the room always finds every file it has.
-        _execute(
-            conn,
-            "INSERT INTO pictures (key, room_id, mime) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            (key, room_id, picture.mime),
-        )
+        batch.add("INSERT INTO pictures (key, room_id, mime) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (key, room_id, picture.mime))
         return key
 
     def _picture_path(self, key: str) -> Path:
@@ -1428,14 +1519,6 @@ def _fetch_one(conn: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> 
     cursor = conn.execute(sql, tuple(args))
     try:
         return cursor.fetchone()
-    finally:
-        cursor.close()
-
-
-def _fetch_all(conn: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> list[Any]:
-    cursor = conn.execute(sql, tuple(args))
-    try:
-        return cursor.fetchall()
     finally:
         cursor.close()
 

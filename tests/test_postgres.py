@@ -8,20 +8,25 @@ connection killed in the middle of a room.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
+from collections import Counter
+
+import asyncpg
 
 import pytest
 
 from bot import bot as app
 from bot import data, postgres, storage
 from bot.__main__ import main
-from bot.engine import Reply
+from bot.engine import Picture, Reply
 from bot.runner import RoomRunner
 from bot.storage import Journal, StorageError, open_url
 from tests.postgres import free_port
 from tests.test_bot import quiet_settings
 from tests.test_runner import Recorder, Scripted, SlowImages
 from tests.test_runner_failures import room_of, same_room
+from tests.test_storage import rooms_with_a_turn
 
 
 def test_every_sqlite_migration_has_its_postgresql_form_with_the_same_number() -> None:
@@ -151,4 +156,94 @@ async def test_a_connection_killed_mid_save_pauses_the_room_and_resume_loses_not
         e for e in stage.shown if isinstance(e, Reply)
     ]
     same_room(room, await store.load_room(room_id, data.catalog(), data.scenarios()))
+    await store.close()
+
+
+# --- group commit on PostgreSQL: a batch's rows go per statement, not per row -----------------
+
+
+def count_statements(monkeypatch) -> Counter:
+    """Counts every statement any pooled connection sends (a round trip each; an ``executemany``
+    is one, asyncpg pipelines its rows)."""
+    sent: Counter = Counter()
+    for name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
+        original = getattr(asyncpg.connection.Connection, name)
+
+        async def counted(self, *args, _name=name, _original=original, **kwargs):
+            sent[_name] += 1
+            return await _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(asyncpg.connection.Connection, name, counted)
+    return sent
+
+
+async def turns_of(store, count: int) -> tuple[list, list[int], list[storage.SaveWrite]]:
+    """``count`` stored rooms of one server, each with a reply (a cost, a fork point) to save."""
+    rooms, ids = await rooms_with_a_turn(store, count, guild_id=7)
+    saves = [storage.SaveWrite(i, storage.capture(r, r.stored_upto, r.take_events())) for r, i in zip(rooms, ids)]
+    return rooms, ids, saves
+
+
+async def test_a_batch_sends_each_statement_once_however_many_rooms_it_holds(pg_url, monkeypatch) -> None:
+    """Group commit gathers many rooms' saves in one transaction; on PostgreSQL each statement
+    must then go once with all the batch's rows, or the batch costs a round trip per row and
+    1,000 rooms wait on the connection. Fails if any statement is sent once per room."""
+    store = await open_url(pg_url)
+    sent = count_statements(monkeypatch)
+    per_batch = []
+    for count in (3, 24):
+        rooms, ids, saves = await turns_of(store, count)
+        sent.clear()
+        results = await store.write_many(saves)
+        saving = sum(sent.values())
+        marks = [storage.MarkWrite(event_ids, [9000 + n * 10, 9001 + n * 10]) for n, event_ids in enumerate(results)]
+        sent.clear()
+        assert await store.write_many(marks) == [None] * count
+        per_batch.append((saving, sum(sent.values())))
+        for n, (room, room_id) in enumerate(zip(rooms, ids)):  # and everything is stored as it was
+            stored = await store.events(room_id)
+            assert [s.id for s in stored] == results[n] and all(s.posted_at is not None for s in stored)
+            assert await store.ai_for_message(9001 + n * 10) == (room_id, 1)
+            same_room(room, await store.load_room(room_id, data.catalog(), data.scenarios()))
+    assert per_batch[0] == per_batch[1], per_batch  # the same statements for 24 rooms as for 3
+    saving, marking = per_batch[0]
+    assert saving == 10, saving  # BEGIN, event ids, SAVEPOINT, entries, events, seats, spend, rooms, RELEASE, COMMIT
+    assert marking == 7, marking  # BEGIN, authors, SAVEPOINT, events, messages, RELEASE, COMMIT
+    assert await store.spent(store.today(), guild_id=7) == pytest.approx(0.01 * 27)
+    await store.close()
+
+
+async def test_a_row_the_server_refuses_fails_its_write_alone_and_the_batch_keeps_the_rest(pg_url, monkeypatch) -> None:
+    """One room's save holds a row PostgreSQL refuses (a NUL character, which its text cannot
+    hold; SQLite would keep it): that save fails alone, and every other room's save and mark in
+    the same transaction is stored, costs included, with the ids each was given."""
+    store = await open_url(pg_url)
+    rooms, ids, saves = await turns_of(store, 5)
+    earlier = await store.write_many(saves[:2])  # two rooms' replies, to be marked in the same batch
+    rooms2, ids2, more = await turns_of(store, 3)
+    bad = more[1].save
+    refused = storage.Said("Morgan", "a picture", Picture(b"\x89PNG....", "image/png\x00"))
+    more[1] = storage.SaveWrite(more[1].room_id, dataclasses.replace(bad, events=[*bad.events, refused]))
+    marks = [storage.MarkWrite(event_ids, [7000 + n]) for n, event_ids in enumerate(earlier)]
+    writes = [*saves[2:], marks[0], *more, marks[1]]
+    batches = store.group.batches
+    results = await asyncio.gather(*(store.group.submit(w) for w in writes), return_exceptions=True)
+    assert store.group.batches == batches + 1  # all in one transaction
+    by_write = dict(zip(map(id, writes), results))
+    assert isinstance(by_write[id(more[1])], asyncpg.CharacterNotInRepertoireError)
+    for write in writes:
+        if write is more[1]:
+            continue
+        assert not isinstance(by_write[id(write)], BaseException), by_write[id(write)]
+    for room, save in [*zip(rooms[2:], saves[2:]), (rooms2[0], more[0]), (rooms2[2], more[2])]:
+        stored = await store.events(save.room_id)
+        assert [s.id for s in stored] == by_write[id(save)] and len(stored) == 1
+        same_room(room, await store.load_room(save.room_id, data.catalog(), data.scenarios()))
+    assert await store.events(more[1].room_id) == [] and await store.history_len(more[1].room_id) == 1
+    for n, room_id in enumerate(ids[:2]):  # the marks went in too
+        assert all(s.posted_at is not None for s in await store.events(room_id))
+        assert await store.ai_for_message(7000 + n) == (room_id, 1)
+    assert await store.spent(store.today(), guild_id=7) == pytest.approx(0.01 * 7)  # all but the refused save's
+    again = await store.write_many([storage.SaveWrite(more[1].room_id, bad)])  # the room itself carries on
+    assert isinstance(again[0], list) and len(await store.events(more[1].room_id)) == 1
     await store.close()
