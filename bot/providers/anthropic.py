@@ -24,6 +24,7 @@ from .base import ProviderError, ReasoningDelta, StreamPart, TextDelta
 from .http import (
     CUT_OFF_THINKING,
     EMPTY_TEXT,
+    JSON_HEADERS,
     Retry,
     StreamingProvider,
     StreamState,
@@ -107,8 +108,9 @@ class AnthropicProvider(StreamingProvider):
             mark_cache_breakpoints(body)
         return body
 
-    def build(self, request: ChatRequest, body: dict[str, Any]) -> httpx.Request:
-        return self._client.build_request("POST", self._url, json=body, headers=self._headers, timeout=self._timeout)
+    def build(self, request: ChatRequest, payload: bytes) -> httpx.Request:
+        headers = self._headers | JSON_HEADERS
+        return self._client.build_request("POST", self._url, content=payload, headers=headers, timeout=self._timeout)
 
     # --- the stream ------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from .base import ProviderError, ReasoningDelta, StreamPart, TextDelta
 from .http import (
     CUT_OFF_THINKING,
     EMPTY_TEXT,
+    JSON_HEADERS,
     Retry,
     StreamingProvider,
     StreamState,
@@ -86,11 +87,12 @@ class GeminiProvider(StreamingProvider):
             body["systemInstruction"] = {"parts": [{"text": request.system}]}
         return body
 
-    def build(self, request: ChatRequest, body: dict[str, Any]) -> httpx.Request:
+    def build(self, request: ChatRequest, payload: bytes) -> httpx.Request:
         model_id = quote(request.model.routes[ROUTE], safe="-._")
         url = f"{self._base}/models/{model_id}:streamGenerateContent"
+        headers = self._headers | JSON_HEADERS
         return self._client.build_request(
-            "POST", url, params={"alt": "sse"}, json=body, headers=self._headers, timeout=self._timeout
+            "POST", url, params={"alt": "sse"}, content=payload, headers=headers, timeout=self._timeout
         )
 
     # --- the stream ------------------------------------------------------------

@@ -380,7 +380,7 @@ class StreamingProvider:
     """One streaming HTTP endpoint: retries before the first output, deadlines, key scrubbing.
 
     The wire format is the subclass's: ``request_body`` and ``build`` make the
-    request, ``parse`` turns one event's data into parts, ``ending`` judges how
+    request (the body encoded once, ``payload``), ``parse`` turns one event's data into parts, ``ending`` judges how
     the stream ended. Everything about failing well is shared here, so the
     OpenAI-compatible, Anthropic and Gemini adapters fail the same way.
     """
@@ -428,8 +428,15 @@ class StreamingProvider:
     def request_body(self, request: ChatRequest) -> dict[str, Any]:
         raise NotImplementedError
 
-    def build(self, request: ChatRequest, body: dict[str, Any]) -> httpx.Request:
+    def build(self, request: ChatRequest, payload: bytes) -> httpx.Request:
+        """The HTTP request of one attempt, with ``payload`` (from ``payload``) as its body."""
         raise NotImplementedError
+
+    def payload(self, request: ChatRequest) -> bytes:
+        """The JSON body as sent, encoded once for every attempt. The body's dict is not kept
+        while the reply streams: with pictures it holds each one's base64 text, a copy as large
+        as the encoded body's, and a thousand rooms streaming at once each held both."""
+        return json_bytes(self.request_body(request))
 
     def new_state(self) -> StreamState:
         return StreamState()
@@ -470,21 +477,21 @@ class StreamingProvider:
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamPart]:
         """Yield the reply as it arrives; raise ProviderError on failure."""
         try:
-            body = self.request_body(request)
-            async with aclosing(self._with_retries(request, body)) as parts:
+            payload = self.payload(request)
+            async with aclosing(self._with_retries(request, payload)) as parts:
                 async for part in parts:
                     yield part
         except ProviderError as error:
             raise self.scrubbed(error) from error.__cause__
 
-    async def _with_retries(self, request: ChatRequest, body: dict[str, Any]) -> AsyncIterator[StreamPart]:
+    async def _with_retries(self, request: ChatRequest, payload: bytes) -> AsyncIterator[StreamPart]:
         """Retry failures that happened before anything was shown, within the total deadline."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.total_timeout
         attempt = 1
         while True:
             try:
-                async with aclosing(self._attempt(self.build(request, body), deadline)) as parts:
+                async with aclosing(self._attempt(self.build(request, payload), deadline)) as parts:
                     async for part in parts:
                         yield part
                 return
@@ -606,6 +613,14 @@ def after_attempts(error: ProviderError, attempts: int) -> ProviderError:
     if attempts <= 1:
         return error
     return error.but(f"{error.reason} (tried {plural(attempts, 'time')})")
+
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def json_bytes(body: Any) -> bytes:
+    """``body`` as httpx's ``json=`` would send it (UTF-8, compact, no NaN)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def count(value: Any) -> int:

@@ -23,6 +23,7 @@ from bot.settings import Settings
 from .base import ProviderError, ReasoningDelta, StreamPart, TextDelta
 from .http import (
     CUT_OFF_THINKING,
+    JSON_HEADERS,
     StreamingProvider,
     StreamState,
     count,
@@ -107,9 +108,9 @@ class OpenAICompatProvider(StreamingProvider):
             body["stream_options"] = {"include_usage": True}
         return body
 
-    def build(self, request: ChatRequest, body: dict[str, Any]) -> httpx.Request:
-        headers = self._headers | {"Accept": "text/event-stream"}
-        return self._client.build_request("POST", self._url, json=body, headers=headers, timeout=self._timeout)
+    def build(self, request: ChatRequest, payload: bytes) -> httpx.Request:
+        headers = self._headers | JSON_HEADERS | {"Accept": "text/event-stream"}
+        return self._client.build_request("POST", self._url, content=payload, headers=headers, timeout=self._timeout)
 
     # --- the stream ------------------------------------------------------------
 

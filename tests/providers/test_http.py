@@ -4,8 +4,11 @@ a garbled chunk breaks the stream, a failed turn keeps its usage, unfixable erro
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
+import weakref
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 
 import httpx
@@ -13,6 +16,7 @@ import pytest
 
 from bot.engine import ChatRequest, Message, ModelInfo, Usage
 from bot.providers import AnthropicProvider, GeminiProvider, OpenAICompatProvider, ProviderError, complete
+from bot.providers.base import TextDelta
 from bot.providers.http import (
     StreamingProvider,
     after_attempts,
@@ -100,6 +104,36 @@ async def test_a_garbled_chunk_after_text_fails_the_turn_instead_of_dropping_wor
     assert error.reason == f"{wire.provider.name} sent a garbled chunk mid-reply"
     assert not error.pause
     assert len(wire.server.chat_requests) == 1
+
+
+# --- what a streaming reply holds ---------------------------------------------------
+
+
+async def test_the_body_is_encoded_once_and_its_dict_let_go_while_the_reply_streams(wire, monkeypatch):
+    """With pictures the body's dict holds each one's base64 text, as large as the encoded body:
+    a thousand rooms streaming at once each kept both. Every attempt sends the same bytes."""
+    made: list[weakref.ref[dict]] = []
+    request_body = type(wire.provider).request_body
+
+    class Body(dict):  # a dict that can be watched
+        pass
+
+    def watched(self, request):
+        body = Body(request_body(self, request))
+        made.append(weakref.ref(body))
+        return body
+
+    monkeypatch.setattr(type(wire.provider), "request_body", watched)
+    wire.server.script(wire.corrupted(""))  # the first attempt fails before any text: asked again
+    async with aclosing(wire.provider.stream(ask())) as parts:
+        async for part in parts:
+            if isinstance(part, TextDelta):
+                break
+        gc.collect()
+        assert len(made) == 1 and made[0]() is None  # mid-reply, only the encoded bytes are kept
+    first, second = wire.server.chat_requests
+    assert first.body == second.body and first.body["messages" if "messages" in first.body else "contents"]
+    assert first.headers["content-type"] == second.headers["content-type"] == "application/json"
 
 
 # --- errors that do not go away by themselves --------------------------------------
