@@ -213,6 +213,9 @@ class RoomRunner:
                     await self._wait_for_change(self._retry_in())
                     continue
                 self._turn_task = asyncio.create_task(self._take(turn))
+                # Not kept here: its request holds a context window of text (a fifth of a long
+                # room's memory), and between turns a thousand rooms would each keep their last.
+                del turn
                 try:
                     await self._turn_task
                 except asyncio.CancelledError:

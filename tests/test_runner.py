@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import weakref
 from collections.abc import AsyncIterator
 
 from bot import data
@@ -106,6 +108,29 @@ async def test_failed_turn_is_a_notice_and_the_room_goes_on():
     texts = [e.text for e in stage.shown if isinstance(e, (Notice, Reply))]
     assert "⚠️ AI-1 (Gemini 3 Flash) could not reply: the provider is having trouble (HTTP 503)" in texts
     assert "I am still here" in texts
+
+
+async def test_a_turns_request_is_let_go_once_the_reply_is_in():
+    """Between turns a room keeps no request: each holds a context window of text, and a
+    thousand rooms resting at once each kept their last one (a fifth of a long room's memory)."""
+    sent: list[weakref.ref[ChatRequest]] = []
+    alive_when_shown: list[bool] = []
+
+    class Forgetful(Scripted):
+        async def stream(self, request: ChatRequest) -> AsyncIterator:
+            sent.append(weakref.ref(request))
+            yield TextDelta(f"reply {len(sent)}")
+
+    class Checking(Recorder):
+        async def show(self, events: list[Event], done=()) -> list[int]:
+            if any(isinstance(e, Reply) for e in events):  # the reply is in; the rest comes next
+                gc.collect()
+                alive_when_shown.append(sent[-1]() is not None)
+            return await super().show(events, done)
+
+    provider = Forgetful()
+    await RoomRunner(new_room(2), lambda m: provider, SlowImages(), Checking()).run()
+    assert alive_when_shown == [False, False]
 
 
 async def test_events_are_stored_before_shown_and_marked_after(tmp_path):
