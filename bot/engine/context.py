@@ -67,13 +67,15 @@ class Usage:
             self.cost_usd = (self.cost_usd or 0.0) + other.cost_usd
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One item of the room's history.
 
     ``kind`` is one of: ``opening`` (pinned, never trimmed), ``reply``,
     ``human``, ``notice`` (a bracketed context notice), ``image`` and
     ``private`` (seen only by ``audience``, e.g. the outcome of its commands).
+    Slots, not a ``__dict__``: a room holds a context window of entries (a thousand
+    and more), and a dict per entry was half the size of its fields.
     """
 
     kind: str

@@ -17,9 +17,10 @@ if TYPE_CHECKING:
 IMAGE_NOTICE_CUT = 50
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Picture:
-    """Image bytes as they travel between image providers, the engine and stages."""
+    """Image bytes as they travel between image providers, the engine and stages (slots: a
+    long room's history holds a Picture for every picture it made, most without their bytes)."""
 
     data: bytes = field(repr=False)
     mime: str = "image/png"

@@ -438,3 +438,11 @@ def test_hygiene_and_escaping_stay_linear_on_a_megabyte_of_hostile_text(hostile)
     clean_reply(hostile, seat=2, humans=tuple(f"Poster {n}" for n in range(10)))
     escape_lines(hostile)
     assert time.perf_counter() - start < 3.0  # about 0.2 s on a busy laptop core; quadratic would take minutes
+
+
+def test_an_entry_has_no_dict_of_its_own():
+    """A room holds a context window of entries (a thousand and more): slots, not a dict each."""
+    entry = Entry("reply", "hello", speaker=1, name="AI-1 (Gemini 3 Flash)", picture=Picture(b"png"))
+    assert not hasattr(entry, "__dict__") and not hasattr(entry.picture, "__dict__")
+    with pytest.raises(AttributeError):
+        entry.colour = "blue"  # type: ignore[attr-defined]
