@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 
 from bot.engine import (
-    Catalog, Event, ForkPoint, ImageMade, Notice, Picture, Reply, Room, Said, Scenario, Spent, StateChanged,
+    Catalog, Event, ForkPoint, ImageMade, Notice, Picture, Reply, Room, RoomSettings, Said, Scenario, Spent, StateChanged,
 )
 from bot.engine.context import Entry, Usage
 from bot.leases import Leases
@@ -913,14 +913,9 @@ class Store:
         ) as cur:
             rows = [json.loads(data) for (data,) in await cur.fetchall()]  # one call, not one per row
         room_settings = settings_from_dict(json.loads(settings))
-        # Only the newest pictures can still be sent to a model; older ones stay on disk.
-        with_pictures = [i for i, data in enumerate(rows) if data.get("picture")]
-        wanted = set(with_pictures[len(with_pictures) - room_settings.vision_pictures :]) if room_settings.vision_pictures else set()
+        wanted = newest_pictures(rows, room_settings.vision_pictures)
         read = await self._picture_reader(rows[i]["picture"].get("key") for i in wanted)
-        history = [entry_from_dict(data, read if i in wanted else _no_bytes) for i, data in enumerate(rows)]
-        room = restore_room(catalog, scenario, room_settings, json.loads(snapshot), history)
-        room.stored_upto = room.history_length
-        return room
+        return room_from_rows(catalog, scenario, room_settings, json.loads(snapshot), rows, wanted, read)
 
     async def rooms(
         self,
@@ -1474,6 +1469,31 @@ class Store:
             data["usage"] = Usage(**data["usage"])
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def newest_pictures(rows: list[dict[str, Any]], limit: int) -> set[int]:
+    """The places of the stored entries whose picture bytes a restored room loads: only the
+    newest ``limit`` can still be sent to a model; older ones stay on disk."""
+    with_pictures = [i for i, data in enumerate(rows) if data.get("picture")]
+    return set(with_pictures[len(with_pictures) - limit :]) if limit > 0 else set()
+
+
+def room_from_rows(
+    catalog: Catalog,
+    scenario: Scenario,
+    settings: RoomSettings,
+    state: dict[str, Any],
+    rows: list[dict[str, Any]],
+    wanted: set[int],
+    read: Callable[[str], bytes | None],
+) -> Room:
+    """A stored room as a running bot holds it (both backends load rooms through here, and
+    ``bench/memory.py`` too, so its figures are the restored rooms' own)."""
+    history = [entry_from_dict(data, read if i in wanted else _no_bytes) for i, data in enumerate(rows)]
+    room = restore_room(catalog, scenario, settings, state, history)
+    room.stored_upto = room.history_length
+    room.tidy_if_due()
+    return room
 
 
 def _lease_new(conn: sqlite3.Connection, room_id: int, lease: tuple[str, float] | None, now: float) -> None:

@@ -266,7 +266,12 @@ class Room:
         else:
             self._holding.append(entry)
 
-    def _tidy_if_due(self) -> None:
+    def tidy_if_due(self) -> None:
+        """Let go of what memory no longer needs, if enough has been added since the last look.
+
+        Before each turn, and by a store as soon as it has loaded a room: a start loads every
+        room before it launches any, and each long room's whole stored history, held until its
+        first turn, was twice what a running room holds."""
         if len(self._history) >= self._tidy_at:
             self._tidy()
         elif self._holding is not None and len(self._holding) > self.settings.vision_pictures:
@@ -505,7 +510,7 @@ class Room:
         """The next AI's turn with its request, or None if the room is not running."""
         if self.state != "running":
             return None
-        self._tidy_if_due()
+        self.tidy_if_due()
         if self.settings.max_turns is not None and self.turns_taken >= self.settings.max_turns:
             self.stop(f"reached the limit of {_count(self.settings.max_turns, 'turn')}")
             return None

@@ -92,6 +92,17 @@ def test_restored_room_keeps_its_picture_limits():
     assert any("this room may make 2 pictures" in getattr(e, "text", "") for e in copy.take_events())
 
 
+def test_restored_entries_share_their_kind_and_speaker_label_as_live_ones_do():
+    """JSON gives every entry its own copy of "reply" and of its speaker's label: a ninth of a
+    restored room's memory, where a live room's entries all name the same interned label."""
+    room = played_room()
+    rows = [json.loads(json.dumps(entry_to_dict(e))) for e in room.history if e.kind == "reply" and e.speaker == 1]
+    first, second = entry_from_dict(rows[0], lambda key: None), entry_from_dict(rows[1], lambda key: None)
+    assert first.name == second.name == room.participants[1].label
+    assert first.name is second.name is room.participants[1].label
+    assert first.kind is second.kind is "reply"  # noqa: F632  (identity is the point)
+
+
 def test_model_missing_from_catalog_keeps_its_seat():
     room = played_room()
     state = room_state(room)
