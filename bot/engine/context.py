@@ -196,11 +196,12 @@ class SeatView:
         self.pinned: list[tuple[int, Entry]] = []
         self.loose: list[Entry] = []
         # Machine integers, not lists of int objects: a thousand rooms' views hold a context
-        # window's entries each, and an int object and its slot take 40 bytes, an item here 8.
-        self.where = array("q")  # the absolute index of each loose entry
+        # window's entries each, and an int object and its slot take 40 bytes, an item here 8
+        # (4 for places in the history: no room reaches two billion entries).
+        self.where = array("i")  # the absolute index of each loose entry
         self.base = 0  # loose entries before this count were forgotten
         self.tokens = array("q", [0])  # tokens[i]: tokens of all loose entries before loose number base + i
-        self.pictures: list[int] = []  # loose numbers of the remembered entries with a picture
+        self.pictures = array("q")  # loose numbers of the remembered entries with a picture
         self.pictures_forgotten = 0
 
     def sees(self, entry: Entry) -> bool:
@@ -210,8 +211,8 @@ class SeatView:
         """A newcomer's view: everything public so far (nothing earlier was addressed to it)."""
         view = SeatView(seat)
         view.synced, view.base, view.pictures_forgotten = self.synced, self.base, self.pictures_forgotten
-        view.pinned, view.loose, view.where = list(self.pinned), list(self.loose), array("q", self.where)
-        view.tokens, view.pictures = array("q", self.tokens), list(self.pictures)
+        view.pinned, view.loose, view.where = list(self.pinned), list(self.loose), array("i", self.where)
+        view.tokens, view.pictures = array("q", self.tokens), array("q", self.pictures)
         return view
 
     def read(self, history: list[Entry], offset: int) -> None:
@@ -313,7 +314,7 @@ class SeatView:
 
     def _newest_pictures(self, first: int, limit: int) -> list[int]:
         start = bisect_left(self.pictures, first)
-        return self.pictures[max(start, len(self.pictures) - limit) :] if limit > 0 else []
+        return list(self.pictures[max(start, len(self.pictures) - limit) :]) if limit > 0 else []
 
     def needed_from(self, most_tokens: int) -> int:
         """The absolute index of the oldest entry a request within ``most_tokens`` could still send.
