@@ -120,12 +120,15 @@ class Stored:
 
 
 def in_flight(rooms: list[Room], provider: OpenAICompatProvider) -> list[Any]:
-    """Every room's next request as the OpenRouter adapter holds it while the reply streams."""
+    """Every room's next request as the OpenRouter adapter holds it while the reply streams:
+    the runner hands the turn's request over, the adapter keeps the encoded body and the
+    attempt's httpx request (``StreamingProvider.stream``)."""
     held = []
     for room in rooms:
         turn = room.next_turn()
         assert turn is not None
-        held.append((turn, provider.build(turn.request, provider.payload(turn.request))))
+        request = turn.take_request()
+        held.append((turn, provider.build(request.model, provider.payload(request))))
     return held
 
 

@@ -465,13 +465,14 @@ class RoomRunner:
     # --- turns and pictures ----------------------------------------------------
 
     async def _take(self, turn: Turn) -> None:
+        assert turn.request is not None
         model = turn.request.model
         try:
             provider = self.chat(model)
             on_text = (lambda parts: self._partial(turn, parts)) if getattr(self.stage, "streams", False) else None
             async with self.stage.writing(turn):
-                try:
-                    result = await complete(provider, turn.request, on_text=on_text)
+                try:  # handed over, not kept: see Turn
+                    result = await complete(provider, turn.take_request(), on_text=on_text)
                 finally:
                     self._end_partial()
         except ProviderError as exc:

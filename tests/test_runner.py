@@ -337,6 +337,33 @@ async def test_a_streamed_reply_reaches_the_stage_through_one_task_per_turn():
     assert [e.text for e in stage.shown if isinstance(e, Reply)] == [f.strip() for f in full]
 
 
+async def test_a_streaming_reply_holds_its_encoded_body_and_not_its_request(fake_llm):
+    """While a reply streams the adapter needs only the encoded body: the request (a context
+    window of text) is handed over by the turn and let go once encoded, not kept by each room."""
+    requests: list[weakref.ref[ChatRequest]] = []
+    alive_while_streaming: list[bool] = []
+
+    class Watching(Drafts):
+        @contextlib.asynccontextmanager
+        async def writing(self, turn):
+            requests.append(weakref.ref(turn.request))
+            yield
+
+        async def partial(self, turn, text):
+            gc.collect()
+            alive_while_streaming.append(requests[-1]() is not None)
+
+    fake_llm.script(*[WireReply.text(f"reply {n} comes in pieces", chunks=4, delay=0.02) for n in (1, 2)])
+    provider = OpenAICompatProvider("openrouter", fake_llm.base_url, "sk-or-test", max_attempts=1)
+    stage = Watching()
+    try:
+        await RoomRunner(new_room(2), lambda m: provider, SlowImages(), stage).run()
+    finally:
+        await provider.aclose()
+    assert [e.text for e in stage.shown if isinstance(e, Reply)] == ["reply 1 comes in pieces", "reply 2 comes in pieces"]
+    assert alive_while_streaming and not any(alive_while_streaming)
+
+
 class Broke:
     """A provider whose account is empty; the error holds the provider's own words and a balance."""
 

@@ -120,12 +120,22 @@ class Removal:
         return yes, len(self.ballots) - yes
 
 
-@dataclass(frozen=True)
+@dataclass
 class Turn:
+    """An AI's turn and its request. The runner hands the request over (``take_request``)
+    rather than keep it while the reply streams: it holds a context window of text, and the
+    provider has encoded it by then (a thousand rooms streaming held both)."""
+
     number: int
     label: str
-    request: ChatRequest
+    request: ChatRequest | None
     votes: int = 0
+
+    def take_request(self) -> ChatRequest:
+        request, self.request = self.request, None
+        if request is None:
+            raise RuntimeError(f"the request of {self.label}'s turn was already taken")
+        return request
 
 
 class Room:

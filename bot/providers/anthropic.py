@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from bot.engine import ChatRequest, Message, Usage
+from bot.engine import ChatRequest, Message, ModelInfo, Usage
 from bot.settings import Settings
 
 from .base import ProviderError, ReasoningDelta, StreamPart, TextDelta
@@ -108,7 +108,7 @@ class AnthropicProvider(StreamingProvider):
             mark_cache_breakpoints(body)
         return body
 
-    def build(self, request: ChatRequest, payload: bytes) -> httpx.Request:
+    def build(self, model: ModelInfo, payload: bytes) -> httpx.Request:
         headers = self._headers | JSON_HEADERS
         return self._client.build_request("POST", self._url, content=payload, headers=headers, timeout=self._timeout)
 

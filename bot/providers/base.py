@@ -148,7 +148,9 @@ async def complete(
     thoughts: list[str] = []
     billed = False
     try:
-        async with contextlib.aclosing(provider.stream(request)) as stream:  # hang up if we stop early
+        stream = provider.stream(request)
+        del request  # the provider keeps it only until it has encoded it (see Turn)
+        async with contextlib.aclosing(stream):  # hang up if we stop early
             async for part in stream:
                 if isinstance(part, TextDelta):
                     parts.append(part.text)

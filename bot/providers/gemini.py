@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
-from bot.engine import ChatRequest, Message, Usage
+from bot.engine import ChatRequest, Message, ModelInfo, Usage
 from bot.settings import Settings
 
 from .base import ProviderError, ReasoningDelta, StreamPart, TextDelta
@@ -87,8 +87,8 @@ class GeminiProvider(StreamingProvider):
             body["systemInstruction"] = {"parts": [{"text": request.system}]}
         return body
 
-    def build(self, request: ChatRequest, payload: bytes) -> httpx.Request:
-        model_id = quote(request.model.routes[ROUTE], safe="-._")
+    def build(self, model: ModelInfo, payload: bytes) -> httpx.Request:
+        model_id = quote(model.routes[ROUTE], safe="-._")
         url = f"{self._base}/models/{model_id}:streamGenerateContent"
         headers = self._headers | JSON_HEADERS
         return self._client.build_request(

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from httpx_sse import ServerSentEvent
 
-from bot.engine import ChatRequest, Message, Usage
+from bot.engine import ChatRequest, Message, ModelInfo, Usage
 from bot.settings import Settings
 
 from .base import ProviderError, StreamPart
@@ -428,8 +428,8 @@ class StreamingProvider:
     def request_body(self, request: ChatRequest) -> dict[str, Any]:
         raise NotImplementedError
 
-    def build(self, request: ChatRequest, payload: bytes) -> httpx.Request:
-        """The HTTP request of one attempt, with ``payload`` (from ``payload``) as its body."""
+    def build(self, model: ModelInfo, payload: bytes) -> httpx.Request:
+        """The HTTP request of one attempt for ``model``, with ``payload`` (from ``payload``) as its body."""
         raise NotImplementedError
 
     def payload(self, request: ChatRequest) -> bytes:
@@ -477,21 +477,22 @@ class StreamingProvider:
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamPart]:
         """Yield the reply as it arrives; raise ProviderError on failure."""
         try:
-            payload = self.payload(request)
-            async with aclosing(self._with_retries(request, payload)) as parts:
+            payload, model = self.payload(request), request.model
+            del request  # not kept while the reply streams: the payload is all an attempt needs
+            async with aclosing(self._with_retries(model, payload)) as parts:
                 async for part in parts:
                     yield part
         except ProviderError as error:
             raise self.scrubbed(error) from error.__cause__
 
-    async def _with_retries(self, request: ChatRequest, payload: bytes) -> AsyncIterator[StreamPart]:
+    async def _with_retries(self, model: ModelInfo, payload: bytes) -> AsyncIterator[StreamPart]:
         """Retry failures that happened before anything was shown, within the total deadline."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.total_timeout
         attempt = 1
         while True:
             try:
-                async with aclosing(self._attempt(self.build(request, payload), deadline)) as parts:
+                async with aclosing(self._attempt(self.build(model, payload), deadline)) as parts:
                     async for part in parts:
                         yield part
                 return
