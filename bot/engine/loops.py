@@ -14,7 +14,9 @@ the previous speaker's reply is told apart word by word instead (see ``copied``)
 from __future__ import annotations
 
 import re
+from array import array
 from collections import deque
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
@@ -43,7 +45,7 @@ def shingles(text: str | tuple[str, ...]) -> frozenset[tuple[str, ...]] | None:
     return frozenset(tuple(found[i : i + SHINGLE]) for i in range(len(found) - SHINGLE + 1))
 
 
-def copied(a: tuple[str, ...], b: tuple[str, ...]) -> float:
+def copied(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
     """How much of two word sequences is the same words in the same order (difflib's ratio).
 
     Shingles punish a changed word three times, which in a 20-word reply drops
@@ -55,7 +57,7 @@ def copied(a: tuple[str, ...], b: tuple[str, ...]) -> float:
     return SequenceMatcher(None, a[:COMPARED_WORDS], b[:COMPARED_WORDS], autojunk=False).ratio()
 
 
-def is_copy(a: tuple[str, ...], b: tuple[str, ...], threshold: float = 0.0) -> bool:
+def is_copy(a: Sequence[Hashable], b: Sequence[Hashable], threshold: float = 0.0) -> bool:
     """``copied(a, b) >= threshold``, told cheaply when it is plainly not: difflib's quick ratios
     are upper bounds of its ratio, and the full comparison was a fifth of the engine's time per turn."""
     if len(a) < MIN_WORDS or len(b) < MIN_WORDS:
@@ -88,8 +90,9 @@ class LoopWatch:
     few replies to judge again, which costs at most a late nudge.
     """
 
-    # (speaker, label, words, shingles) of the latest replies, oldest first
-    recent: deque[tuple[int, str, tuple[str, ...], frozenset]] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    # (speaker, label, words, shingles) of the latest replies, oldest first, each word and
+    # shingle kept as its hash (``_marks``)
+    recent: deque[tuple[int, str, array, frozenset]] = field(default_factory=lambda: deque(maxlen=WINDOW))
     repeats: deque[bool] = field(default_factory=lambda: deque(maxlen=LOOK))
 
     def judge(self, speaker: int, text: str) -> Judgement:
@@ -98,6 +101,7 @@ class LoopWatch:
         mine = shingles(said)
         if mine is None:
             return Judgement(0.0)
+        said, mine = _marks(said, mine)
         score = max((similarity(mine, theirs) for *_, theirs in self.recent), default=0.0)
         previous = next(((label, w) for who, label, w, _ in reversed(self.recent) if who != speaker), None)
         if previous is not None and is_copy(said, previous[1], VERBATIM):
@@ -115,12 +119,19 @@ class LoopWatch:
         mine = shingles(said)
         if mine is None:  # too short to judge, but it still is the speaker's latest reply
             if posted:
-                self.recent.append((speaker, label, said, frozenset()))
+                self.recent.append((speaker, label, *_marks(said, frozenset())))
             return False
         self.repeats.append(judgement.score >= REPEAT or judgement.verbatim is not None)
         if posted:
-            self.recent.append((speaker, label, said, mine))
+            self.recent.append((speaker, label, *_marks(said, mine)))
         if sum(self.repeats) >= LOOPING:
             self.repeats.clear()
             return True
         return False
+
+
+def _marks(said: tuple[str, ...], shingled: frozenset) -> tuple[array, frozenset]:
+    """A reply's words and shingles as their hashes, which compare as the words do (a collision
+    of two 64-bit hashes is not a worry): a thousand rooms each keep their last five replies,
+    and as strings and tuples of strings those took four times the room."""
+    return array("q", map(hash, said)), frozenset(map(hash, shingled))
