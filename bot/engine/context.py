@@ -196,12 +196,14 @@ class SeatView:
         self.pinned: list[tuple[int, Entry]] = []
         self.loose: list[Entry] = []
         # Machine integers, not lists of int objects: a thousand rooms' views hold a context
-        # window's entries each, and an int object and its slot take 40 bytes, an item here 8
-        # (4 for places in the history: no room reaches two billion entries).
+        # window's entries each, and an int object and its slot take 40 bytes, an item here 4
+        # (no room reaches two billion entries, and the token sums count only what is remembered).
         self.where = array("i")  # the absolute index of each loose entry
         self.base = 0  # loose entries before this count were forgotten
-        self.tokens = array("q", [0])  # tokens[i]: tokens of all loose entries before loose number base + i
-        self.pictures = array("q")  # loose numbers of the remembered entries with a picture
+        self.forgotten_tokens = 0  # their tokens
+        # tokens[i] + forgotten_tokens: tokens of all loose entries before loose number base + i
+        self.tokens = array("i", [0])
+        self.pictures = array("i")  # loose numbers of the remembered entries with a picture
         self.pictures_forgotten = 0
 
     def sees(self, entry: Entry) -> bool:
@@ -211,8 +213,9 @@ class SeatView:
         """A newcomer's view: everything public so far (nothing earlier was addressed to it)."""
         view = SeatView(seat)
         view.synced, view.base, view.pictures_forgotten = self.synced, self.base, self.pictures_forgotten
+        view.forgotten_tokens = self.forgotten_tokens
         view.pinned, view.loose, view.where = list(self.pinned), list(self.loose), array("i", self.where)
-        view.tokens, view.pictures = array("q", self.tokens), array("q", self.pictures)
+        view.tokens, view.pictures = array("i", self.tokens), array("i", self.pictures)
         return view
 
     def read(self, history: list[Entry], offset: int) -> None:
@@ -277,7 +280,7 @@ class SeatView:
         """The loose number of the oldest entry sent: oldest entries go in quarter-budget steps.
         Entries before absolute index ``floor`` (covered by a summary) are never sent."""
         start = bisect_left(self.where, floor) if floor else 0
-        low = self.tokens[start] if floor else 0  # without a summary, forgotten entries count too
+        low = self.tokens[start] if floor else -self.forgotten_tokens  # without a summary, forgotten ones count
         excess = self.tokens[-1] - low - budget
         if vision:
             excess += IMAGE_TOKENS * min(self._pictures_from(start, floor), max_pictures)
@@ -339,6 +342,9 @@ class SeatView:
         self.pictures_forgotten += gone
         del self.pictures[:gone], self.loose[:drop], self.where[:drop], self.tokens[:drop]
         self.base += drop
+        first = self.tokens[0]  # the sums start again from what is remembered
+        self.forgotten_tokens += first
+        self.tokens = array("i", [total - first for total in self.tokens])
 
 
 def _user_text(entry: Entry) -> str:
