@@ -74,7 +74,7 @@ def bench_parse() -> list[tuple[str, str]]:
 
 def new_room(max_turns: int | None = None, ais: int = 4) -> Room:
     room = Room(data.catalog(), data.scenarios()["open-room"], RoomSettings(max_turns=max_turns), topic="bench")
-    for name in ["Gemini 3 Flash", "DeepSeek R1", "Claude Haiku 4.5", "GPT 5.2"][:ais]:
+    for name in ["Gemini 3 Flash", "DeepSeek R1", "Claude Haiku 4.5", "GPT 5.2", "Kimi K2"][:ais]:
         room.add(name)
     return room
 
@@ -180,6 +180,7 @@ def room_memory(turns: int, picture_bytes: int = 100_000) -> int:
             if type(event).__name__ == "ImageJob":
                 room.image_done(event.job_id, Picture(os.urandom(picture_bytes)))
         room.take_events()
+    del turn  # between turns a runner keeps no request (it holds a context window of text)
     gc.collect()
     return rss_kb() - before
 
