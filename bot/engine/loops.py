@@ -14,9 +14,7 @@ the previous speaker's reply is told apart word by word instead (see ``copied``)
 from __future__ import annotations
 
 import re
-from array import array
 from collections import deque
-from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
@@ -45,7 +43,7 @@ def shingles(text: str | tuple[str, ...]) -> frozenset[tuple[str, ...]] | None:
     return frozenset(tuple(found[i : i + SHINGLE]) for i in range(len(found) - SHINGLE + 1))
 
 
-def copied(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
+def copied(a: tuple[str, ...], b: tuple[str, ...]) -> float:
     """How much of two word sequences is the same words in the same order (difflib's ratio).
 
     Shingles punish a changed word three times, which in a 20-word reply drops
@@ -57,7 +55,7 @@ def copied(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
     return SequenceMatcher(None, a[:COMPARED_WORDS], b[:COMPARED_WORDS], autojunk=False).ratio()
 
 
-def is_copy(a: Sequence[Hashable], b: Sequence[Hashable], threshold: float = 0.0) -> bool:
+def is_copy(a: tuple[str, ...], b: tuple[str, ...], threshold: float = 0.0) -> bool:
     """``copied(a, b) >= threshold``, told cheaply when it is plainly not: difflib's quick ratios
     are upper bounds of its ratio, and the full comparison was a fifth of the engine's time per turn."""
     if len(a) < MIN_WORDS or len(b) < MIN_WORDS:
@@ -90,9 +88,8 @@ class LoopWatch:
     few replies to judge again, which costs at most a late nudge.
     """
 
-    # (speaker, label, words, shingles) of the latest replies, oldest first, each word and
-    # shingle kept as its hash (``_marks``)
-    recent: deque[tuple[int, str, array, frozenset]] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    # (speaker, label, words, shingles) of the latest replies, oldest first; shingles as hashes (``_marks``)
+    recent: deque[tuple[int, str, tuple[str, ...], frozenset[int]]] = field(default_factory=lambda: deque(maxlen=WINDOW))
     repeats: deque[bool] = field(default_factory=lambda: deque(maxlen=LOOK))
 
     def judge(self, speaker: int, text: str) -> Judgement:
@@ -130,8 +127,10 @@ class LoopWatch:
         return False
 
 
-def _marks(said: tuple[str, ...], shingled: frozenset) -> tuple[array, frozenset]:
-    """A reply's words and shingles as their hashes, which compare as the words do (a collision
-    of two 64-bit hashes is not a worry): a thousand rooms each keep their last five replies,
-    and as strings and tuples of strings those took four times the room."""
-    return array("q", map(hash, said)), frozenset(map(hash, shingled))
+def _marks(said: tuple[str, ...], shingled: frozenset) -> tuple[tuple[str, ...], frozenset[int]]:
+    """A reply's words, and its shingles as their hashes, which compare as the shingles do (a
+    collision of two 64-bit hashes is not a worry): a thousand rooms each keep their last five
+    replies, and a tuple per shingle took twice what its hash does. Comparing hashes is quicker
+    too (a tuple's hash is worked out again at every look-up); the words stay words, which
+    difflib compares faster than numbers."""
+    return said, frozenset(map(hash, shingled))

@@ -72,13 +72,13 @@ def test_short_replies_are_not_judged() -> None:
         assert not watch.record(1, "AI-1", "Yes, exactly.", judgement)
 
 
-def test_the_watch_keeps_hashes_of_recent_replies_not_their_words() -> None:
-    """A thousand rooms each keep their last replies here: as strings and tuples of strings
-    they took four times what their hashes do. The judgement is the same (see the tests above)."""
+def test_the_watch_keeps_hashes_of_recent_replies_shingles_not_tuples_of_words() -> None:
+    """A thousand rooms each keep their last replies here: a tuple per shingle took twice what
+    its hash does. The judgement is the same (see the tests above)."""
     watch = LoopWatch()
     for speaker, text in enumerate(FRESH[:3] + AGREE[:1]):
         watch.record(speaker, f"AI-{speaker}", text, watch.judge(speaker, text))
-    kept = [item for *_, said, shingled in watch.recent for item in (*said, *shingled)]
+    kept = [item for *_, shingled in watch.recent for item in shingled]
     assert kept and all(isinstance(item, int) for item in kept)
     copy = watch.judge(9, AGREE[0])  # the last reply again, from another AI: still told apart
     assert copy.verbatim == "AI-3" and copy.score == 1.0
