@@ -10,7 +10,10 @@ turns finished, failed turns, Discord requests, event loop lag (a 20 ms
 timer's lateness). ``ideal`` is what the rooms could do if the process added
 nothing: rooms / (delay + mean reply time) turns per second. RSS is the
 process's growth since before the rooms were made (it includes simcord's own
-record of every message and request).
+record of every message and request). ``gc %`` is the share of that CPU the cyclic garbage
+collector took, ``gc max`` its longest collection; the bot process collects with the thresholds
+the bot's entry point sets (``bot.process.tune_gc``). BENCH_STALLS=1 also prints where the loop
+was each time it had not turned for 250 ms.
 
     python bench/rooms.py                                    # quick: 10/50 rooms, fast replies
     python bench/rooms.py --rooms 100 --reply 4-8 --delay 2  # the issue's goal table, one row
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -33,7 +37,9 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +53,7 @@ import simcord  # noqa: E402
 
 from bot import create_bot  # noqa: E402
 from bot.engine import Room  # noqa: E402
+from bot.process import tune_gc  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from engine import WORDS  # noqa: E402  (bench/engine.py: the words fresh replies are made of)
 from tests.fakes import FakeLLMServer, Reply  # noqa: E402
@@ -102,6 +109,8 @@ class Row:
     rss_mb: float
     commits: int  # write transactions in the window (group commit: many rooms' saves in each)
     cpu: float  # the process's CPU seconds in the window (all threads; simcord's Discord included)
+    gc_cpu: float  # of which the cyclic garbage collector's
+    gc_pause: float  # its longest single collection, seconds (the loop stands still meanwhile)
     load: str  # the machine's load average at the end (1, 5, 15 min): other work shares the cores
 
 
@@ -145,6 +154,62 @@ class TurnClock:
         self.failed += failed
         if started is not None:
             self.durations.append(time.perf_counter() - started)
+
+
+class GcMeter:
+    """The garbage collector's CPU time and longest pause while installed (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.cpu = self.longest = self._began = 0.0
+
+    def __enter__(self) -> GcMeter:
+        gc.callbacks.append(self._observe)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._observe)
+
+    def _observe(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.process_time()
+            return
+        took = time.process_time() - self._began
+        self.cpu += took
+        self.longest = max(self.longest, took)
+
+
+@contextlib.contextmanager
+def stall_report(threshold: float = 0.25) -> Any:
+    """BENCH_STALLS=1: where the event loop's thread was each time the loop had not turned for
+    ``threshold`` seconds (a watchdog thread samples its stack), printed at the end."""
+    if not os.environ.get("BENCH_STALLS"):
+        yield
+        return
+    loop_thread, last_turn, stalls = threading.get_ident(), [time.monotonic()], Counter[str]()
+    done = threading.Event()
+
+    async def turning() -> None:
+        while True:
+            last_turn[0] = time.monotonic()
+            await asyncio.sleep(0.01)
+
+    def watch() -> None:
+        reported = 0.0
+        while not done.wait(0.05):
+            if time.monotonic() - last_turn[0] > threshold and last_turn[0] != reported:
+                reported, frame = last_turn[0], sys._current_frames().get(loop_thread)
+                stack = traceback.extract_stack(frame)[-8:] if frame else []
+                stalls[" <- ".join(f"{f.name} ({Path(f.filename).name}:{f.lineno})" for f in reversed(stack))] += 1
+
+    ticker = asyncio.create_task(turning())
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.cancel()
+        for where, times in stalls.most_common(10):
+            print(f"  stalled {times}x in {where}", file=sys.stderr)
 
 
 def rss_kb() -> int:
@@ -244,7 +309,8 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         messages_before = sum(len(env.backend.messages.get(s.channel.id, {})) for s in sessions)
         clock.window_open = True
         started, cpu_before = time.perf_counter(), time.process_time()
-        await asyncio.sleep(args.seconds)
+        with GcMeter() as collector, stall_report():
+            await asyncio.sleep(args.seconds)
         clock.window_open = False
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_before
         stop.set()
@@ -287,6 +353,8 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         rss_mb=growth / 1024,
         commits=commits,
         cpu=cpu,
+        gc_cpu=collector.cpu,
+        gc_pause=collector.longest,
         load=" ".join(f"{x:.1f}" for x in os.getloadavg()),
     )
 
@@ -294,7 +362,7 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
 HEADER = (
     f"{'rooms':>6} {'reply':>7} {'held':>5} {'turns/s':>8} {'ideal':>7} {'ratio':>6} {'failed':>7} {'turn p50':>9} "
     f"{'msgs/s':>7} {'bot req/s':>9} {'hook req/s':>10} {'busiest/2s':>10} "
-    f"{'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'RSS +MB':>8} {'commits/turn':>12} {'CPU ms/turn':>11}  load 1/5/15 min"
+    f"{'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'RSS +MB':>8} {'commits/turn':>12} {'CPU ms/turn':>11} {'gc %':>5} {'gc max':>7}  load 1/5/15 min"
 )
 
 
@@ -307,7 +375,8 @@ def print_row(r: Row, reply: tuple[float, float]) -> None:
         f"{r.turn_p50:>8.2f}s {r.messages / r.seconds:>7.1f} {r.bot_requests / r.seconds:>9.1f} "
         f"{r.webhook_requests / r.seconds:>10.1f} {r.webhook_busiest / r.seconds * 2:>10.2f} "
         f"{r.lag_p50:>6.1f}ms {r.lag_p99:>6.1f}ms {r.lag_max:>6.1f}ms {r.rss_mb:>8.1f} "
-        f"{r.commits / max(1, r.turns):>12.2f} {r.cpu / max(1, r.turns) * 1000:>11.1f}  {r.load}",
+        f"{r.commits / max(1, r.turns):>12.2f} {r.cpu / max(1, r.turns) * 1000:>11.1f} "
+        f"{r.gc_cpu / max(r.cpu, 1e-9) * 100:>5.0f} {r.gc_pause * 1000:>5.0f}ms  {r.load}",
         flush=True,
     )
 
@@ -319,6 +388,7 @@ def in_fresh_process(run: Callable[..., Coroutine[Any, Any, Any]], count: int, *
 
     def measure() -> None:
         random.seed(count)
+        tune_gc()  # as the bot's entry point does (bot.bot.run)
         if os.environ.get("BENCH_PROFILE"):
             import cProfile
 

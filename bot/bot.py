@@ -23,7 +23,7 @@ from discord.ext import commands
 
 from bot import data
 from bot.guilds import GuildSettings
-from bot.process import stopped_by_signal, stopping_on_signals
+from bot.process import stopped_by_signal, stopping_on_signals, tune_gc
 from bot.providers import ImageProvider, ProviderPool
 from bot.providers.images import make_image_provider
 from bot.search import SearchService, make_search
@@ -184,6 +184,7 @@ def run(settings: Settings, out: TextIO | None = None) -> int:
     if problem := summary_problem(settings):
         print(problem, file=out)
         return 2
+    tune_gc()
     bot = create_bot(settings)
     try:
         asyncio.run(_serve(bot, settings.discord_token.get_secret_value()))
