@@ -84,7 +84,9 @@ def serve(port_out: Any, stop: Any, reply_time: tuple[float, float]) -> None:
         text = " ".join(random.choices(WORDS, k=random.randint(12, 90))) + "."
         return Reply.text(text, chunks=6, delay=total / PIECES, model=str(body.get("model", "fake")))
 
+    tune_gc()  # its threads share one collector: a full collection stops every stream at once
     with FakeLLMServer() as server:
+        server.record = False  # a request kept per turn is a growing heap for that collector to walk
         server.default = realistic_reply
         port_out.send(server.base_url)
         stop.wait()

@@ -30,6 +30,7 @@ import httpx  # noqa: E402
 
 from bot import data  # noqa: E402
 from bot.engine import ChatRequest, Message  # noqa: E402
+from bot.process import tune_gc  # noqa: E402
 from bot.providers import OpenAICompatProvider  # noqa: E402
 from bot.providers.http import pool_timeout, tls_context  # noqa: E402
 from tests.fakes import FakeLLMServer, Reply  # noqa: E402
@@ -41,7 +42,9 @@ def serve(port_out: Any, stop: Any, seconds: float) -> None:
     def reply(body: dict[str, Any]) -> Reply:
         return Reply.text("The corridor hums; " * random.randint(4, 30), chunks=6, delay=seconds / PIECES)
 
+    tune_gc()  # its threads share one collector: a full collection stops every stream at once
     with FakeLLMServer() as server:
+        server.record = False  # a request kept per turn is a growing heap for that collector to walk
         server.default = reply
         port_out.send(server.base_url)
         stop.wait()

@@ -386,6 +386,7 @@ class FakeLLMServer:
 
     def __init__(self, *, delay: float = 0.0, host: str = "127.0.0.1"):
         self.requests: list[RecordedRequest] = []
+        self.record = True  # False: keep no requests (a benchmark's thousands would fill memory)
         self.default: Callable[[dict[str, Any]], Reply] = lambda body: default_reply(body, delay)
         self.require_key: str | None = None
         # Picture requests (see tests/fakes/images.py) have their own script, so they never
@@ -541,7 +542,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, body: Any) -> dict[str, str]:
         headers = {name.lower(): value for name, value in self.headers.items()}
-        self.server.fake.requests.append(RecordedRequest(self.command, self.path, headers, body))
+        if self.server.fake.record:
+            self.server.fake.requests.append(RecordedRequest(self.command, self.path, headers, body))
         return headers
 
     def _send(self, reply: Reply) -> None:
@@ -562,8 +564,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         stopping = self.server.fake._stopping
-        for piece in reply.pieces:
-            if reply.delay and stopping.wait(reply.delay):
+        started = time.monotonic()
+        for number, piece in enumerate(reply.pieces, 1):
+            # Each piece at its time from the start, so a late wake-up (a busy machine, a thousand
+            # streams) does not push back every piece after it: the reply takes the time it was given.
+            if reply.delay and stopping.wait(max(0.0, started + number * reply.delay - time.monotonic())):
                 return self._hang_up()
             data = piece.encode("utf-8")
             self.wfile.write(f"{len(data):x}\r\n".encode("ascii") + data + b"\r\n")
