@@ -1,8 +1,8 @@
 """Many rooms in one bot process: the Discord layer against simcord and the fake model server.
 
 Every room runs its real runner, stage and webhook persona sends against
-simcord's in-memory Discord; the model server (another process, so its threads
-do not share our GIL) streams each reply in pieces spread over the chosen reply
+simcord's in-memory Discord; the model server (bench/model_server.py, one thread
+in another process) streams each reply in pieces spread over the chosen reply
 time. Each size runs in a fresh process: a warm-up of one full turn cycle (the
 rooms start in step, so their first turns are not steady state), then a
 measuring window. Everything rated per second is counted in that window only:
@@ -56,7 +56,8 @@ from bot.engine import Room  # noqa: E402
 from bot.process import tune_gc  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from engine import WORDS  # noqa: E402  (bench/engine.py: the words fresh replies are made of)
-from tests.fakes import FakeLLMServer, Reply  # noqa: E402
+from model_server import serve  # noqa: E402  (bench/model_server.py)
+from tests.fakes import Reply  # noqa: E402
 
 MODELS = ["Gemini 3 Flash", "DeepSeek R1", "Claude Haiku 4.5", "GPT 5.2", "Kimi K2", "Grok 4 Fast"]
 PIECES = 12  # what Reply.text(chunks=6) sends: opening, six text chunks, finish, usage, [DONE]
@@ -74,22 +75,17 @@ def parse_range(text: str) -> tuple[float, float]:
     return pair
 
 
-def serve(port_out: Any, stop: Any, reply_time: tuple[float, float]) -> None:
-    """The model server's own process: a few sentences per reply, spread over ``reply_time``."""
+def realistic_reply(reply_time: tuple[float, float]) -> Callable[[dict[str, Any]], Reply]:
+    """A few sentences per reply, spread over a time drawn from ``reply_time``."""
 
-    def realistic_reply(body: dict[str, Any]) -> Reply:
+    def reply(body: dict[str, Any]) -> Reply:
         total = random.uniform(*reply_time)
         # Words drawn afresh for every reply: a reply repeating the last ones would be taken for a
         # loop (a notice, a nudge) in every room, which real conversations do not do every turn.
         text = " ".join(random.choices(WORDS, k=random.randint(12, 90))) + "."
         return Reply.text(text, chunks=6, delay=total / PIECES, model=str(body.get("model", "fake")))
 
-    tune_gc()  # its threads share one collector: a full collection stops every stream at once
-    with FakeLLMServer() as server:
-        server.record = False  # a request kept per turn is a growing heap for that collector to walk
-        server.default = realistic_reply
-        port_out.send(server.base_url)
-        stop.wait()
+    return reply
 
 
 @dataclass
@@ -182,8 +178,8 @@ class GcMeter:
 
 @contextlib.contextmanager
 def stall_report(threshold: float = 0.25) -> Any:
-    """BENCH_STALLS=1: where the event loop's thread was each time the loop had not turned for
-    ``threshold`` seconds (a watchdog thread samples its stack), printed at the end."""
+    """BENCH_STALLS=1: where the event loop's thread is while the loop has not turned for
+    ``threshold`` seconds (a watchdog thread samples its stack every 20 ms), printed at the end."""
     if not os.environ.get("BENCH_STALLS"):
         yield
         return
@@ -196,12 +192,14 @@ def stall_report(threshold: float = 0.25) -> Any:
             await asyncio.sleep(0.01)
 
     def watch() -> None:
-        reported = 0.0
-        while not done.wait(0.05):
-            if time.monotonic() - last_turn[0] > threshold and last_turn[0] != reported:
-                reported, frame = last_turn[0], sys._current_frames().get(loop_thread)
-                stack = traceback.extract_stack(frame)[-8:] if frame else []
-                stalls[" <- ".join(f"{f.name} ({Path(f.filename).name}:{f.lineno})" for f in reversed(stack))] += 1
+        while not done.wait(0.02):
+            if time.monotonic() - last_turn[0] > threshold:  # stalled: sample where the loop's thread is
+                for thread, frame in sys._current_frames().items():
+                    if thread == threading.get_ident():
+                        continue
+                    stack = traceback.extract_stack(frame)[-(8 if thread == loop_thread else 3):]
+                    name = "loop" if thread == loop_thread else "other thread"
+                    stalls[name + ": " + " <- ".join(f"{f.name} ({Path(f.filename).name}:{f.lineno})" for f in reversed(stack))] += 1
 
     ticker = asyncio.create_task(turning())
     threading.Thread(target=watch, daemon=True).start()
@@ -210,8 +208,26 @@ def stall_report(threshold: float = 0.25) -> Any:
     finally:
         done.set()
         ticker.cancel()
-        for where, times in stalls.most_common(10):
-            print(f"  stalled {times}x in {where}", file=sys.stderr)
+        total = sum(stalls.values())
+        print(f"  {total} samples (every 20 ms) while the loop stood still for over {threshold * 1000:.0f} ms:", file=sys.stderr)
+        for where, times in stalls.most_common(20):
+            print(f"  {times:>5} in {where}", file=sys.stderr)
+
+
+def time_model_calls(durations: list[float]) -> None:
+    """Record how long each model call (``bot.runner.complete``) took, to set against turn times."""
+    import bot.runner
+
+    original = bot.runner.complete
+
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return await original(*args, **kwargs)
+        finally:
+            durations.append(time.perf_counter() - began)
+
+    bot.runner.complete = timed  # type: ignore[assignment]
 
 
 def rss_kb() -> int:
@@ -230,7 +246,10 @@ async def beat_leases(coordinator: Any) -> None:
     """
     while True:
         await asyncio.sleep(coordinator.leases.seconds / 3)
+        began = time.perf_counter()
         await coordinator.heartbeat()
+        if os.environ.get("BENCH_BEATS"):
+            print(f"(heartbeat took {time.perf_counter() - began:.2f} s)", file=sys.stderr)
 
 
 async def watch_lag(samples: list[float], stop: asyncio.Event) -> None:
@@ -259,6 +278,8 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
 
     clock = TurnClock()
     clock.install()
+    calls: list[float] = []
+    time_model_calls(calls)
     folder = tempfile.mkdtemp(prefix="seance-bench-")
     settings = Settings(
         _env_file=None,
@@ -293,13 +314,21 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         for session, _ in sessions:
             coordinator.launch(session)
         sessions = [session for session, _ in sessions]
-        # Steady state: every room has made its webhook and spoken once (a thousand rooms starting
-        # at once share the bot's 45 requests a second for their webhooks and opening notices).
+        # Steady state: every room has made its webhook and posted a reply through it (a thousand
+        # rooms starting at once share the bot's 45 requests a second for their webhooks and opening
+        # notices; a turn alone says nothing: it may have failed, or its reply may wait to be posted).
         budget = bot.webhooks.bot_wide
-        while (len(clock.spoken) < count or budget.waiting) and time.perf_counter() - setup_started < MAX_SECONDS:
-            await asyncio.sleep(0.5)
+
+        def posted() -> int:
+            return sum(
+                any(getattr(m, "webhook_id", None) for m in env.backend.messages.get(s.channel.id, {}).values())
+                for s in sessions
+            )
+
+        while (posted() < count or budget.waiting) and time.perf_counter() - setup_started < MAX_SECONDS:
+            await asyncio.sleep(1.0)
         print(
-            f"({len(clock.spoken)} of {count} rooms had spoken, and no bot request waited for the budget, "
+            f"({posted()} of {count} rooms had posted a reply, and no bot request waited for the budget, "
             f"{time.perf_counter() - setup_started:.1f} s after they were started)", file=sys.stderr, flush=True,
         )
         await asyncio.sleep(args.warmup)
@@ -309,6 +338,7 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         requests_before = len(env.http_requests)
         commits_before = bot.store.group.batches
         messages_before = sum(len(env.backend.messages.get(s.channel.id, {})) for s in sessions)
+        calls_before = len(calls)
         clock.window_open = True
         started, cpu_before = time.perf_counter(), time.process_time()
         with GcMeter() as collector, stall_report():
@@ -316,6 +346,10 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         clock.window_open = False
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_before
         stop.set()
+        window_calls = sorted(calls[calls_before:])
+        if window_calls:
+            print(f"(model calls in the window: p50 {statistics.median(window_calls):.2f} s, "
+                  f"p90 {window_calls[int(len(window_calls) * 0.9)]:.2f} s)", file=sys.stderr)
         await watcher
         bot_requests, hook_requests, busiest = count_requests(env.http_requests, requests_before)
         if os.environ.get("BENCH_ROUTES"):  # which bot-token requests the window made, by route
@@ -331,8 +365,8 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         commits = bot.store.group.batches - commits_before
         held = sum(1 for s in sessions if s.room.state == "running" and s.task is not None and not s.task.done())
         growth = rss_kb() - before
-        beating.cancel()
         await coordinator.stop_all("the benchmark is over", timeout=10)
+        beating.cancel()  # after: leases lapsing during the stop would make every room say so
         await bot.close()
     shutil.rmtree(folder, ignore_errors=True)
     samples.sort()
@@ -391,6 +425,8 @@ def in_fresh_process(run: Callable[..., Coroutine[Any, Any, Any]], count: int, *
     def measure() -> None:
         random.seed(count)
         tune_gc()  # as the bot's entry point does (bot.bot.run)
+        if os.environ.get("BENCH_SWITCH"):
+            sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
         if os.environ.get("BENCH_PROFILE"):
             import cProfile
 
@@ -442,7 +478,7 @@ def main() -> None:
     random.seed(7)
     port_in, port_out = multiprocessing.Pipe(duplex=False)
     stop = multiprocessing.Event()
-    server = multiprocessing.Process(target=serve, args=(port_out, stop, args.reply), daemon=True)
+    server = multiprocessing.Process(target=serve, args=(port_out, stop, realistic_reply(args.reply)), daemon=True)
     server.start()
     low, high = args.reply
     print(

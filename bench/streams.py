@@ -1,7 +1,7 @@
 """CPU per streamed reply in the provider adapter, with each HTTP transport.
 
-Many concurrent streams against the fake OpenAI-compatible server (its own
-process, so its threads do not share our GIL): each reply is 12 pieces spread
+Many concurrent streams against the benches' OpenAI-compatible server
+(bench/model_server.py: one thread in its own process): each reply is 12 pieces spread
 over the reply time, as in ``bench/rooms.py``. It measures the process's CPU
 time divided by the replies finished, which is what bounds how many rooms one
 process can carry. ``aiohttp`` is the providers' transport
@@ -22,32 +22,29 @@ import random
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
 
 from bot import data  # noqa: E402
 from bot.engine import ChatRequest, Message  # noqa: E402
-from bot.process import tune_gc  # noqa: E402
 from bot.providers import OpenAICompatProvider  # noqa: E402
 from bot.providers.http import pool_timeout, tls_context  # noqa: E402
-from tests.fakes import FakeLLMServer, Reply  # noqa: E402
+from model_server import serve  # noqa: E402  (bench/model_server.py)
+from tests.fakes import Reply  # noqa: E402
 
 PIECES = 12
 
 
-def serve(port_out: Any, stop: Any, seconds: float) -> None:
+def short_replies(seconds: float) -> Callable[[dict[str, Any]], Reply]:
     def reply(body: dict[str, Any]) -> Reply:
         return Reply.text("The corridor hums; " * random.randint(4, 30), chunks=6, delay=seconds / PIECES)
 
-    tune_gc()  # its threads share one collector: a full collection stops every stream at once
-    with FakeLLMServer() as server:
-        server.record = False  # a request kept per turn is a growing heap for that collector to walk
-        server.default = reply
-        port_out.send(server.base_url)
-        stop.wait()
+    return reply
 
 
 def client_for(transport: str, connections: int) -> httpx.AsyncClient | None:
@@ -99,7 +96,7 @@ def main() -> None:
         parser.error("--streams 1-5000, --reply up to 60 s, --seconds up to 600")
     port_in, port_out = multiprocessing.Pipe(duplex=False)
     stop = multiprocessing.Event()
-    server = multiprocessing.Process(target=serve, args=(port_out, stop, args.reply), daemon=True)
+    server = multiprocessing.Process(target=serve, args=(port_out, stop, short_replies(args.reply)), daemon=True)
     server.start()
     base_url = port_in.recv()
     print(f"{'transport':>9} {'streams':>8} {'replies':>8} {'replies/s':>10} {'ideal':>7} {'CPU s':>7} {'CPU ms/reply':>13}")
