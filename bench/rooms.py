@@ -191,9 +191,24 @@ def stall_report(threshold: float = 0.25) -> Any:
             last_turn[0] = time.monotonic()
             await asyncio.sleep(0.01)
 
+    native = threading.get_native_id()
+    busy = [0.0, 0.0]  # the loop thread's CPU seconds and the wall seconds, while stalled
+
+    def thread_cpu() -> float:
+        fields = Path(f"/proc/self/task/{native}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def watch() -> None:
+        was = None
         while not done.wait(0.02):
-            if time.monotonic() - last_turn[0] > threshold:  # stalled: sample where the loop's thread is
+            stalled = time.monotonic() - last_turn[0] > threshold
+            if stalled and was is None:
+                was = (time.monotonic(), thread_cpu())
+            elif not stalled and was is not None:
+                busy[0] += thread_cpu() - was[1]
+                busy[1] += time.monotonic() - was[0]
+                was = None
+            if stalled:  # sample where every thread is
                 for thread, frame in sys._current_frames().items():
                     if thread == threading.get_ident():
                         continue
@@ -209,6 +224,7 @@ def stall_report(threshold: float = 0.25) -> Any:
         done.set()
         ticker.cancel()
         total = sum(stalls.values())
+        print(f"  stalled {busy[1]:.1f} s in all; the loop's thread ran on a core {busy[0]:.1f} s of it", file=sys.stderr)
         print(f"  {total} samples (every 20 ms) while the loop stood still for over {threshold * 1000:.0f} ms:", file=sys.stderr)
         for where, times in stalls.most_common(20):
             print(f"  {times:>5} in {where}", file=sys.stderr)
@@ -425,8 +441,6 @@ def in_fresh_process(run: Callable[..., Coroutine[Any, Any, Any]], count: int, *
     def measure() -> None:
         random.seed(count)
         tune_gc()  # as the bot's entry point does (bot.bot.run)
-        if os.environ.get("BENCH_SWITCH"):
-            sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
         if os.environ.get("BENCH_PROFILE"):
             import cProfile
 
