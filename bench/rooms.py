@@ -159,6 +159,7 @@ class GcMeter:
 
     def __init__(self) -> None:
         self.cpu = self.longest = self._began = 0.0
+        self.by_generation = [[0, 0.0, 0.0] for _ in range(3)]  # collections, CPU, longest
 
     def __enter__(self) -> GcMeter:
         gc.callbacks.append(self._observe)
@@ -174,6 +175,14 @@ class GcMeter:
         took = time.process_time() - self._began
         self.cpu += took
         self.longest = max(self.longest, took)
+        seen = self.by_generation[info["generation"]]
+        seen[0], seen[1], seen[2] = seen[0] + 1, seen[1] + took, max(seen[2], took)
+
+    def describe(self) -> str:
+        return ", ".join(
+            f"generation {g}: {n} collections, {cpu:.2f} s, longest {longest * 1000:.0f} ms"
+            for g, (n, cpu, longest) in enumerate(self.by_generation)
+        )
 
 
 @contextlib.contextmanager
@@ -362,6 +371,7 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         clock.window_open = False
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_before
         stop.set()
+        print(f"(garbage collector in the window: {collector.describe()})", file=sys.stderr)
         window_calls = sorted(calls[calls_before:])
         if window_calls:
             print(f"(model calls in the window: p50 {statistics.median(window_calls):.2f} s, "

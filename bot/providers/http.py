@@ -38,6 +38,7 @@ CUT_OFF_THINKING = (
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 RETRY_AFTER_CAP = 60.0
 MESSAGE_LIMIT = 300
+TAIL_SECONDS = 1.0  # how long a finished reply's body may take to end (see _read_to_the_end)
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
@@ -539,6 +540,8 @@ class StreamingProvider:
                             continue  # an empty data line says nothing (a keep-alive)
                         for part in self.parse(payload, state):
                             yield part
+                    if state.done:
+                        await _read_to_the_end(payloads, deadline)
             except httpx.TimeoutException as error:
                 if not state.finished:
                     raise self._stalled(state, error) from error
@@ -602,6 +605,23 @@ class StreamingProvider:
         if not self._api_key or self._api_key not in error.reason:
             return error
         return error.but(error.reason.replace(self._api_key, "[the key]"))
+
+
+async def _read_to_the_end(payloads: AsyncIterator[str], deadline: float) -> None:
+    """After a reply's last event, read on to the body's end, which comes with it or just after.
+
+    A body left unread makes aiohttp close the connection (the next turn connects again), and
+    leaves every generator between here and the socket unfinished, for the event loop to
+    finalise one by one (a task and a wake-up each: a dozen per reply at a thousand rooms).
+    Whatever the server does after its last event no longer matters to the reply, so this
+    gives up quietly after a moment or on any error (the connection is then closed).
+    """
+    try:
+        async with asyncio.timeout_at(min(deadline, asyncio.get_running_loop().time() + TAIL_SECONDS)):
+            async for _ in payloads:
+                pass
+    except (TimeoutError, httpx.HTTPError, ProviderError):
+        pass
 
 
 def _bill(error: ProviderError, state: StreamState) -> None:

@@ -387,6 +387,7 @@ class FakeLLMServer:
     def __init__(self, *, delay: float = 0.0, host: str = "127.0.0.1"):
         self.requests: list[RecordedRequest] = []
         self.record = True  # False: keep no requests (a benchmark's thousands would fill memory)
+        self.connections = 0  # connections accepted so far (a client reusing its connections makes few)
         self.default: Callable[[dict[str, Any]], Reply] = lambda body: default_reply(body, delay)
         self.require_key: str | None = None
         # Picture requests (see tests/fakes/images.py) have their own script, so they never
@@ -503,6 +504,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         with self.server.fake._lock:
             self.server.fake._sockets.add(self.connection)
+            self.server.fake.connections += 1
 
     def finish(self) -> None:
         with self.server.fake._lock:

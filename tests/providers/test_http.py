@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import ssl
+import sys
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
@@ -266,3 +267,31 @@ async def test_every_http_client_shares_one_tls_context(fake_llm: FakeLLMServer,
         await closing.aclose()
     assert len(given) == 4 and isinstance(tls_context(), ssl.SSLContext)
     assert all(verify is tls_context() for verify in given)
+
+
+# --- how a finished reply ends ------------------------------------------------------
+
+
+async def test_finished_replies_reuse_their_connection_and_leave_nothing_to_the_loops_finaliser(wire):
+    """A reply ends with its last event and then the body's end. Reading to that end gives the
+    connection back to the pool (a body left unread closes it, and the next turn connects again)
+    and ends every generator of the stream; one left open is finalised by the event loop, a task
+    and a wake-up of the loop each, a dozen for every reply at a thousand rooms."""
+    loop = asyncio.get_running_loop()
+    finalised = []
+    original = loop._asyncgen_finalizer_hook  # type: ignore[attr-defined]
+
+    def hook(agen: object) -> None:
+        finalised.append(getattr(agen, "__qualname__", repr(agen)))
+        original(agen)
+
+    firstiter, _ = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(firstiter, hook)
+    try:
+        for _ in range(3):
+            assert (await complete(wire.provider, ask())).text.startswith("I am ")
+            gc.collect()
+    finally:
+        sys.set_asyncgen_hooks(firstiter, original)
+    assert finalised == []
+    assert wire.server.connections == 1
