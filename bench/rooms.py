@@ -12,8 +12,10 @@ nothing: rooms / (delay + mean reply time) turns per second. RSS is the
 process's growth since before the rooms were made (it includes simcord's own
 record of every message and request). ``gc %`` is the share of that CPU the cyclic garbage
 collector took, ``gc max`` its longest collection; the bot process collects with the thresholds
-the bot's entry point sets (``bot.process.tune_gc``). BENCH_STALLS=1 also prints where the loop
-was each time it had not turned for 250 ms.
+the bot's entry point sets (``bot.process.tune_gc``; BENCH_GC_THRESHOLDS=A,B,C tries others).
+Diagnostics on stderr: model call times beside the turn times, the collector per generation,
+BENCH_STALLS=1 where every thread was while the loop stood still for 250 ms, BENCH_GCDUMP=1 what
+the young generation holds at its first collection, BENCH_ROUTES=1 the window's requests by route.
 
     python bench/rooms.py                                    # quick: 10/50 rooms, fast replies
     python bench/rooms.py --rooms 100 --reply 4-8 --delay 2  # the goal table, one row
@@ -170,6 +172,13 @@ class GcMeter:
 
     def _observe(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
+            if os.environ.get("BENCH_GCDUMP") and info["generation"] == 0 and not getattr(self, "_dumped", False):
+                self._dumped = True
+                young = gc.get_objects(generation=0)
+                kinds = Counter(type(o).__qualname__ for o in young)
+                sizes = sorted(((len(o) if hasattr(o, "__len__") else 0), type(o).__qualname__) for o in young)[-8:]
+                print(f"(young: {len(young)} objects; {kinds.most_common(12)}; largest {sizes})", file=sys.stderr)
+                del young
             self._began = time.process_time()
             return
         took = time.process_time() - self._began
@@ -451,6 +460,8 @@ def in_fresh_process(run: Callable[..., Coroutine[Any, Any, Any]], count: int, *
     def measure() -> None:
         random.seed(count)
         tune_gc()  # as the bot's entry point does (bot.bot.run)
+        if os.environ.get("BENCH_GC_THRESHOLDS"):  # to try others: e.g. 10000,20,1000
+            gc.set_threshold(*(int(n) for n in os.environ["BENCH_GC_THRESHOLDS"].split(",")))
         if os.environ.get("BENCH_PROFILE"):
             import cProfile
 
