@@ -12,10 +12,17 @@ clocks must agree to within a few seconds (NTP does). This process also keeps,
 on its own monotonic clock, until when each lease is surely still its own: once
 that has passed (the process was paused, or its renewals kept failing) it writes
 nothing more for the room (``check`` raises ``LeaseLost``), whatever storage says.
+
+A renewal trusts a lease from when it was asked, never from when it landed: its
+write may wait seconds behind others, and the lease in storage runs from the wall
+clock read before it was sent. A room whose trust runs out while its renewal is
+being written waits for that renewal (``confirm``) rather than stopping: a busy
+process keeps its rooms, and none writes on a lease it is not sure of.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -67,6 +74,8 @@ class Leases:
         self.clock = clock  # wall clock: what storage compares across processes
         self.monotonic = monotonic  # this process's own clock: unaffected by the host's clock changing
         self._trusted: dict[int, float] = {}  # room id -> monotonic time until which the lease is surely ours
+        self._renewal: asyncio.Future[None] | None = None  # done when the renewal being written has landed
+        self._renewing: set[int] = set()  # the rooms it asks for
 
     @property
     def held(self) -> set[int]:
@@ -104,7 +113,14 @@ class Leases:
             return set()
         started = self.monotonic()
         asked = set(self._trusted)
-        kept = await self.store.renew_leases(self.owner, asked, self.seconds, self.clock())
+        landed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._renewal, self._renewing = landed, asked
+        try:
+            kept = await self.store.renew_leases(self.owner, asked, self.seconds, self.clock())
+        finally:
+            if self._renewal is landed:
+                self._renewal, self._renewing = None, set()
+            landed.set_result(None)  # whatever happened: the rooms waiting on it look again
         lost = {room_id for room_id in asked if room_id not in kept and room_id in self._trusted}
         for room_id in kept:
             if room_id in self._trusted:  # not released while the renewal was written
@@ -130,8 +146,20 @@ class Leases:
             del self._trusted[room_id]
         return gone
 
+    async def confirm(self, room_id: int) -> None:
+        """``check``, but a lease whose trust ran out while its renewal is being written waits for
+        that renewal: it lands with trust from when it was asked, or the room is lost. Nothing
+        is written meanwhile, so no room is driven on a lease this process is not sure of."""
+        renewal = self._renewal
+        if renewal is not None and room_id in self._renewing and not self._sure(room_id):
+            await asyncio.wait([renewal])  # not the future itself: a cancelled room must not cancel it
+        self.check(room_id)
+
+    def _sure(self, room_id: int) -> bool:
+        until = self._trusted.get(room_id)
+        return until is not None and self.monotonic() < until
+
     def check(self, room_id: int) -> None:
         """Raise LeaseLost unless this process surely still holds the room's lease."""
-        until = self._trusted.get(room_id)
-        if until is None or self.monotonic() >= until:
+        if not self._sure(room_id):
             raise LeaseLost(room_id)

@@ -28,7 +28,7 @@ import asyncpg
 
 from bot.engine import Picture
 from bot import storage
-from bot.storage import Batch, Step, Store, StorageError, picture_name
+from bot.storage import Batch, Step, Store, StorageError, _in_transaction, picture_name
 
 PG_MIGRATIONS: list[str] = [
     # 1: the first schema. Discord ids are 64-bit (BIGINT); JSON stays TEXT, as on SQLite, so the
@@ -453,6 +453,10 @@ class PgStore(Store):
         async with self.db.pool.acquire() as connection:
             bridge = Bridge(connection, asyncio.get_running_loop(), self.db.identity_tables)
             return await asyncio.to_thread(work, bridge)
+
+    async def _lease_write(self, work: Callable[[Any], Any]) -> Any:
+        """PostgreSQL locks rows, not the database: a lease's write waits for no rooms' batch."""
+        return await self._on_thread(lambda conn: _in_transaction(conn, work))
 
     # --- pictures: rows, readable by every process -------------------------------------
 

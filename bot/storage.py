@@ -15,6 +15,7 @@ for a console room, in the folder it was given); the ``pictures`` table lists th
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
@@ -614,6 +615,67 @@ class GroupCommit:
                 done.set_result(result)
 
 
+class WriteLock:
+    """The write connection's turn: first come, first served, except that a lease's write goes
+    before every write still waiting (``first``).
+
+    A lease renewal must land within seconds of being asked (``bot.leases``), or a busy
+    process loses its own rooms: it must not also wait for the room creations, lease
+    takes and batches queued before it. It still waits for the write being made (at
+    most one batch).
+    """
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def locked(self) -> bool:
+        return self._held
+
+    async def acquire(self, urgent: bool = False) -> None:
+        if not self._held and not self._urgent and not self._waiting:
+            self._held = True
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._urgent if urgent else self._waiting
+        queue.append(turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():  # handed the lock, then cancelled: pass it on
+                self.release()
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(turn)
+            raise
+
+    def release(self) -> None:
+        """Hand the lock to the next waiter (lease writes first), or free it."""
+        for queue in (self._urgent, self._waiting):
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)  # still held: it is that waiter's now
+                    return
+        self._held = False
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+    @contextlib.asynccontextmanager
+    async def first(self) -> AsyncIterator[None]:
+        """The lock, before every write still waiting for it."""
+        await self.acquire(urgent=True)
+        try:
+            yield
+        finally:
+            self.release()
+
+
 class Store:
     """The storage interface, on SQLite: one write connection (rooms' writes grouped), one reader."""
 
@@ -627,7 +689,7 @@ class Store:
         self.reader = reader or db
         self.path = path
         self.pictures = path.parent / f"{path.stem}-pictures"
-        self._writing = asyncio.Lock()
+        self._writing = WriteLock()
         self.group = GroupCommit(self.write_many)
         self.clock = time.time  # spending is booked on the UTC day of this clock (tests move it)
 
@@ -1302,8 +1364,10 @@ class Store:
         holding it afterwards (``owner`` if taken; None if the room is not stored).
         """
         now = time.time() if now is None else now
-        async with self._transaction():
-            await self._run(
+
+        def take(conn: sqlite3.Connection) -> str | None:
+            _execute(
+                conn,
                 "INSERT INTO room_leases (room_id, owner, expires_at, taken_at)"  # typed: PostgreSQL reads
                 " SELECT id, CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION)"  # a bare
                 " FROM rooms WHERE id = ?"  # parameter in a SELECT list as text
@@ -1312,9 +1376,10 @@ class Store:
                 " WHERE room_leases.owner = excluded.owner OR room_leases.expires_at <= ?",
                 (owner, now + seconds, now, room_id, now),
             )
-            async with self.db.execute("SELECT owner FROM room_leases WHERE room_id = ?", (room_id,)) as cursor:
-                row = await cursor.fetchone()
-        return row[0] if row else None
+            row = _fetch_one(conn, "SELECT owner FROM room_leases WHERE room_id = ?", (room_id,))
+            return row[0] if row else None
+
+        return await self._lease_write(take)
 
     async def renew_leases(
         self, owner: str, room_ids: Iterable[int], seconds: float, now: float | None = None
@@ -1323,33 +1388,48 @@ class Store:
 
         A lease that expired is not renewed even if nobody took it: its owner may have been
         paused past it, and a room is driven only under a lease held without a gap.
+        One statement in one hop to the database's thread (``_lease_write``): as a transaction
+        of statements and chunked reads it took some twenty trips through a busy event loop,
+        several seconds for a thousand leases while a thousand rooms came back.
         """
         room_ids = list(room_ids)
         if not room_ids:
             return set()
         now = time.time() if now is None else now
         marks = ",".join("?" * len(room_ids))
-        async with self._transaction():
-            await self._run(
-                f"UPDATE room_leases SET expires_at = ? WHERE owner = ? AND expires_at > ? AND room_id IN ({marks})",
-                (now + seconds, owner, now, *room_ids),
-            )
-            async with self.db.execute(
-                f"SELECT room_id FROM room_leases WHERE owner = ? AND expires_at > ? AND room_id IN ({marks})",
-                (owner, now, *room_ids),
-            ) as cursor:
-                return {room_id async for (room_id,) in cursor}
+        sql = (
+            f"UPDATE room_leases SET expires_at = ? WHERE owner = ? AND expires_at > ? AND room_id IN ({marks})"
+            " RETURNING room_id"
+        )
+
+        def renew(conn: sqlite3.Connection) -> set[int]:
+            cursor = conn.execute(sql, (now + seconds, owner, now, *room_ids))
+            try:
+                return {room_id for (room_id,) in cursor.fetchall()}
+            finally:
+                cursor.close()
+
+        kept: set[int] = await self._lease_write(renew)
+        return kept
 
     async def release_leases(self, owner: str, room_ids: Iterable[int] | None = None) -> None:
         """Give up ``owner``'s leases (all of them, or on ``room_ids``), so another process may take them at once."""
-        async with self._transaction():
-            if room_ids is None:
-                await self._run("DELETE FROM room_leases WHERE owner = ?", (owner,))
-                return
-            room_ids = list(room_ids)
-            if room_ids:
-                marks = ",".join("?" * len(room_ids))
-                await self._run(f"DELETE FROM room_leases WHERE owner = ? AND room_id IN ({marks})", (owner, *room_ids))
+        chosen = None if room_ids is None else list(room_ids)
+        if chosen == []:
+            return
+        if chosen is None:
+            sql, args = "DELETE FROM room_leases WHERE owner = ?", (owner,)
+        else:
+            sql = f"DELETE FROM room_leases WHERE owner = ? AND room_id IN ({','.join('?' * len(chosen))})"
+            args = (owner, *chosen)
+        await self._lease_write(lambda conn: _execute(conn, sql, args))
+
+    async def _lease_write(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """A lease's write: one transaction in one hop to the database's thread, before the
+        rooms' writes still waiting (``WriteLock.first``), so a renewal lands in time however
+        busy the process is (it waits for at most the batch being written)."""
+        async with self._writing.first():
+            return await self._on_thread(lambda conn: _in_transaction(conn, work))
 
     async def leases(self, now: float | None = None) -> dict[int, tuple[str, float]]:
         """Every unexpired lease: room id -> (owner, expires_at)."""
@@ -1691,7 +1771,7 @@ class Journal:
         since its last save is not written again.
         """
         if self.leases is not None:
-            self.leases.check(self.room_id)  # LeaseLost: another process may drive the room now
+            await self.leases.confirm(self.room_id)  # LeaseLost: another process may drive the room now
         if room.stored_upto is None:
             room.stored_upto = await self.store.history_len(self.room_id)
         events = room.take_events()

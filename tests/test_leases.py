@@ -9,7 +9,7 @@ import pytest
 from bot import data
 from bot.engine import Room, RoomSettings
 from bot.leases import LeaseLost, Leases
-from bot.storage import Store, open_url
+from bot.storage import Journal, Store, open_url
 
 
 class Clocks:
@@ -166,3 +166,105 @@ async def test_the_rooms_listing_names_the_process_driving_each_room(store):
     assert "driven by" in lines[0]
     assert lines[1].split()[0] == str(first) and lines[1].endswith("host-a:4242:beef01")
     assert lines[2].split()[0] == str(second) and lines[2].endswith(" -")
+
+
+class LateRenewals:
+    """The store's renewals held back until the test lets them land (a writer busy with other rooms' batches)."""
+
+    def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.landing = asyncio.Event()
+        real = store.renew_leases
+
+        async def late(*args, **kwargs):
+            await self.landing.wait()
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(store, "renew_leases", late)
+
+
+async def journaled_room(store: Store, lease: Leases) -> tuple[Room, Journal]:
+    room = Room(data.catalog(), data.scenarios()["open-room"], RoomSettings())
+    room.add("Gemini 3 Flash")
+    room_id = await store.create_room(room, "discord", guild_id=1, channel_id=2)
+    assert await lease.take(room_id) is None
+    return room, Journal(store, room_id, lease)
+
+
+async def test_a_room_whose_trust_runs_out_while_its_renewal_is_written_waits_for_it(store, monkeypatch):
+    """A busy process keeps its rooms: the renewal was asked in time but lands late (behind other
+    rooms' batches); the room's next save waits for it instead of stopping, then is written."""
+    clocks = Clocks()
+    mine = leases(store, clocks, "mine")
+    room, journal = await journaled_room(store, mine)
+    late = LateRenewals(store, monkeypatch)
+    clocks.advance(10)
+    renewing = asyncio.ensure_future(mine.renew())  # asked 10 s after the take, as the heartbeat does
+    await asyncio.sleep(0)
+    clocks.advance(16)  # 26 s after the take: past the 25 s trusted, the renewal still being written
+    room.announce("still here")
+    before = len(await store.events(journal.room_id))
+    recording = asyncio.ensure_future(journal.record(room))
+    await asyncio.sleep(0.05)
+    assert not recording.done() and len(await store.events(journal.room_id)) == before  # nothing written meanwhile
+
+    late.landing.set()
+    assert await renewing == set()
+    assert [type(event).__name__ for _, event in await recording] == ["Notice"]
+    assert len(await store.events(journal.room_id)) == before + 1
+    assert mine.holds(journal.room_id)
+    clocks.advance(8)  # 34 s after the take: trusted until 25 s after the renewal was asked (at 10 s),
+    mine.check(journal.room_id)  # not after it landed (at 26 s)
+    clocks.advance(2)
+    with pytest.raises(LeaseLost):
+        mine.check(journal.room_id)
+
+
+async def test_a_room_waiting_for_a_renewal_that_finds_its_lease_taken_writes_nothing(store, monkeypatch):
+    """The wait never lets two processes drive one room: the renewal landed after the lease had expired
+    in storage and another process took it, so the room is lost and its save refused."""
+    clocks = Clocks()
+    mine, other = leases(store, clocks, "mine"), leases(store, clocks, "other")
+    room, journal = await journaled_room(store, mine)
+    late = LateRenewals(store, monkeypatch)
+    clocks.advance(10)
+    renewing = asyncio.ensure_future(mine.renew())
+    await asyncio.sleep(0)
+    clocks.advance(25)  # 35 s after the take: expired in storage, and taken by another process
+    assert await other.take(journal.room_id) is None
+    room.announce("still here")
+    before = len(await store.events(journal.room_id))
+    recording = asyncio.ensure_future(journal.record(room))
+    await asyncio.sleep(0.05)
+    late.landing.set()
+
+    assert await renewing == {journal.room_id}
+    with pytest.raises(LeaseLost):
+        await recording
+    assert len(await store.events(journal.room_id)) == before
+    assert (await store.leases(clocks.wall))[journal.room_id][0] == "other"
+
+
+async def test_a_room_waiting_for_a_renewal_that_fails_stops(store, monkeypatch):
+    """Storage unreachable: the renewal raises, and a room past its trusted time writes nothing."""
+    clocks = Clocks()
+    mine = leases(store, clocks, "mine")
+    room, journal = await journaled_room(store, mine)
+    failing = asyncio.Event()
+
+    async def unreachable(*args, **kwargs):
+        await failing.wait()
+        raise OSError("the database host is unreachable")
+
+    monkeypatch.setattr(store, "renew_leases", unreachable)
+    clocks.advance(10)
+    renewing = asyncio.ensure_future(mine.renew())
+    await asyncio.sleep(0)
+    clocks.advance(16)
+    room.announce("still here")
+    recording = asyncio.ensure_future(journal.record(room))
+    await asyncio.sleep(0.05)
+    failing.set()
+    with pytest.raises(OSError):
+        await renewing
+    with pytest.raises(LeaseLost):
+        await recording

@@ -626,6 +626,46 @@ async def test_reads_do_not_wait_for_a_batch_being_written(reopen, monkeypatch):
     await store.close()
 
 
+async def test_a_lease_renewal_goes_before_the_writes_waiting_for_the_database(reopen, monkeypatch):
+    """A busy process renews its rooms' leases in time: the renewal waits for the batch being written,
+    not also for every room creation and batch queued behind it (there it landed too late, and the
+    process lost its own rooms)."""
+    import asyncio
+    import threading
+
+    store = await reopen()
+    rooms, ids = await rooms_with_a_turn(store, 2)
+    for room_id in ids:
+        assert await store.take_lease(room_id, "me", 30) == "me"
+    original, release = store._apply_all, threading.Event()
+
+    def slow(conn, writes):
+        release.wait(10)  # a long batch on the database's thread
+        return original(conn, writes)
+
+    monkeypatch.setattr(store, "_apply_all", slow)
+    landed: list[str] = []
+
+    def noting(name, work):
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(lambda _: landed.append(name))
+        return task
+
+    saving = noting("batch", store.save(ids[0], rooms[0], rooms[0].take_events()))
+    await asyncio.sleep(0.05)  # the batch holds the database
+    waiting = [noting("new room", store.create_room(new_room(), "console")) for _ in range(3)]
+    await asyncio.sleep(0)
+    waiting.append(noting("next batch", store.save(ids[1], rooms[1], rooms[1].take_events())))
+    await asyncio.sleep(0.05)
+    renewal = noting("renewal", store.renew_leases("me", ids, 30))
+    await asyncio.sleep(0.05)
+    release.set()
+    await asyncio.gather(saving, renewal, *waiting)
+    assert renewal.result() == set(ids)
+    assert landed.index("renewal") < min(i for i, name in enumerate(landed) if name in ("new room", "next batch"))
+    await store.close()
+
+
 async def test_a_journal_does_not_write_a_room_that_has_not_changed(reopen):
     store = await reopen()
     room = new_room()
