@@ -277,9 +277,15 @@ async def beat_leases(coordinator: Any) -> None:
     In production a ``discord.ext.tasks`` loop renews the rooms' leases; under simcord that
     loop follows simcord's virtual clock, which stands still in a benchmark, so without this
     every room's lease would lapse after ROOM_LEASE_SECONDS and the room would stop.
+    Beats keep their schedule, as the tasks loop's do: a slow beat does not push the next
+    one back (sleeping a full interval after each beat, the bench lost rooms the bot keeps).
     """
+    loop = asyncio.get_running_loop()
+    interval = coordinator.leases.seconds / 3
+    due = loop.time()
     while True:
-        await asyncio.sleep(coordinator.leases.seconds / 3)
+        due += interval
+        await asyncio.sleep(max(0.0, due - loop.time()))
         began = time.perf_counter()
         await coordinator.heartbeat()
         if os.environ.get("BENCH_BEATS"):
