@@ -8,7 +8,9 @@ the same database then starts, as after a restart, and brings them all back.
 
 Measured from the new bot's start: when each room's "back" notice is shown
 (back) and when its first new reply is shown (speaking), as p50 / p99 / max;
-the process's RSS after; and every Discord REST request of the restart window
+the process's RSS after; how many rooms lost their lease (stopped by this process
+during the restart: its renewals came too late) and the most "back" notices any
+room was given (1 unless a room was lost and taken over again); and every Discord REST request of the restart window
 by bucket (method and route, ids as {id}), with the busiest second of all
 bot-token requests (Discord's global limit is 50 a second; webhook executions
 count against each webhook's own limit instead).
@@ -16,6 +18,7 @@ count against each webhook's own limit instead).
     python bench/restart.py --rooms 100 300 1000 --history 200
 
 It prints one table row per size and asserts nothing. It talks to 127.0.0.1 only.
+BENCH_LOG=WARNING shows the bot's warnings (default: errors only).
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ class Row:
     hook_peak: float = 0.0  # the busiest webhook's requests in its busiest 2 s
     window: float = 0.0
     restored: float = 0.0  # seconds until every room was loaded and launched
+    lost: int = 0  # rooms this process stopped because their lease ran out
+    backs: int = 0  # the most "back" notices one room was given
     load: str = ""
 
 
@@ -243,6 +248,7 @@ async def run_restart(count: int, args: argparse.Namespace, base_url: str) -> Ro
         clock = RequestClock(env.backend)
         arrivals.start = time.perf_counter()
         sampler = asyncio.create_task(sample_waits()) if os.environ.get("BENCH_WAITS") else None
+        lost, backs = count_losses(coordinator)
         beating = asyncio.create_task(beat_leases(coordinator))  # as the bot's on_ready starts it
         await coordinator.restore()
         restored = time.perf_counter() - arrivals.start
@@ -265,12 +271,36 @@ async def run_restart(count: int, args: argparse.Namespace, base_url: str) -> Ro
             hook_peak=clock.hook_peak(until),
             window=until - arrivals.start,
             restored=restored,
+            lost=len(lost),
+            backs=max(backs.values(), default=0),
             load=load(),
         )
         await coordinator.stop_all("the benchmark is over", timeout=10)
         await second.close()
     shutil.rmtree(folder, ignore_errors=True)
     return row
+
+
+def count_losses(coordinator: Any) -> tuple[set[int], Counter[int]]:
+    """The rooms whose runner stopped on a lost lease, and how often each room was opened
+    with a "back" notice (a lost room is taken over again and says it once more)."""
+    lost: set[int] = set()
+    backs: Counter[int] = Counter()
+    drive, reopen = coordinator._drive, coordinator._reopen
+
+    async def counted_drive(session: Any) -> None:
+        await drive(session)
+        if session.runner.lost is not None:
+            lost.add(session.room_id)
+
+    async def counted_reopen(record: Any, *args: Any) -> Any:
+        session = await reopen(record, *args)
+        if record.state != "stopped":
+            backs[record.id] += 1
+        return session
+
+    coordinator._drive, coordinator._reopen = counted_drive, counted_reopen
+    return lost, backs
 
 
 async def sample_waits() -> None:
@@ -306,12 +336,12 @@ def print_row(row: Row, header: bool) -> None:
     if header:
         print(
             f"{'rooms':>6} {'history':>7} {'back p50/p99/max s':>20} {'speaking p50/p99/max s':>24} "
-            f"{'restored s':>10} {'bot req':>8} {'bot peak/s':>10} {'hook peak/2s':>12} {'RSS MB':>7}  load (1/5/15 min)"
+            f"{'restored s':>10} {'lost':>5} {'backs':>5} {'bot req':>8} {'bot peak/s':>10} {'hook peak/2s':>12} {'RSS MB':>7}  load (1/5/15 min)"
         )
     bot_total = sum(n for b, n in row.buckets.items() if "/webhooks/" not in b)
     print(
         f"{row.rooms:>6} {row.history:>7} {quantiles(row.back, row.rooms):>20} {quantiles(row.speaking, row.rooms):>24} "
-        f"{row.restored:>10.1f} {bot_total:>8} {row.bot_peak:>10} {row.hook_peak:>12} {row.rss_mb:>7.0f}  {row.load}"
+        f"{row.restored:>10.1f} {row.lost:>5} {row.backs:>5} {bot_total:>8} {row.bot_peak:>10} {row.hook_peak:>12} {row.rss_mb:>7.0f}  {row.load}"
     )
     for name, n in row.buckets.most_common():
         print(f"{'':>8}{n:>7}  {name}")
@@ -335,7 +365,7 @@ def arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = arguments()
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=getattr(logging, os.environ.get("BENCH_LOG", "ERROR")))
     random.seed(7)
     port_in, port_out = multiprocessing.Pipe(duplex=False)
     stop = multiprocessing.Event()
