@@ -53,7 +53,7 @@ from bot.engine import Reply, Room, RoomSettings  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.stage import DiscordStage  # noqa: E402
 from bot.storage import Store  # noqa: E402
-from rooms import MODELS, beat_leases, in_fresh_process, parse_range, rss_kb, serve  # noqa: E402
+from rooms import MODELS, beat_leases, in_fresh_process, parse_range, realistic_reply, rss_kb, serve  # noqa: E402
 
 LIMIT_SECONDS = 600.0
 ID = re.compile(r"/\d+")
@@ -369,7 +369,7 @@ def main() -> None:
     random.seed(7)
     port_in, port_out = multiprocessing.Pipe(duplex=False)
     stop = multiprocessing.Event()
-    server = multiprocessing.Process(target=serve, args=(port_out, stop, args.reply), daemon=True)
+    server = multiprocessing.Process(target=serve, args=(port_out, stop, realistic_reply(args.reply)), daemon=True)
     server.start()
     low, high = args.reply
     print(
