@@ -642,12 +642,9 @@ class WriteLock:
         queue.append(turn)
         try:
             await turn
-        except BaseException:
+        except BaseException:  # cancelled while queued: ``release`` skips its turn
             if turn.done() and not turn.cancelled():  # handed the lock, then cancelled: pass it on
                 self.release()
-            else:
-                with contextlib.suppress(ValueError):
-                    queue.remove(turn)
             raise
 
     def release(self) -> None:

@@ -666,6 +666,28 @@ async def test_a_lease_renewal_goes_before_the_writes_waiting_for_the_database(r
     await store.close()
 
 
+async def test_a_write_cancelled_while_waiting_for_the_database_passes_its_turn_on():
+    """A room stopped while its write waits for the write connection neither keeps the connection
+    nor loses the next writer its turn, whether it was still queued or had just been handed it."""
+    import asyncio
+
+    lock = storage.WriteLock()
+    await lock.acquire()
+    queued = [asyncio.ensure_future(lock.acquire()), asyncio.ensure_future(lock.acquire(urgent=True))]
+    handed, after = asyncio.ensure_future(lock.acquire()), asyncio.ensure_future(lock.acquire())
+    await asyncio.sleep(0)
+    for task in queued:
+        task.cancel()
+    await asyncio.sleep(0)
+    lock.release()  # skips the cancelled two: the turn goes to ``handed``
+    handed.cancel()  # cancelled before it ran with it
+    await asyncio.wait_for(after, 1)
+    assert handed.cancelled() and lock.locked()
+    lock.release()
+    assert not lock.locked()
+    await asyncio.wait_for(lock.acquire(urgent=True), 1)
+
+
 async def test_a_journal_does_not_write_a_room_that_has_not_changed(reopen):
     store = await reopen()
     room = new_room()
