@@ -60,6 +60,7 @@ from bot.settings import Settings  # noqa: E402
 from engine import WORDS  # noqa: E402  (bench/engine.py: the words fresh replies are made of)
 from model_server import serve  # noqa: E402  (bench/model_server.py)
 from tests.fakes import Reply  # noqa: E402
+from tests.postgres import bench_databases  # noqa: E402
 
 MODELS = ["Gemini 3 Flash", "DeepSeek R1", "Claude Haiku 4.5", "GPT 5.2", "Kimi K2", "Grok 4 Fast"]
 PIECES = 12  # what Reply.text(chunks=6) sends: opening, six text chunks, finish, usage, [DONE]
@@ -530,25 +531,13 @@ def main() -> None:
     )
     if not args.no_header:
         print(HEADER, flush=True)
-    cluster = None
-    if args.postgres == "local":
-        from tests.postgres import Cluster, find_binaries
-
-        if (binaries := find_binaries()) is None:
-            sys.exit("PostgreSQL is not installed here (no initdb); pass --postgres URL")
-        cluster = Cluster(binaries)
-        cluster.start(durable=True)
     try:
-        base_url = port_in.recv()
-        for count in args.rooms:
-            if cluster is not None:
-                args.database_url = asyncio.run(cluster.new_database())
-            elif args.postgres:
-                args.database_url = args.postgres
-            print_row(in_fresh_process(run_rooms, count, args, base_url), args.reply)
+        with bench_databases(args.postgres) as new_database:
+            base_url = port_in.recv()
+            for count in args.rooms:
+                args.database_url = new_database()  # None: SQLite
+                print_row(in_fresh_process(run_rooms, count, args, base_url), args.reply)
     finally:
-        if cluster is not None:
-            cluster.stop()
         stop.set()
         server.join(timeout=5)
         with contextlib.suppress(Exception):

@@ -32,27 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bot.engine import Room, Usage  # noqa: E402
 from bot.storage import Journal, Store, open_url  # noqa: E402
 from engine import new_room, spoken  # noqa: E402  (bench/engine.py: a room, and replies of fresh words)
+from tests.postgres import bench_databases, count_statements  # noqa: E402
 
 
 def take_turn(room: Room, rng: random.Random) -> None:
     """One turn: the next AI replies at once, with fresh words and a cost (its events stay queued)."""
     room.complete_turn(room.next_turn(), spoken(rng), Usage(input_tokens=1200, output_tokens=80))
-
-
-def count_statements() -> Counter:
-    """Counts what every PostgreSQL connection sends (an executemany is one round trip)."""
-    import asyncpg
-
-    sent: Counter = Counter()
-    for name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
-        original = getattr(asyncpg.connection.Connection, name)
-
-        async def counted(self, *args, _name=name, _original=original, **kwargs):
-            sent[_name] += 1
-            return await _original(self, *args, **kwargs)
-
-        setattr(asyncpg.connection.Connection, name, counted)
-    return sent
 
 
 async def run(rooms: int, seconds: float, url: str | None) -> tuple[float, float, float, float]:
@@ -104,26 +89,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--postgres", help="'local' (a throwaway server, durable as by default) or a scratch database URL")
     args = parser.parse_args()
-    cluster = None
-    if args.postgres == "local":
-        from tests.postgres import Cluster, find_binaries
-
-        if (binaries := find_binaries()) is None:
-            sys.exit("PostgreSQL is not installed here (no initdb); pass --postgres URL")
-        cluster = Cluster(binaries)
-        cluster.start(durable=True)
     print(f"{'rooms':>6} {'turns/s':>8} {'commits/turn':>12} {'statements/turn':>15} {'CPU ms/turn':>11}  load 1/5/15 min")
-    try:
+    with bench_databases(args.postgres) as new_database:
         for rooms in args.rooms:
-            url = asyncio.run(cluster.new_database()) if cluster else args.postgres
+            url = new_database()
             rate, commits, statements, cpu = asyncio.run(run(rooms, args.seconds, url))
             load = " ".join(f"{x:.1f}" for x in os.getloadavg())
             shown = f"{statements:>15.2f}" if url else f"{'-':>15}"
             print(f"{rooms:>6} {rate:>8.1f} {commits:>12.3f} {shown} {cpu:>11.2f}  {load}", flush=True)
-    finally:
-        if cluster is not None:
-            cluster.stop()
-
 
 if __name__ == "__main__":
     main()

@@ -17,9 +17,12 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -119,6 +122,45 @@ class Cluster:
             )
         finally:
             await connection.close()
+
+
+@contextlib.contextmanager
+def bench_databases(where: str | None) -> Iterator[Callable[[], str | None]]:
+    """A benchmark's ``--postgres``: ``local`` starts a throwaway cluster with PostgreSQL's default
+    durability (stopped on leaving) and each call makes a fresh database in it; a URL is used as
+    it is; None (SQLite) gives None. Exits with a sentence when ``local`` finds no PostgreSQL."""
+    if where != "local":
+        yield lambda: where
+        return
+    if (binaries := find_binaries()) is None:
+        sys.exit("PostgreSQL is not installed here (no initdb); pass --postgres URL")
+    cluster = Cluster(binaries)
+    cluster.start(durable=True)
+    try:
+        yield lambda: _run_once(cluster.new_database())
+    finally:
+        cluster.stop()
+
+
+def _run_once(coroutine: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coroutine)
+
+
+def count_statements(patch: Callable[[Any, str, Any], None] = setattr) -> Counter[str]:
+    """Counts every statement any PostgreSQL connection sends, by method (a round trip each; an
+    ``executemany`` is one, asyncpg pipelines its rows). Tests pass ``monkeypatch.setattr``."""
+    sent: Counter[str] = Counter()
+    for name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
+        original = getattr(asyncpg.connection.Connection, name)
+
+        async def counted(self: Any, *args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            sent[_name] += 1
+            return await _original(self, *args, **kwargs)
+
+        patch(asyncpg.connection.Connection, name, counted)
+    return sent
 
 
 @contextlib.contextmanager

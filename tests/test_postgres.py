@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
-from collections import Counter
 
 import asyncpg
 
@@ -22,7 +21,7 @@ from bot.__main__ import main
 from bot.engine import Picture, Reply
 from bot.runner import RoomRunner
 from bot.storage import Journal, StorageError, open_url
-from tests.postgres import free_port
+from tests.postgres import count_statements, free_port
 from tests.test_bot import quiet_settings
 from tests.test_runner import Recorder, Scripted, SlowImages
 from tests.test_runner_failures import room_of, same_room
@@ -162,21 +161,6 @@ async def test_a_connection_killed_mid_save_pauses_the_room_and_resume_loses_not
 # --- group commit on PostgreSQL: a batch's rows go per statement, not per row -----------------
 
 
-def count_statements(monkeypatch) -> Counter:
-    """Counts every statement any pooled connection sends (a round trip each; an ``executemany``
-    is one, asyncpg pipelines its rows)."""
-    sent: Counter = Counter()
-    for name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
-        original = getattr(asyncpg.connection.Connection, name)
-
-        async def counted(self, *args, _name=name, _original=original, **kwargs):
-            sent[_name] += 1
-            return await _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(asyncpg.connection.Connection, name, counted)
-    return sent
-
-
 async def turns_of(store, count: int) -> tuple[list, list[int], list[storage.SaveWrite]]:
     """``count`` stored rooms of one server, each with a reply (a cost, a fork point) to save."""
     rooms, ids = await rooms_with_a_turn(store, count, guild_id=7)
@@ -189,7 +173,7 @@ async def test_a_batch_sends_each_statement_once_however_many_rooms_it_holds(pg_
     must then go once with all the batch's rows, or the batch costs a round trip per row and
     1,000 rooms wait on the connection. Fails if any statement is sent once per room."""
     store = await open_url(pg_url)
-    sent = count_statements(monkeypatch)
+    sent = count_statements(monkeypatch.setattr)
     per_batch = []
     for count in (3, 24):
         rooms, ids, saves = await turns_of(store, count)
