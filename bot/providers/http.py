@@ -620,7 +620,7 @@ async def _read_to_the_end(payloads: AsyncIterator[str], deadline: float) -> Non
         async with asyncio.timeout_at(min(deadline, asyncio.get_running_loop().time() + TAIL_SECONDS)):
             async for _ in payloads:
                 pass
-    except (TimeoutError, httpx.HTTPError, ProviderError):
+    except (TimeoutError, httpx.HTTPError):
         pass
 
 

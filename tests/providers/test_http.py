@@ -295,3 +295,23 @@ async def test_finished_replies_reuse_their_connection_and_leave_nothing_to_the_
         sys.set_asyncgen_hooks(firstiter, original)
     assert finalised == []
     assert wire.server.connections == 1
+
+
+async def test_a_server_that_keeps_the_body_open_after_the_last_event_costs_the_reply_a_moment(wire, monkeypatch):
+    """Reading to the body's end must not hold a finished reply hostage: a server that stays
+    silent after its last event is given TAIL_SECONDS, then the reply stands as it is."""
+    import dataclasses
+    import time
+
+    from bot.providers import http
+
+    if isinstance(wire.provider, GeminiProvider):
+        pytest.skip("Gemini's stream has no last event: the body's end is the reply's end")
+    monkeypatch.setattr(http, "TAIL_SECONDS", 0.3)
+    default = wire.server.default
+    wire.server.default = lambda body: dataclasses.replace(default(body), ending="stall", stall_seconds=10)
+    started = time.monotonic()
+    result = await complete(wire.provider, ask())
+    assert result.text.startswith("I am ")
+    assert 0.25 < time.monotonic() - started < 2.0
+    assert len(wire.server.chat_requests) == 1
