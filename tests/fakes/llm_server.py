@@ -42,6 +42,8 @@ class Reply:
     ``pieces`` are wire text, each sent and flushed as its own HTTP chunk after
     ``delay`` seconds. ``ending`` is ``"end"`` (the body completes), ``"drop"``
     (the socket closes mid-body) or ``"stall"`` (silence for ``stall_seconds``, then drop).
+    ``hold`` is (piece number, condition): that piece and the rest wait until the condition
+    holds, so a test about what the bot does mid-stream does not race a busy machine's clock.
     """
 
     status: int = 200
@@ -51,6 +53,8 @@ class Reply:
     delay: float = 0.0
     ending: str = "end"
     stall_seconds: float = 0.0
+    hold: tuple[int, Callable[[], bool]] | None = None
+    first_words: int = 1  # the piece that carries the first words of the answer
 
     @classmethod
     def text(
@@ -79,6 +83,7 @@ class Reply:
         """
         wire = _Wire(style, model, crlf, compact)
         pieces = wire.opening() + wire.body(text, reasoning, chunks)
+        first_words = len(pieces) - len(_split(text, chunks)) + 1
         report = None
         if usage is not None:
             thinking = len(reasoning) // 4 if reasoning_tokens is None else reasoning_tokens
@@ -86,7 +91,12 @@ class Reply:
         pieces += wire.finish(finish_reason, report)
         if done:
             pieces.append(wire.data("[DONE]"))
-        return cls(headers=wire.headers(), pieces=pieces, delay=delay)
+        return cls(headers=wire.headers(), pieces=pieces, delay=delay, first_words=first_words)
+
+    def held(self, until: Callable[[], bool]) -> Reply:
+        """This reply with everything after its first words held back until ``until()`` holds."""
+        self.hold = (self.first_words + 1, until)
+        return self
 
     @classmethod
     def error(
@@ -568,6 +578,8 @@ class _Handler(BaseHTTPRequestHandler):
         stopping = self.server.fake._stopping
         started = time.monotonic()
         for number, piece in enumerate(reply.pieces, 1):
+            if reply.hold and number == reply.hold[0] and not self._wait_for(reply.hold[1]):
+                return self._hang_up()
             # Each piece at its time from the start, so a late wake-up (a busy machine, a thousand
             # streams) does not push back every piece after it: the reply takes the time it was given.
             if reply.delay and stopping.wait(max(0.0, started + number * reply.delay - time.monotonic())):
@@ -580,6 +592,15 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.ending in ("drop", "stall"):
             return self._hang_up()
         self.wfile.write(b"0\r\n\r\n")
+
+    def _wait_for(self, condition: Callable[[], bool], limit: float = 10.0) -> bool:
+        """Poll ``condition`` until it holds; False if the server stops or ``limit`` passes first."""
+        stopping = self.server.fake._stopping
+        deadline = time.monotonic() + limit
+        while not condition():
+            if time.monotonic() > deadline or stopping.wait(0.005):
+                return False
+        return True
 
     def _hang_up(self) -> None:
         """Close without the chunked terminator, so the client sees a body cut short."""
