@@ -49,7 +49,7 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
-    pieces: list[str] = field(default_factory=list)
+    pieces: list[str | bytes] = field(default_factory=list)  # bytes may split a character
     delay: float = 0.0
     ending: str = "end"
     stall_seconds: float = 0.0
@@ -584,7 +584,7 @@ class _Handler(BaseHTTPRequestHandler):
             # streams) does not push back every piece after it: the reply takes the time it was given.
             if reply.delay and stopping.wait(max(0.0, started + number * reply.delay - time.monotonic())):
                 return self._hang_up()
-            data = piece.encode("utf-8")
+            data = piece if isinstance(piece, bytes) else piece.encode("utf-8")
             self.wfile.write(f"{len(data):x}\r\n".encode("ascii") + data + b"\r\n")
             self.wfile.flush()
         if reply.ending == "stall":
