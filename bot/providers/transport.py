@@ -19,6 +19,7 @@ or dropped the line; these few lines say the right thing.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -48,6 +49,34 @@ def _as_httpx() -> Iterator[None]:
         raise httpx.UnsupportedProtocol(str(error)) from error
     except aiohttp.ClientError as error:  # anything else on the wire: a malformed status line, …
         raise httpx.RemoteProtocolError(str(error) or type(error).__name__) from error
+
+
+_READER = "seance.aiohttp_response"  # where a response made here keeps aiohttp's, for text_of
+
+
+async def text_of(response: httpx.Response) -> AsyncIterator[str]:
+    """A streamed response's text, each piece as it arrives.
+
+    Read straight from aiohttp when this transport made the response and nothing is
+    compressed: httpx's ``aiter_text`` stacks four generators over the body
+    (raw, bytes, text, and the stream bound to the response), each a resumption per
+    read, which a thousand streaming rooms paid for every piece of every reply.
+    Otherwise (another transport, a compressed body) httpx decodes it.
+    """
+    reader = response.extensions.get(_READER)
+    if reader is None or response.headers.get("content-encoding", "identity") != "identity":
+        async for text in response.aiter_text():
+            yield text
+        return
+    decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")("replace")
+    with _as_httpx():
+        async for piece in reader.content.iter_any():
+            text = decoder.decode(piece)
+            if text:
+                yield text
+    tail = decoder.decode(b"", True)
+    if tail:
+        yield tail
 
 
 class _Body(httpx.AsyncByteStream):
@@ -108,7 +137,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             headers=response.raw_headers,
             stream=_Body(response),
             request=request,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()},
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": (response.reason or "").encode(),
+                _READER: response,
+            },
         )
 
     async def aclose(self) -> None:
