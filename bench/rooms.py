@@ -15,7 +15,8 @@ collector took, ``gc max`` its longest collection; the bot process collects with
 the bot's entry point sets (``bot.process.tune_gc``; BENCH_GC_THRESHOLDS=A,B,C tries others).
 Diagnostics on stderr: model call times beside the turn times, the collector per generation,
 BENCH_STALLS=1 where every thread was while the loop stood still for 250 ms, BENCH_GCDUMP=1 what
-the young generation holds at its first collection, BENCH_ROUTES=1 the window's requests by route.
+the young generation holds at its first collection, BENCH_GARBAGE=1 what is left in reference
+cycles over 2 s after the window, BENCH_ROUTES=1 the window's requests by route.
 
     python bench/rooms.py                                    # quick: 10/50 rooms, fast replies
     python bench/rooms.py --rooms 100 --reply 4-8 --delay 2  # the issue's goal table, one row
@@ -42,7 +43,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable, Coroutine
@@ -157,12 +158,19 @@ class TurnClock:
             self.durations.append(time.perf_counter() - started)
 
 
+def _size(thing: Any) -> int:
+    try:
+        return len(thing) if isinstance(thing, (list, dict, set, tuple, deque)) else 0
+    except TypeError:
+        return 0
+
+
 class GcMeter:
     """The garbage collector's CPU time and longest pause while installed (gc.callbacks)."""
 
     def __init__(self) -> None:
         self.cpu = self.longest = self._began = 0.0
-        self.by_generation = [[0, 0.0, 0.0] for _ in range(3)]  # collections, CPU, longest
+        self.by_generation = [[0, 0.0, 0.0, 0] for _ in range(3)]  # collections, CPU, longest, garbage found
 
     def __enter__(self) -> GcMeter:
         gc.callbacks.append(self._observe)
@@ -177,7 +185,7 @@ class GcMeter:
                 self._dumped = True
                 young = gc.get_objects(generation=0)
                 kinds = Counter(type(o).__qualname__ for o in young)
-                sizes = sorted(((len(o) if hasattr(o, "__len__") else 0), type(o).__qualname__) for o in young)[-8:]
+                sizes = sorted((_size(o), type(o).__qualname__) for o in young)[-8:]
                 print(f"(young: {len(young)} objects; {kinds.most_common(12)}; largest {sizes})", file=sys.stderr)
                 del young
             self._began = time.process_time()
@@ -187,12 +195,42 @@ class GcMeter:
         self.longest = max(self.longest, took)
         seen = self.by_generation[info["generation"]]
         seen[0], seen[1], seen[2] = seen[0] + 1, seen[1] + took, max(seen[2], took)
+        seen[3] += info["collected"]
 
     def describe(self) -> str:
         return ", ".join(
-            f"generation {g}: {n} collections, {cpu:.2f} s, longest {longest * 1000:.0f} ms"
-            for g, (n, cpu, longest) in enumerate(self.by_generation)
+            f"generation {g}: {n} collections, {cpu:.2f} s, longest {longest * 1000:.0f} ms, {found} garbage objects"
+            for g, (n, cpu, longest, found) in enumerate(self.by_generation)
         )
+
+
+async def sample_garbage(seconds: float = 2.0) -> None:
+    """BENCH_GARBAGE=1: what the bot leaves in reference cycles over ``seconds`` (only the
+    collector frees those, so they set how often it runs), by type and, for coroutines and
+    frames, by function."""
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        await asyncio.sleep(seconds)
+        gc.collect()
+        kinds = Counter(type(o).__qualname__ for o in gc.garbage)
+        code = Counter(
+            getattr(o, "__qualname__", None) or getattr(getattr(o, "f_code", None), "co_qualname", "?")
+            for o in gc.garbage if type(o).__name__ in ("coroutine", "frame", "async_generator", "generator")
+        )
+        print(f"(cycles left in {seconds:g} s: {len(gc.garbage)} objects; {kinds.most_common(20)}; "
+              f"by code {code.most_common(20)})", file=sys.stderr)
+        if os.environ.get("BENCH_GARBAGE") == "2":
+            detail = Counter()
+            for o in gc.garbage:
+                name = type(o).__qualname__
+                if name in ("Task", "Handle", "_TaskRecord", "_CallbackRecord", "Request", "Response", "function", "method"):
+                    detail[f"{name}: {repr(o)[:150]}"] += 1
+            for line, n in detail.most_common(40):
+                print(f"   {n:5d} {line}", file=sys.stderr)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
 
 
 @contextlib.contextmanager
@@ -293,6 +331,27 @@ async def beat_leases(coordinator: Any) -> None:
             print(f"(heartbeat took {time.perf_counter() - began:.2f} s)", file=sys.stderr)
 
 
+def run_on_the_real_loop(env: Any) -> None:
+    """Take simcord's hands off the event loop and the clock, keeping its Discord.
+
+    To settle tests and run them on virtual time, simcord wraps the loop's ``call_soon``,
+    ``call_later``, ``call_at`` and ``create_task`` (a closure, a record and a reference cycle
+    for every callback) and puts ``time.monotonic`` behind a lookup. At a thousand rooms
+    that was a fifth of the main thread and most of what the garbage collector had to find,
+    none of it the bot's: a deployed bot runs on the plain loop. The bench needs neither
+    settling nor virtual time, so it lifts both once the world is built; simcord's HTTP
+    routes and gateway, which stand for Discord, stay. BENCH_SIMCORD_LOOP=1 keeps them.
+    """
+    if os.environ.get("BENCH_SIMCORD_LOOP"):
+        return
+    from simcord import _dpy_internals
+
+    loop = asyncio.get_running_loop()
+    for name in ("create_task", "call_soon", "call_later", "call_at", "call_soon_threadsafe", "run_in_executor"):
+        loop.__dict__.pop(name, None)  # the class's own methods show through again
+    _dpy_internals.release_clocks(env)
+
+
 async def watch_lag(samples: list[float], stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     while not stop.is_set():
@@ -341,6 +400,7 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         moderator = await bot.fetch_user(host.id)
         coordinator: Any = bot.get_cog("Coordinator")
         config = await bot.guild_settings.get(guild.id)
+        run_on_the_real_loop(env)
         beating = asyncio.create_task(beat_leases(coordinator))  # as the bot's on_ready starts it
         setup_started = time.perf_counter()
         sessions = []
@@ -388,6 +448,8 @@ async def run_rooms(count: int, args: argparse.Namespace, base_url: str) -> Row:
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_before
         stop.set()
         print(f"(garbage collector in the window: {collector.describe()})", file=sys.stderr)
+        if os.environ.get("BENCH_GARBAGE"):
+            await sample_garbage()
         window_calls = sorted(calls[calls_before:])
         if window_calls:
             print(f"(model calls in the window: p50 {statistics.median(window_calls):.2f} s, "
