@@ -490,16 +490,25 @@ class StreamingProvider:
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamPart]:
         """Yield the reply as it arrives; raise ProviderError on failure."""
         try:
-            payload, model = self.payload(request), request.model
-            del request  # not kept while the reply streams: the payload is all an attempt needs
-            async with aclosing(self._with_retries(model, payload)) as parts:
+            # Neither the request nor its encoded body is kept here while the reply streams:
+            # the body is all an attempt needs, and ``_with_retries`` lets go of it when it can.
+            attempts = self._with_retries(request.model, self.payload(request))
+            del request
+            async with aclosing(attempts) as parts:
                 async for part in parts:
                     yield part
         except ProviderError as error:
             raise self.scrubbed(error) from error.__cause__
 
     async def _with_retries(self, model: ModelInfo, payload: bytes) -> AsyncIterator[StreamPart]:
-        """Retry failures that happened before anything was shown, within the total deadline."""
+        """Retry failures that happened before anything was shown, within the total deadline.
+
+        The encoded body is let go of with the first part an attempt hands on: only a retry sends
+        it again, and none follows shown words (``failure``), while a reply may stream for a
+        minute; a thousand rooms streaming at once each held their 0.25-0.6 MiB to the end.
+        Every part an attempt yields is shown text or thinking (``parse`` marks the state
+        started with them) or the usage of a reply that is over.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.total_timeout
         attempt = 1
@@ -507,6 +516,7 @@ class StreamingProvider:
             try:
                 async with aclosing(self._attempt(self.build(model, payload), deadline)) as parts:
                     async for part in parts:
+                        payload = b""  # no attempt follows this one now
                         yield part
                 return
             except Retry as retry:
@@ -540,6 +550,7 @@ class StreamingProvider:
                 async with AsyncExitStack() as stack:
                     async with asyncio.timeout_at(deadline):
                         response = await self._client.send(http_request, stream=True)
+                        _sent(http_request)
                         stack.callback(_let_go, response)  # last, once closed
                         stack.push_async_callback(response.aclose)
                         await self._check_status(response)
@@ -629,6 +640,14 @@ def _let_go(response: httpx.Response) -> None:
     a closed response goes as soon as it is unused.
     """
     response.stream = _SPENT
+
+
+def _sent(request: httpx.Request) -> None:
+    """Empty a sent request of its body. The response keeps its request until the reply ends,
+    and a retry builds a request of its own (``_with_retries``); the transport's own
+    reference goes once the body is written."""
+    request.stream = _SPENT
+    request._content = b""
 
 
 async def _read_to_the_end(payloads: AsyncIterator[str], deadline: float) -> None:

@@ -102,7 +102,8 @@ class AnthropicReply:
         delta = {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None}}
         pieces.append(_event("message_delta", delta | {"usage": counts | {"output_tokens": output}}))
         pieces.append(_event("message_stop", {"type": "message_stop"}))
-        return Reply(headers=_stream_headers(), pieces=pieces, delay=delay)
+        first_words = len(pieces) - len(_split(text, chunks)) - 2  # then its stop, message_delta and message_stop
+        return Reply(headers=_stream_headers(), pieces=pieces, delay=delay, first_words=first_words)
 
     @staticmethod
     def error(

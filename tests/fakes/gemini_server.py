@@ -72,8 +72,9 @@ class GeminiReply:
         """Thought chunks, then text chunks, the last with ``finishReason``; usage grows on each."""
         wire = _Wire(model, crlf, usage, tokens(thoughts) if thought_tokens is None else thought_tokens)
         pieces = [wire.chunk([{"text": p, "thought": True}], answered="") for p in _split(thoughts, chunks)]
+        first_words = len(pieces) + 1
         pieces += wire.text_chunks(text, chunks, finish, signed=bool(thoughts))
-        return Reply(headers=_sse_headers(), pieces=pieces, delay=delay)
+        return Reply(headers=_sse_headers(), pieces=pieces, delay=delay, first_words=first_words)
 
     @staticmethod
     def blocked_prompt(reason: str = "PROHIBITED_CONTENT", prompt_tokens: int = 13) -> Reply:

@@ -8,10 +8,11 @@ import gc
 import gzip
 import ssl
 import sys
+import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 import pytest
@@ -48,6 +49,7 @@ class Wire:
     provider: StreamingProvider
     corrupted: Callable[[str], Reply]
     not_found: Reply
+    text: Callable[..., Reply]
 
 
 def _wire(name: str, sleeps: object) -> Wire:
@@ -55,14 +57,14 @@ def _wire(name: str, sleeps: object) -> Wire:
     if name == "anthropic":
         server: FakeLLMServer = FakeAnthropicServer().start()
         provider: StreamingProvider = AnthropicProvider(server.base_url, "sk-ant-test", **options)  # type: ignore[arg-type]
-        return Wire(server, provider, AnthropicReply.corrupted, AnthropicReply.error(404))
+        return Wire(server, provider, AnthropicReply.corrupted, AnthropicReply.error(404), AnthropicReply.text)
     if name == "gemini":
         server = FakeGeminiServer().start()
         provider = GeminiProvider(server.base_url, "AIza-test", **options)  # type: ignore[arg-type]
-        return Wire(server, provider, GeminiReply.corrupted, GeminiReply.error(404))
+        return Wire(server, provider, GeminiReply.corrupted, GeminiReply.error(404), GeminiReply.text)
     server = FakeLLMServer().start()
     provider = OpenAICompatProvider("openrouter", server.base_url, "sk-or-test", **options)  # type: ignore[arg-type]
-    return Wire(server, provider, Reply.corrupted, Reply.error(404))
+    return Wire(server, provider, Reply.corrupted, Reply.error(404), Reply.text)
 
 
 @pytest.fixture(params=["openrouter", "anthropic", "gemini"])
@@ -136,6 +138,44 @@ async def test_the_body_is_encoded_once_and_its_dict_let_go_while_the_reply_stre
     first, second = wire.server.chat_requests
     assert first.body == second.body and first.body["messages" if "messages" in first.body else "contents"]
     assert first.headers["content-type"] == second.headers["content-type"] == "application/json"
+
+
+async def test_a_streaming_reply_lets_go_of_its_body_once_its_first_words_are_in(wire, monkeypatch):
+    """Only a retry sends the body again, and none comes after words are shown (above): a thousand
+    rooms streaming at once each held theirs, 0.25-0.6 MiB, to the end of the reply. Counted while
+    the reply waits on the wire, so every holder (adapter, httpx, aiohttp) is in its streaming state."""
+    bodies: list[bytes] = []
+    payload = type(wire.provider).payload
+
+    def watched(self, request):
+        bodies.append(payload(self, request))
+        return bodies[-1]
+
+    monkeypatch.setattr(type(wire.provider), "payload", watched)
+    go_on = threading.Event()
+    wire.server.script(wire.text("The river runs on, past the mill.", chunks=4).held(go_on.is_set))
+    request = replace(ask(), system="You are AI-1. " + "Remember the river. " * 15_000)  # a large body
+    async with aclosing(wire.provider.stream(request)) as parts:
+        del request
+        first = await anext(parts)
+        rest = asyncio.create_task(_text_of(parts))
+        try:
+            await asyncio.sleep(0.05)  # reading on, waiting for the held words
+            assert isinstance(first, TextDelta) and not rest.done()
+            (body,) = bodies
+            bodies.clear()
+            gc.collect()
+            holders = sys.getrefcount(body) - 2  # less this name and the call's own reference
+            assert holders == 0, gc.get_referrers(body)
+            assert len(body) > 300_000
+        finally:
+            go_on.set()
+        assert first.text + await rest == "The river runs on, past the mill."
+    assert len(wire.server.chat_requests) == 1
+
+
+async def _text_of(parts: AsyncIterator[object]) -> str:
+    return "".join([part.text async for part in parts if isinstance(part, TextDelta)])
 
 
 # --- errors that do not go away by themselves --------------------------------------
