@@ -12,9 +12,13 @@ picture. RSS is read:
   before it launches any);
 - once every room has taken ``--settle`` to ``--settle`` + 4 turns (instant replies;
   the rooms' next speakers differ), as a running bot holds them between turns;
-- with a request in flight in every room: the turn's request and what the
-  OpenRouter adapter builds to send it (the httpx request and its encoded JSON
-  body), as every room holds while its reply streams.
+- with a request in flight in every room, twice: streaming after its first words,
+  where the turn and the sent httpx request are kept but not the encoded body
+  (no retry follows shown words, so ``StreamingProvider`` lets go of it); and
+  waiting for its first words, where the OpenRouter adapter also keeps the
+  encoded JSON body (context and base64 pictures) in case it must ask again.
+  The lighter state is read first: memory given back is not always returned
+  to the system, so the other order would hide the difference.
 
 A few rooms played live for the same number of turns (``--live``, in a fresh
 process) show that a restored room is as light as a live one.
@@ -45,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bot import data  # noqa: E402
 from bot.engine import Picture, Room, RoomSettings, Usage  # noqa: E402
 from bot.engine.snapshot import entry_to_dict, room_state, settings_from_dict, settings_to_dict  # noqa: E402
+from bot.providers.http import _sent  # noqa: E402  (what an attempt does to its request once sent)
 from bot.providers.openai_compat import OpenAICompatProvider  # noqa: E402
 from bot.storage import newest_pictures, room_from_rows  # noqa: E402
 from engine import spoken  # noqa: E402  (bench/engine.py: fresh replies, so the repeat guard posts them)
@@ -79,6 +84,11 @@ def play(room: Room, turn_number: int, rng: random.Random, picture_bytes: int) -
     turn = room.next_turn()
     if turn is None:
         raise RuntimeError(f"the room stopped: {room.take_events()}")
+    answer(room, turn, turn_number, rng, picture_bytes)
+
+
+def answer(room: Room, turn: Any, turn_number: int, rng: random.Random, picture_bytes: int) -> None:
+    """``turn``'s reply, complete at once, and what it asked for (a picture every 10th turn)."""
     text = f"turn {turn_number}: {spoken(rng)}"
     if turn_number % 10 == 0:
         text += f'\n!image "a picture for turn {turn_number}"'
@@ -119,16 +129,22 @@ class Stored:
         return room_from_rows(data.catalog(), data.scenarios()["open-room"], settings, json.loads(self.state), rows, wanted, read)
 
 
-def in_flight(rooms: list[Room], provider: OpenAICompatProvider) -> list[Any]:
+def in_flight(rooms: list[Room], provider: OpenAICompatProvider, words_in: bool) -> list[Any]:
     """Every room's next request as the OpenRouter adapter holds it while the reply streams:
-    the runner hands the turn's request over, the adapter keeps the encoded body and the
-    attempt's httpx request (``StreamingProvider.stream``)."""
+    the runner hands the turn's request over; the adapter keeps the attempt's httpx request,
+    and its encoded body only until the first words are in (``StreamingProvider._with_retries``)."""
     held = []
     for room in rooms:
         turn = room.next_turn()
         assert turn is not None
         request = turn.take_request()
-        held.append((turn, provider.build(request.model, provider.payload(request))))
+        body = provider.payload(request)
+        sent = provider.build(request.model, body)
+        if words_in:
+            _sent(sent)  # as the attempt leaves it; the body itself goes with this loop's locals
+            held.append((turn, sent))
+        else:
+            held.append((turn, sent, body))
     return held
 
 
@@ -149,23 +165,28 @@ def measure(rooms_count: int, turns: int, settle: int, picture_kb: int) -> list[
             play(room, turns + step, rng, picture_kb * 1000)
     running = rss()
 
-    async def requests() -> tuple[int, list[int]]:
+    async def requests() -> tuple[int, int, list[int]]:
         provider = OpenAICompatProvider("openrouter", "http://127.0.0.1:9/api/v1", "sk-bench", route="openrouter")
         try:
-            held = in_flight(rooms, provider)
-            sizes = [len(request.content) for _, request in held]
-            return rss(), sizes
+            held = in_flight(rooms, provider, words_in=True)
+            words_in = rss()
+            for room, (turn, _) in zip(rooms, held):  # those replies end; each room asks again
+                answer(room, turn, 10 * turns + 1, rng, picture_kb * 1000)  # (no picture: not a 10th turn)
+            held = in_flight(rooms, provider, words_in=False)
+            sizes = [len(body) for *_, body in held]
+            return words_in, rss(), sizes
         finally:
             await provider.aclose()
 
-    streaming, sizes = asyncio.run(requests())
+    streaming, waiting, sizes = asyncio.run(requests())
     n = rooms_count
     return [
         ("one stored room", f"{len(stored.rows):,} entries ({rows_mib:.1f} MiB of JSON), played in {made:.0f} s"),
         ("RSS before the rooms (interpreter, imports, the stored room)", f"{base / MiB:.0f} MiB"),
         (f"{n} rooms restored, before any turn", f"{loaded / MiB:.0f} MiB ({(loaded - base) / n / 1024:.0f} KiB a room; peak {peak / MiB:.0f} MiB)"),
         (f"{n} rooms after {settle}-{settle + len(MODELS) - 1} turns each (between turns)", f"{running / MiB:.0f} MiB ({(running - base) / n / 1024:.0f} KiB a room)"),
-        (f"{n} rooms, each with a request in flight", f"{streaming / MiB:.0f} MiB ({(streaming - base) / n / 1024:.0f} KiB a room)"),
+        (f"{n} rooms, each waiting for its reply's first words", f"{waiting / MiB:.0f} MiB ({(waiting - base) / n / 1024:.0f} KiB a room)"),
+        (f"{n} rooms, each streaming after its first words", f"{streaming / MiB:.0f} MiB ({(streaming - base) / n / 1024:.0f} KiB a room)"),
         ("request bodies (OpenRouter JSON)", f"mean {sum(sizes) / len(sizes) / 1024:.0f} KiB, largest {max(sizes) / 1024:.0f} KiB"),
         ("time", f"{time.perf_counter() - started:.0f} s"),
     ]
