@@ -156,7 +156,6 @@ async def test_a_streaming_reply_lets_go_of_its_body_once_its_first_words_are_in
     wire.server.script(wire.text("The river runs on, past the mill.", chunks=4).held(go_on.is_set))
     request = replace(ask(), system="You are AI-1. " + "Remember the river. " * 15_000)  # a large body
     async with aclosing(wire.provider.stream(request)) as parts:
-        del request
         first = await anext(parts)
         rest = asyncio.create_task(_text_of(parts))
         try:
