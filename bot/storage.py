@@ -40,6 +40,7 @@ from bot.leases import Leases
 from bot.engine.snapshot import (
     entry_from_dict,
     entry_to_dict,
+    StateJson,
     fork_state,
     restore_room,
     room_state,
@@ -393,14 +394,20 @@ class RoomSave:
         return self.first_seq + len(self.entries)
 
 
-def capture(room: Room, saved: int, events: Iterable[Event] = ()) -> RoomSave:
-    """The room now, with the history entries from ``saved`` on and the ``events`` to record."""
+def capture(
+    room: Room, saved: int, events: Iterable[Event] = (), encode: Callable[[Room], str] | None = None
+) -> RoomSave:
+    """The room now, with the history entries from ``saved`` on and the ``events`` to record.
+
+    ``encode`` writes the room's state (a room's journal keeps a ``StateJson``, which
+    re-encodes only what changed); by default it is encoded whole.
+    """
     events = list(events)
     kept = [event for event in events if type(event).__name__ in EVENT_TYPES or isinstance(event, ForkPoint)]
     shown, forks = _fork_points(kept)
     return RoomSave(
         room.state,
-        json.dumps(room_state(room)),
+        encode(room) if encode is not None else json.dumps(room_state(room)),
         saved,
         [entry for _, entry in room.history_since(saved)],
         shown,
@@ -1757,6 +1764,7 @@ class Journal:
         self.store = store
         self.room_id = room_id
         self._stored: tuple[str, str] | None = None  # (state, snapshot) as last written
+        self._encode = StateJson()
         self.leases = leases  # where several processes share the database: write only under the room's lease
 
     async def record(self, room: Room) -> list[tuple[int | None, Event]]:
@@ -1772,7 +1780,7 @@ class Journal:
         if room.stored_upto is None:
             room.stored_upto = await self.store.history_len(self.room_id)
         events = room.take_events()
-        save = capture(room, room.stored_upto, events)
+        save = capture(room, room.stored_upto, events, self._encode)
         if self._unchanged(save):
             return [(None, event) for event in events]
         try:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from bot import data
-from bot.engine import ForkPoint, ImageJob, Picture, Room, RoomSettings, Seat
+from bot.engine import ForkPoint, ImageJob, Picture, Room, RoomSettings, Seat, Usage
 from bot.engine.snapshot import (
     entry_from_dict,
     entry_to_dict,
     fork_state,
     restore_room,
     resumable_jobs,
+    StateJson,
     room_state,
     settings_from_dict,
     settings_to_dict,
@@ -53,6 +55,36 @@ def round_trip(room: Room) -> Room:
     settings = settings_from_dict(json.loads(json.dumps(settings_to_dict(room.settings))))
     restored_history = [entry_from_dict(d, pictures.get) for d in history]
     return restore_room(room.catalog, room.scenario, settings, state, restored_history)
+
+
+def test_a_rooms_state_json_re_encodes_each_ai_when_anything_of_it_changed():
+    """The journal's encoder keeps each AI's JSON between saves; whatever changes an AI (a turn's
+    usage added in place, a moderator's mute, a prompt, a removal) shows in the next save."""
+    room, encode = played_room(), StateJson()
+    assert encode(room) == json.dumps(room_state(room))
+    turn = room.next_turn()
+    room.complete_turn(turn, '!prompt "speak in riddles"', Usage(input_tokens=900, output_tokens=40))  # usage.add in place
+    assert encode(room) == json.dumps(room_state(room))
+    for change in (
+        lambda: room.mute(1),
+        lambda: room.participants[2].additions.append("a line added in place"),
+        lambda: room.participants[2].image_turns.append(99),
+        lambda: setattr(room.participants[1], "temperature", 0.4),
+        lambda: room.participants.pop(3),
+    ):
+        before = encode(room)
+        change()
+        assert encode(room) == json.dumps(room_state(room)) != before
+    ai = room.participants[2]
+    for field in dataclasses.fields(ai):  # every field, so one added later cannot be left out
+        value = getattr(ai, field.name)
+        changed = {
+            bool: lambda: not value, int: lambda: value + 1, float: lambda: value + 0.5, str: lambda: value + "!",
+            list: lambda: [*value, 7], Usage: lambda: Usage(input_tokens=12345),
+        }.get(type(value), lambda: room.catalog.get("Kimi K2"))()
+        before = encode(room)
+        setattr(ai, field.name, changed)
+        assert encode(room) == json.dumps(room_state(room)) != before, field.name
 
 
 def test_restored_room_continues_identically():
