@@ -78,6 +78,8 @@ class Judgement:
     score: float  # highest similarity with a recent reply (0 when too short to judge)
     verbatim: str | None = None  # the label whose last reply this one copies, if it does
     looping: bool = False  # the room has just started going in circles
+    # (text, words, shingle hashes or None) as judged, so ``record`` need not work them out again
+    seen: tuple[str, tuple[str, ...], frozenset[int] | None] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -95,15 +97,15 @@ class LoopWatch:
     def judge(self, speaker: int, text: str) -> Judgement:
         """Judge a reply before it is posted (``accept`` or ``refuse`` records it afterwards)."""
         said = words(text)
-        mine = shingles(said)
-        if mine is None:
-            return Judgement(0.0)
-        said, mine = _marks(said, mine)
+        shingled = shingles(said)
+        if shingled is None:
+            return Judgement(0.0, seen=(text, said, None))
+        said, mine = _marks(said, shingled)
         score = max((similarity(mine, theirs) for *_, theirs in self.recent), default=0.0)
         previous = next(((label, w) for who, label, w, _ in reversed(self.recent) if who != speaker), None)
         if previous is not None and is_copy(said, previous[1], VERBATIM):
-            return Judgement(score, verbatim=previous[0])
-        return Judgement(score)
+            return Judgement(score, verbatim=previous[0], seen=(text, said, mine))
+        return Judgement(score, seen=(text, said, mine))
 
     def record(self, speaker: int, label: str, text: str, judgement: Judgement, posted: bool = True) -> bool:
         """Count a judged reply; True when the room has just been found looping.
@@ -112,15 +114,19 @@ class LoopWatch:
         nobody saw it. After a loop is reported the count starts again, so the
         next report needs LOOPING fresh repeats rather than coming every turn.
         """
-        said = words(text)
-        mine = shingles(said)
+        if judgement.seen is not None and judgement.seen[0] is text:  # as judged: words and shingles known
+            _, said, mine = judgement.seen
+        else:
+            said = words(text)
+            shingled = shingles(said)
+            mine = None if shingled is None else _marks(said, shingled)[1]
         if mine is None:  # too short to judge, but it still is the speaker's latest reply
             if posted:
-                self.recent.append((speaker, label, *_marks(said, frozenset())))
+                self.recent.append((speaker, label, said, frozenset()))
             return False
         self.repeats.append(judgement.score >= REPEAT or judgement.verbatim is not None)
         if posted:
-            self.recent.append((speaker, label, *_marks(said, mine)))
+            self.recent.append((speaker, label, said, mine))
         if sum(self.repeats) >= LOOPING:
             self.repeats.clear()
             return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from bot import data
 from bot.engine import Notice, Reply, Room, RoomSettings
 from bot.engine.loops import LOOPING, REPEAT, VERBATIM, LoopWatch, shingles, similarity
@@ -82,6 +84,19 @@ def test_the_watch_keeps_hashes_of_recent_replies_shingles_not_tuples_of_words()
     assert kept and all(isinstance(item, int) for item in kept)
     copy = watch.judge(9, AGREE[0])  # the last reply again, from another AI: still told apart
     assert copy.verbatim == "AI-3" and copy.score == 1.0
+
+
+def test_recording_a_judged_reply_uses_the_judges_words_and_keeps_the_same_as_working_them_out() -> None:
+    """``record`` takes the words and shingles ``judge`` found (they were split twice a reply);
+    a judgement made elsewhere, without them, is recorded the same way."""
+    judged, bare = LoopWatch(), LoopWatch()
+    for speaker, text in enumerate(FRESH[:3] + AGREE[:3] + ["Yes, exactly."]):
+        judgement = judged.judge(speaker % 3, text)
+        assert judgement.seen is not None and judgement.seen[0] is text
+        judged.record(speaker % 3, f"AI-{speaker % 3}", text, judgement)
+        bare.record(speaker % 3, f"AI-{speaker % 3}", text, dataclasses.replace(judgement, seen=None))
+    assert list(judged.recent) == list(bare.recent) and list(judged.repeats) == list(bare.repeats)
+    assert any(judged.repeats)
 
 
 # --- the nudge ---------------------------------------------------------------------
