@@ -470,6 +470,9 @@ class PgStore(Store):
         )
         return key
 
+    async def _fetch_all(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        return await self.reader.execute_fetchall(sql, args)  # type: ignore[attr-defined]
+
     async def _picture_reader(self, keys: Iterable[str | None]) -> Callable[[str], bytes | None]:
         wanted = sorted({key for key in keys if key})
         found: dict[str, bytes] = {}

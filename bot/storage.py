@@ -833,7 +833,7 @@ class Store:
         return stored
 
     async def history_len(self, room_id: int) -> int:
-        async with self.reader.execute("SELECT history_len FROM rooms WHERE id = ?", (room_id,)) as cursor:
+        async with self._read("SELECT history_len FROM rooms WHERE id = ?", (room_id,)) as cursor:
             row = await cursor.fetchone()
         if row is None:
             raise StorageError(f"room {room_id} is not in the database")
@@ -855,6 +855,22 @@ class Store:
         """
         async with self._writing:
             return await self._on_thread(lambda conn: _in_transaction(conn, lambda c: self._apply_all(c, writes)))
+
+    def _read(self, sql: str, args: Iterable[Any] = ()) -> _Read:
+        """``async with store._read(sql, args) as cursor``: a read whose rows all come in one call.
+
+        SQLite keeps a connection's read snapshot while any of its statements is unfinished.
+        A cursor stepped over several calls (a row, the rest, then closing it) lets other
+        rooms' reads slip in between, so at a thousand rooms one statement or another was
+        always open and the reader saw the database as it was before the latest commits: a
+        restart's "back" notice, written, then read back as owed, was not found and never
+        shown (500 of 1,000 rooms). A read made whole ends its snapshot with it.
+        """
+        return _Read(self._fetch_all, sql, tuple(args))
+
+    async def _fetch_all(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        reader = self.reader
+        return await reader._execute(lambda: _fetch_all(reader._conn, sql, args))
 
     async def _on_thread(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``work`` with the write connection on its own thread (aiosqlite's queue of calls)."""
@@ -968,13 +984,13 @@ class Store:
             await self._run("UPDATE rooms SET options = ? WHERE id = ?", (json.dumps(options), room_id))
 
     async def load_room(self, room_id: int, catalog: Catalog, scenarios: dict[str, Scenario]) -> Room:
-        async with self.reader.execute("SELECT scenario, settings, snapshot FROM rooms WHERE id = ?", (room_id,)) as cur:
+        async with self._read("SELECT scenario, settings, snapshot FROM rooms WHERE id = ?", (room_id,)) as cur:
             row = await cur.fetchone()
         if row is None:
             raise StorageError(f"There is no room {room_id}.")
         scenario_name, settings, snapshot = row
         scenario = scenarios.get(scenario_name) or Scenario(scenario_name, scenario_name, "", "{topic}")
-        async with self.reader.execute(
+        async with self._read(
             "SELECT data FROM entries WHERE room_id = ? ORDER BY seq", (room_id,)
         ) as cur:
             rows = [json.loads(data) for (data,) in await cur.fetchall()]  # one call, not one per row
@@ -1029,7 +1045,7 @@ class Store:
             args.append(room_id)
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
-        async with self.reader.execute(query + " ORDER BY id", args) as cursor:
+        async with self._read(query + " ORDER BY id", args) as cursor:
             return [
                 RoomRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8], r[9], r[10], r[11])
                 for r in await cursor.fetchall()
@@ -1042,7 +1058,7 @@ class Store:
         return found[0]
 
     async def event_count(self, room_id: int) -> int:
-        async with self.reader.execute("SELECT COUNT(*) FROM events WHERE room_id = ?", (room_id,)) as cursor:
+        async with self._read("SELECT COUNT(*) FROM events WHERE room_id = ?", (room_id,)) as cursor:
             (count,) = await cursor.fetchone()
         return count
 
@@ -1074,7 +1090,7 @@ class Store:
         """Where the room's new pictures are written: the folder a console room was given
         (its ``pictures`` option; with ``pictures_folder_made``, one made for it alone, which
         goes with the room once empty), else its own folder beside the database."""
-        async with self.reader.execute("SELECT options FROM rooms WHERE id = ?", (room_id,)) as cursor:
+        async with self._read("SELECT options FROM rooms WHERE id = ?", (room_id,)) as cursor:
             row = await cursor.fetchone()
         return self._folder_from(row, room_id)
 
@@ -1087,7 +1103,7 @@ class Store:
     async def fork_source(self, room_id: int, event_id: int) -> ForkSource:
         """Where a fork from event ``event_id`` of room ``room_id`` starts; ForkError says why it cannot."""
         await self.room(room_id)  # "There is no room N."
-        async with self.reader.execute(
+        async with self._read(
             "SELECT room_id, kind, data, history_len FROM events WHERE id = ?", (event_id,)
         ) as cursor:
             row = await cursor.fetchone()
@@ -1103,7 +1119,7 @@ class Store:
             )
         seats = None
         if at is not None:
-            async with self.reader.execute(
+            async with self._read(
                 "SELECT data FROM seats WHERE room_id = ? AND event_id <= ? ORDER BY event_id DESC LIMIT 1",
                 (room_id, event_id),
             ) as cursor:
@@ -1139,14 +1155,14 @@ class Store:
         thread, off the event loop), so deleting either room leaves the other whole. The
         parent is only read: it goes on as it was.
         """
-        async with self.reader.execute(
+        async with self._read(
             "SELECT scenario, settings, snapshot FROM rooms WHERE id = ?", (source.room_id,)
         ) as cursor:
             parent = await cursor.fetchone()
         if parent is None:
             raise ForkError(f"Room {source.room_id} is no longer stored, so it cannot be forked.")
         scenario, settings, snapshot = parent
-        async with self.reader.execute(
+        async with self._read(
             "SELECT data FROM entries WHERE room_id = ? AND seq < ? ORDER BY seq", (source.room_id, source.at)
         ) as cursor:
             history = [json.loads(data) for (data,) in await cursor.fetchall()]
@@ -1198,13 +1214,13 @@ class Store:
         words relayed by the room) by the message ids of the rooms held there. The event is
         None for an AI message stored before events were remembered with it.
         """
-        async with self.reader.execute(
+        async with self._read(
             "SELECT room_id, event_id FROM messages WHERE message_id = ?", (message_id,)
         ) as cursor:
             row = await cursor.fetchone()
         if row is not None:
             return row[0], row[1]
-        async with self.reader.execute(
+        async with self._read(
             "SELECT events.id, events.room_id, events.message_ids FROM events JOIN rooms ON rooms.id = events.room_id"
             " WHERE (rooms.channel_id = ? OR rooms.thread_id = ?) AND events.message_ids LIKE ?",
             (place_id, place_id, f"%{message_id}%"),
@@ -1238,7 +1254,7 @@ class Store:
 
     async def last_message_id(self, room_id: int) -> int | None:
         """The newest Discord message recorded for the room: anything older was posted and marked."""
-        async with self.reader.execute(
+        async with self._read(
             "SELECT message_ids FROM events WHERE room_id = ? AND posted_at IS NOT NULL AND message_ids != '[]'"
             " ORDER BY id DESC LIMIT 1",
             (room_id,),
@@ -1248,7 +1264,7 @@ class Store:
 
     async def has_unposted(self, room_id: int) -> bool:
         """Whether any of the room's events was never marked posted."""
-        async with self.reader.execute(
+        async with self._read(
             "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ? AND posted_at IS NULL)", (room_id,)
         ) as cursor:
             (found,) = await cursor.fetchone()
@@ -1261,7 +1277,7 @@ class Store:
         query = "SELECT id, kind, data, created_at, posted_at, message_ids FROM events WHERE room_id = ?"
         if only_unposted:
             query += " AND posted_at IS NULL"
-        async with self.reader.execute(query + " ORDER BY id", (room_id,)) as cursor:
+        async with self._read(query + " ORDER BY id", (room_id,)) as cursor:
             rows = [(i, kind, json.loads(data), *rest) for i, kind, data, *rest in await cursor.fetchall()]
         read = await self._picture_reader(data["picture"]["key"] for _, _, data, *_ in rows if data.get("picture"))
         return [
@@ -1281,7 +1297,7 @@ class Store:
     async def spent(self, day: str, *, guild_id: int | None = None, room_id: int | None = None) -> float:
         """Dollars spent on ``day`` (UTC, YYYY-MM-DD) by one server or one room."""
         column, value = ("room_id", room_id) if room_id is not None else ("guild_id", guild_id)
-        async with self.reader.execute(
+        async with self._read(
             f"SELECT COALESCE(SUM(usd), 0) FROM spend WHERE {column} = ? AND day = ?", (value, day)
         ) as cursor:
             (total,) = await cursor.fetchone()
@@ -1297,7 +1313,7 @@ class Store:
                 clauses.append(clause)
                 args.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        async with self.reader.execute(
+        async with self._read(
             f"SELECT room_id, guild_id, day, kind, count, tokens, usd FROM spend{where} ORDER BY guild_id, room_id, day, kind",
             args,
         ) as cursor:
@@ -1306,7 +1322,7 @@ class Store:
     async def guild_settings(self, guild_id: int) -> dict[str, Any]:
         """What a server has set (absent or None: the environment's value)."""
         columns = ", ".join(GUILD_COLUMNS)
-        async with self.reader.execute(f"SELECT {columns} FROM guild_settings WHERE guild_id = ?", (guild_id,)) as c:
+        async with self._read(f"SELECT {columns} FROM guild_settings WHERE guild_id = ?", (guild_id,)) as c:
             row = await c.fetchone()
         if row is None:
             return {}
@@ -1335,7 +1351,7 @@ class Store:
 
     async def guild_scenarios(self, guild_id: int) -> dict[str, dict[str, Any]]:
         """A server's own scenarios: name -> the fields of its table, oldest first."""
-        async with self.reader.execute(
+        async with self._read(
             "SELECT name, data FROM guild_scenarios WHERE guild_id = ? ORDER BY created_at, name", (guild_id,)
         ) as cursor:
             return {name: json.loads(data) for name, data in await cursor.fetchall()}
@@ -1438,7 +1454,7 @@ class Store:
     async def leases(self, now: float | None = None) -> dict[int, tuple[str, float]]:
         """Every unexpired lease: room id -> (owner, expires_at)."""
         now = time.time() if now is None else now
-        async with self.reader.execute(
+        async with self._read(
             "SELECT room_id, owner, expires_at FROM room_leases WHERE expires_at > ?", (now,)
         ) as cursor:
             return {room_id: (owner, expires) async for room_id, owner, expires in cursor}
@@ -1453,7 +1469,7 @@ class Store:
             )
 
     async def ai_for_message(self, message_id: int) -> tuple[int, int] | None:
-        async with self.reader.execute("SELECT room_id, ai_number FROM messages WHERE message_id = ?", (message_id,)) as c:
+        async with self._read("SELECT room_id, ai_number FROM messages WHERE message_id = ?", (message_id,)) as c:
             row = await c.fetchone()
         return (row[0], row[1]) if row else None
 
@@ -1465,7 +1481,7 @@ class Store:
             )
 
     async def webhook(self, channel_id: int) -> tuple[int, str] | None:
-        async with self.reader.execute("SELECT webhook_id, token FROM webhooks WHERE channel_id = ?", (channel_id,)) as c:
+        async with self._read("SELECT webhook_id, token FROM webhooks WHERE channel_id = ?", (channel_id,)) as c:
             row = await c.fetchone()
         return (row[0], row[1]) if row else None
 
@@ -1483,7 +1499,7 @@ class Store:
 
     async def command_copies(self) -> list[int]:
         """Servers where a server sync installed a copy of the slash commands."""
-        async with self.reader.execute("SELECT guild_id FROM command_copies ORDER BY guild_id") as cursor:
+        async with self._read("SELECT guild_id FROM command_copies ORDER BY guild_id") as cursor:
             return [guild_id for (guild_id,) in await cursor.fetchall()]
 
     async def set_command_copy(self, guild_id: int, present: bool) -> None:
@@ -1617,6 +1633,51 @@ def _execute(conn: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> in
 
 def _execute_many(conn: sqlite3.Connection, sql: str, rows: Iterable[Iterable[Any]]) -> None:
     conn.executemany(sql, rows).close()
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    cursor = conn.execute(sql, args)
+    try:
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+class _Read:
+    """What ``Store._read`` gives: the rows are fetched on entering, then read as from a cursor."""
+
+    __slots__ = ("_fetch", "_sql", "_args")
+
+    def __init__(self, fetch: Callable[[str, tuple[Any, ...]], Awaitable[list[Any]]], sql: str, args: tuple[Any, ...]):
+        self._fetch, self._sql, self._args = fetch, sql, args
+
+    async def __aenter__(self) -> _Rows:
+        return _Rows(await self._fetch(self._sql, self._args))
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _Rows:
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[Any]):
+        self._rows = iter(rows)
+
+    async def fetchone(self) -> Any:
+        return next(self._rows, None)
+
+    async def fetchall(self) -> list[Any]:
+        return list(self._rows)
+
+    def __aiter__(self) -> _Rows:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return next(self._rows)
+        except StopIteration:
+            raise StopAsyncIteration from None
 
 
 def _fetch_one(conn: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> Any:

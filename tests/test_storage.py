@@ -6,6 +6,7 @@ the others are about SQLite's file on disk.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import pytest
@@ -700,6 +701,33 @@ async def test_a_journal_does_not_write_a_room_that_has_not_changed(reopen):
     room.pause("a break")
     await journal.record(room)
     assert store.group.writes == writes + 1 and (await store.room(journal.room_id)).state == "paused"
+
+
+async def test_what_a_journal_wrote_is_read_back_while_many_other_reads_run(reopen):
+    """A runner records a room's events and then reads back what is owed to the channel. With a
+    thousand rooms reading at once, a reader whose statements were stepped over several calls
+    always had one open, so it kept showing the database from before the latest commits: a
+    restart's "back" notice, just written, was read back as nothing and never shown."""
+    store = await reopen()
+    room = new_room()
+    journal = storage.Journal(store, await store.create_room(room, "console"))
+    others = [await store.create_room(new_room(), "console") for _ in range(3)]
+    reading = True
+
+    async def read_meanwhile(room_id: int) -> None:
+        while reading:
+            await asyncio.gather(store.history_len(room_id), store.has_unposted(room_id), store.room(room_id))
+
+    readers = [asyncio.create_task(read_meanwhile(room_id)) for room_id in others * 2]
+    try:
+        for n in range(20):
+            room.announce(f"notice {n}")
+            written = [event_id for event_id, _ in await journal.record(room)]
+            owed = [stored.id for stored in await store.unposted(journal.room_id)]
+            assert written and set(written) <= set(owed), f"notice {n}: wrote {written}, read back {owed}"
+    finally:
+        reading = False
+        await asyncio.gather(*readers)
 
 
 # --- forks ---------------------------------------------------------------------
