@@ -53,7 +53,9 @@ from bot.engine import Reply, Room, RoomSettings  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.stage import DiscordStage  # noqa: E402
 from bot.storage import Store  # noqa: E402
-from rooms import MODELS, beat_leases, in_fresh_process, parse_range, realistic_reply, rss_kb, serve  # noqa: E402
+from rooms import (  # noqa: E402
+    MODELS, beat_leases, in_fresh_process, parse_range, realistic_reply, rss_kb, run_on_the_real_loop, serve,
+)
 
 LIMIT_SECONDS = 600.0
 ID = re.compile(r"/\d+")
@@ -243,6 +245,7 @@ async def run_restart(count: int, args: argparse.Namespace, base_url: str) -> Ro
 
         second.add_cog = without_restore
         await env.restart_bot(second)
+        run_on_the_real_loop(env)  # as bench/rooms.py: the bot on the plain loop, simcord's Discord kept
         await first._close_store()
         coordinator: Any = second.get_cog("Coordinator")
         clock = RequestClock(env.backend)
