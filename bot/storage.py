@@ -555,7 +555,7 @@ class Batch:
     def take(self, other: Batch) -> None:
         """Add another batch's rows after this one's (each write planned alone, then gathered)."""
         for sql, rows in other.rows.items():
-            self.rows.setdefault(sql, []).extend(rows)
+            self.add_all(sql, rows)
 
     def statements(self) -> list[Step]:
         return sorted(self.rows.items(), key=lambda item: WRITE_ORDER.get(item[0], -1))
@@ -943,16 +943,14 @@ class Store:
             return {}
         found: dict[int, tuple[int, int]] = {}
         for start in range(0, len(event_ids), 500):  # under the 999 placeholders older SQLites allow
-            chunk = event_ids[start : start + 500]
-            rows = conn.execute(
+            chunk = tuple(event_ids[start : start + 500])
+            rows = _fetch_all(
+                conn,
                 f"SELECT id, room_id, data FROM events WHERE id IN ({','.join('?' * len(chunk))})"
                 " AND kind IN ('Reply', 'ImageMade')",
                 chunk,
             )
-            try:
-                found.update((i, (room_id, json.loads(data)["number"])) for i, room_id, data in rows.fetchall())
-            finally:
-                rows.close()
+            found.update((i, (room_id, json.loads(data)["number"])) for i, room_id, data in rows)
         return found
 
     def _plan(self, batch: Batch, write: Write) -> Any:
@@ -1423,11 +1421,7 @@ class Store:
         )
 
         def renew(conn: sqlite3.Connection) -> set[int]:
-            cursor = conn.execute(sql, (now + seconds, owner, now, *room_ids))
-            try:
-                return {room_id for (room_id,) in cursor.fetchall()}
-            finally:
-                cursor.close()
+            return {room_id for (room_id,) in _fetch_all(conn, sql, (now + seconds, owner, now, *room_ids))}
 
         kept: set[int] = await self._lease_write(renew)
         return kept

@@ -312,33 +312,33 @@ async def test_every_http_client_shares_one_tls_context(fake_llm: FakeLLMServer,
 # --- how a reply is read ------------------------------------------------------------
 
 
-async def test_a_character_split_between_reads_arrives_whole(sleeps):
-    """The body is decoded as it arrives: a character whose bytes come in two reads is one character."""
+@pytest.fixture
+async def openrouter(sleeps) -> AsyncIterator[Wire]:
+    """The OpenAI-compatible wire alone, for what its fake server can send as raw bytes."""
     wire = _wire("openrouter", sleeps)
+    yield wire
+    await wire.provider.aclose()
+    wire.server.stop()
+
+
+async def test_a_character_split_between_reads_arrives_whole(openrouter):
+    """The body is decoded as it arrives: a character whose bytes come in two reads is one character."""
+    wire = openrouter
     wire_text = "".join(str(piece) for piece in Reply.text("Café crème ☕ for everyone", chunks=1).pieces)
     body = wire_text.replace("\\u00e9", "é").replace("\\u2615", "☕").encode()  # sent raw, as services do
     cuts = [body.index("é".encode()) + 1, body.index("☕".encode()) + 2]  # inside each character
     split = Reply.text("", chunks=1)
     split.pieces, split.delay = [body[: cuts[0]], body[cuts[0] : cuts[1]], body[cuts[1] :]], 0.05
     wire.server.script(split)
-    try:
-        assert (await complete(wire.provider, ask())).text == "Café crème ☕ for everyone"
-    finally:
-        await wire.provider.aclose()
-        wire.server.stop()
+    assert (await complete(wire.provider, ask())).text == "Café crème ☕ for everyone"
 
 
-async def test_a_compressed_event_stream_is_decompressed(sleeps):
+async def test_a_compressed_event_stream_is_decompressed(openrouter):
     """A service may compress its stream (httpx asks for gzip); then httpx decodes the body."""
-    wire = _wire("openrouter", sleeps)
     plain = Reply.text("Squeezed, then let out again.")
     body = gzip.compress("".join(str(piece) for piece in plain.pieces).encode())
-    wire.server.script(Reply(headers=plain.headers | {"Content-Encoding": "gzip"}, body=body))
-    try:
-        assert (await complete(wire.provider, ask())).text == "Squeezed, then let out again."
-    finally:
-        await wire.provider.aclose()
-        wire.server.stop()
+    openrouter.server.script(Reply(headers=plain.headers | {"Content-Encoding": "gzip"}, body=body))
+    assert (await complete(openrouter.provider, ask())).text == "Squeezed, then let out again."
 
 
 async def test_a_finished_reply_leaves_no_reference_cycle_for_the_collector(wire):
