@@ -833,8 +833,7 @@ class Store:
         return stored
 
     async def history_len(self, room_id: int) -> int:
-        async with self._read("SELECT history_len FROM rooms WHERE id = ?", (room_id,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._row("SELECT history_len FROM rooms WHERE id = ?", (room_id,))
         if row is None:
             raise StorageError(f"room {room_id} is not in the database")
         return row[0]
@@ -856,8 +855,8 @@ class Store:
         async with self._writing:
             return await self._on_thread(lambda conn: _in_transaction(conn, lambda c: self._apply_all(c, writes)))
 
-    def _read(self, sql: str, args: Iterable[Any] = ()) -> _Read:
-        """``async with store._read(sql, args) as cursor``: a read whose rows all come in one call.
+    async def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        """A read's rows, all fetched in one call on the reader's thread.
 
         SQLite keeps a connection's read snapshot while any of its statements is unfinished.
         A cursor stepped over several calls (a row, the rest, then closing it) lets other
@@ -866,7 +865,12 @@ class Store:
         restart's "back" notice, written, then read back as owed, was not found and never
         shown (500 of 1,000 rooms). A read made whole ends its snapshot with it.
         """
-        return _Read(self._fetch_all, sql, tuple(args))
+        return await self._fetch_all(sql, tuple(args))
+
+    async def _row(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        """A read's first row, or None (see ``_rows``)."""
+        rows = await self._rows(sql, args)
+        return rows[0] if rows else None
 
     async def _fetch_all(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         reader = self.reader
@@ -982,16 +986,13 @@ class Store:
             await self._run("UPDATE rooms SET options = ? WHERE id = ?", (json.dumps(options), room_id))
 
     async def load_room(self, room_id: int, catalog: Catalog, scenarios: dict[str, Scenario]) -> Room:
-        async with self._read("SELECT scenario, settings, snapshot FROM rooms WHERE id = ?", (room_id,)) as cur:
-            row = await cur.fetchone()
+        row = await self._row("SELECT scenario, settings, snapshot FROM rooms WHERE id = ?", (room_id,))
         if row is None:
             raise StorageError(f"There is no room {room_id}.")
         scenario_name, settings, snapshot = row
         scenario = scenarios.get(scenario_name) or Scenario(scenario_name, scenario_name, "", "{topic}")
-        async with self._read(
-            "SELECT data FROM entries WHERE room_id = ? ORDER BY seq", (room_id,)
-        ) as cur:
-            rows = [json.loads(data) for (data,) in await cur.fetchall()]  # one call, not one per row
+        entries = await self._rows("SELECT data FROM entries WHERE room_id = ? ORDER BY seq", (room_id,))
+        rows = [json.loads(data) for (data,) in entries]
         room_settings = settings_from_dict(json.loads(settings))
         wanted = newest_pictures(rows, room_settings.vision_pictures)
         read = await self._picture_reader(rows[i]["picture"].get("key") for i in wanted)
@@ -1043,11 +1044,10 @@ class Store:
             args.append(room_id)
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
-        async with self._read(query + " ORDER BY id", args) as cursor:
-            return [
-                RoomRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8], r[9], r[10], r[11])
-                for r in await cursor.fetchall()
-            ]
+        return [
+            RoomRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8], r[9], r[10], r[11])
+            for r in await self._rows(query + " ORDER BY id", args)
+        ]
 
     async def room(self, room_id: int) -> RoomRecord:
         found = await self.rooms(room_id=room_id)
@@ -1056,8 +1056,7 @@ class Store:
         return found[0]
 
     async def event_count(self, room_id: int) -> int:
-        async with self._read("SELECT COUNT(*) FROM events WHERE room_id = ?", (room_id,)) as cursor:
-            (count,) = await cursor.fetchone()
+        (count,) = await self._row("SELECT COUNT(*) FROM events WHERE room_id = ?", (room_id,))
         return count
 
     async def delete_room(self, room_id: int) -> None:
@@ -1088,8 +1087,7 @@ class Store:
         """Where the room's new pictures are written: the folder a console room was given
         (its ``pictures`` option; with ``pictures_folder_made``, one made for it alone, which
         goes with the room once empty), else its own folder beside the database."""
-        async with self._read("SELECT options FROM rooms WHERE id = ?", (room_id,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._row("SELECT options FROM rooms WHERE id = ?", (room_id,))
         return self._folder_from(row, room_id)
 
     def _folder_from(self, row: Any, room_id: int) -> Path:
@@ -1101,10 +1099,9 @@ class Store:
     async def fork_source(self, room_id: int, event_id: int) -> ForkSource:
         """Where a fork from event ``event_id`` of room ``room_id`` starts; ForkError says why it cannot."""
         await self.room(room_id)  # "There is no room N."
-        async with self._read(
+        row = await self._row(
             "SELECT room_id, kind, data, history_len FROM events WHERE id = ?", (event_id,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         if row is None or row[0] != room_id:
             raise ForkError(
                 f"Event {event_id} is not in room {room_id}; `python -m bot export {room_id} --numbered` shows its events."
@@ -1117,11 +1114,10 @@ class Store:
             )
         seats = None
         if at is not None:
-            async with self._read(
+            seats = await self._row(
                 "SELECT data FROM seats WHERE room_id = ? AND event_id <= ? ORDER BY event_id DESC LIMIT 1",
                 (room_id, event_id),
-            ) as cursor:
-                seats = await cursor.fetchone()
+            )
         if seats is None:
             raise ForkError(
                 f"Event {event_id} of room {room_id} is from before Séance recorded where forks start; "
@@ -1153,17 +1149,16 @@ class Store:
         thread, off the event loop), so deleting either room leaves the other whole. The
         parent is only read: it goes on as it was.
         """
-        async with self._read(
+        parent = await self._row(
             "SELECT scenario, settings, snapshot FROM rooms WHERE id = ?", (source.room_id,)
-        ) as cursor:
-            parent = await cursor.fetchone()
+        )
         if parent is None:
             raise ForkError(f"Room {source.room_id} is no longer stored, so it cannot be forked.")
         scenario, settings, snapshot = parent
-        async with self._read(
+        entries = await self._rows(
             "SELECT data FROM entries WHERE room_id = ? AND seq < ? ORDER BY seq", (source.room_id, source.at)
-        ) as cursor:
-            history = [json.loads(data) for (data,) in await cursor.fetchall()]
+        )
+        history = [json.loads(data) for (data,) in entries]
         read = await self._picture_reader(e["picture"].get("key") for e in history if e.get("picture"))
         state = fork_state(json.loads(snapshot), source.seats, history, source.number)
         now = time.time()
@@ -1212,18 +1207,16 @@ class Store:
         words relayed by the room) by the message ids of the rooms held there. The event is
         None for an AI message stored before events were remembered with it.
         """
-        async with self._read(
+        row = await self._row(
             "SELECT room_id, event_id FROM messages WHERE message_id = ?", (message_id,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         if row is not None:
             return row[0], row[1]
-        async with self._read(
+        rows = await self._rows(
             "SELECT events.id, events.room_id, events.message_ids FROM events JOIN rooms ON rooms.id = events.room_id"
             " WHERE (rooms.channel_id = ? OR rooms.thread_id = ?) AND events.message_ids LIKE ?",
             (place_id, place_id, f"%{message_id}%"),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         found = [(room_id, event_id) for event_id, room_id, ids in rows if message_id in json.loads(ids)]
         return found[0] if found else None
 
@@ -1252,20 +1245,18 @@ class Store:
 
     async def last_message_id(self, room_id: int) -> int | None:
         """The newest Discord message recorded for the room: anything older was posted and marked."""
-        async with self._read(
+        row = await self._row(
             "SELECT message_ids FROM events WHERE room_id = ? AND posted_at IS NOT NULL AND message_ids != '[]'"
             " ORDER BY id DESC LIMIT 1",
             (room_id,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return max(json.loads(row[0])) if row else None
 
     async def has_unposted(self, room_id: int) -> bool:
         """Whether any of the room's events was never marked posted."""
-        async with self._read(
+        (found,) = await self._row(
             "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ? AND posted_at IS NULL)", (room_id,)
-        ) as cursor:
-            (found,) = await cursor.fetchone()
+        )
         return bool(found)
 
     async def unposted(self, room_id: int) -> list[StoredEvent]:
@@ -1275,8 +1266,7 @@ class Store:
         query = "SELECT id, kind, data, created_at, posted_at, message_ids FROM events WHERE room_id = ?"
         if only_unposted:
             query += " AND posted_at IS NULL"
-        async with self._read(query + " ORDER BY id", (room_id,)) as cursor:
-            rows = [(i, kind, json.loads(data), *rest) for i, kind, data, *rest in await cursor.fetchall()]
+        rows = [(i, kind, json.loads(data), *rest) for i, kind, data, *rest in await self._rows(query + " ORDER BY id", (room_id,))]
         read = await self._picture_reader(data["picture"]["key"] for _, _, data, *_ in rows if data.get("picture"))
         return [
             StoredEvent(i, room_id, self._event_from(kind, data, read), created, posted, json.loads(ids or "[]"))
@@ -1295,10 +1285,9 @@ class Store:
     async def spent(self, day: str, *, guild_id: int | None = None, room_id: int | None = None) -> float:
         """Dollars spent on ``day`` (UTC, YYYY-MM-DD) by one server or one room."""
         column, value = ("room_id", room_id) if room_id is not None else ("guild_id", guild_id)
-        async with self._read(
+        (total,) = await self._row(
             f"SELECT COALESCE(SUM(usd), 0) FROM spend WHERE {column} = ? AND day = ?", (value, day)
-        ) as cursor:
-            (total,) = await cursor.fetchone()
+        )
         return total
 
     async def spending(
@@ -1311,17 +1300,15 @@ class Store:
                 clauses.append(clause)
                 args.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        async with self._read(
+        return [SpendRow(*row) for row in await self._rows(
             f"SELECT room_id, guild_id, day, kind, count, tokens, usd FROM spend{where} ORDER BY guild_id, room_id, day, kind",
             args,
-        ) as cursor:
-            return [SpendRow(*row) for row in await cursor.fetchall()]
+        )]
 
     async def guild_settings(self, guild_id: int) -> dict[str, Any]:
         """What a server has set (absent or None: the environment's value)."""
         columns = ", ".join(GUILD_COLUMNS)
-        async with self._read(f"SELECT {columns} FROM guild_settings WHERE guild_id = ?", (guild_id,)) as c:
-            row = await c.fetchone()
+        row = await self._row(f"SELECT {columns} FROM guild_settings WHERE guild_id = ?", (guild_id,))
         if row is None:
             return {}
         return {
@@ -1349,10 +1336,9 @@ class Store:
 
     async def guild_scenarios(self, guild_id: int) -> dict[str, dict[str, Any]]:
         """A server's own scenarios: name -> the fields of its table, oldest first."""
-        async with self._read(
+        return {name: json.loads(data) for name, data in await self._rows(
             "SELECT name, data FROM guild_scenarios WHERE guild_id = ? ORDER BY created_at, name", (guild_id,)
-        ) as cursor:
-            return {name: json.loads(data) for name, data in await cursor.fetchall()}
+        )}
 
     async def set_guild_scenarios(self, guild_id: int, tables: dict[str, dict[str, Any]]) -> None:
         """Add scenarios to a server, replacing any of its own with the same name, in one transaction."""
@@ -1448,10 +1434,9 @@ class Store:
     async def leases(self, now: float | None = None) -> dict[int, tuple[str, float]]:
         """Every unexpired lease: room id -> (owner, expires_at)."""
         now = time.time() if now is None else now
-        async with self._read(
+        return {room_id: (owner, expires) for room_id, owner, expires in await self._rows(
             "SELECT room_id, owner, expires_at FROM room_leases WHERE expires_at > ?", (now,)
-        ) as cursor:
-            return {room_id: (owner, expires) async for room_id, owner, expires in cursor}
+        )}
 
     # --- Discord bookkeeping ----------------------------------------------------
 
@@ -1463,8 +1448,7 @@ class Store:
             )
 
     async def ai_for_message(self, message_id: int) -> tuple[int, int] | None:
-        async with self._read("SELECT room_id, ai_number FROM messages WHERE message_id = ?", (message_id,)) as c:
-            row = await c.fetchone()
+        row = await self._row("SELECT room_id, ai_number FROM messages WHERE message_id = ?", (message_id,))
         return (row[0], row[1]) if row else None
 
     async def record_vote(self, room_id: int, voter: str, ai_number: int, turn: int) -> None:
@@ -1475,8 +1459,7 @@ class Store:
             )
 
     async def webhook(self, channel_id: int) -> tuple[int, str] | None:
-        async with self._read("SELECT webhook_id, token FROM webhooks WHERE channel_id = ?", (channel_id,)) as c:
-            row = await c.fetchone()
+        row = await self._row("SELECT webhook_id, token FROM webhooks WHERE channel_id = ?", (channel_id,))
         return (row[0], row[1]) if row else None
 
     async def set_webhook(self, channel_id: int, webhook_id: int, token: str) -> None:
@@ -1493,8 +1476,7 @@ class Store:
 
     async def command_copies(self) -> list[int]:
         """Servers where a server sync installed a copy of the slash commands."""
-        async with self._read("SELECT guild_id FROM command_copies ORDER BY guild_id") as cursor:
-            return [guild_id for (guild_id,) in await cursor.fetchall()]
+        return [guild_id for (guild_id,) in await self._rows("SELECT guild_id FROM command_copies ORDER BY guild_id")]
 
     async def set_command_copy(self, guild_id: int, present: bool) -> None:
         async with self._transaction():
@@ -1635,43 +1617,6 @@ def _fetch_all(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> lis
         return cursor.fetchall()
     finally:
         cursor.close()
-
-
-class _Read:
-    """What ``Store._read`` gives: the rows are fetched on entering, then read as from a cursor."""
-
-    __slots__ = ("_fetch", "_sql", "_args")
-
-    def __init__(self, fetch: Callable[[str, tuple[Any, ...]], Awaitable[list[Any]]], sql: str, args: tuple[Any, ...]):
-        self._fetch, self._sql, self._args = fetch, sql, args
-
-    async def __aenter__(self) -> _Rows:
-        return _Rows(await self._fetch(self._sql, self._args))
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-class _Rows:
-    __slots__ = ("_rows",)
-
-    def __init__(self, rows: list[Any]):
-        self._rows = iter(rows)
-
-    async def fetchone(self) -> Any:
-        return next(self._rows, None)
-
-    async def fetchall(self) -> list[Any]:
-        return list(self._rows)
-
-    def __aiter__(self) -> _Rows:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            return next(self._rows)
-        except StopIteration:
-            raise StopAsyncIteration from None
 
 
 def _fetch_one(conn: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> Any:
