@@ -194,6 +194,28 @@ async def test_restart_shows_what_was_missed_exactly_once(tmp_path):
     await store.close()
 
 
+async def test_what_a_restarted_room_just_recorded_is_shown_even_if_the_backlog_read_misses_it(tmp_path, monkeypatch):
+    """After a restart the runner reads what is owed to the channel right after recording; a read
+    that does not see that write yet (a stale reader) must not cost the room its notice."""
+    store = await Store.open(tmp_path / "db.sqlite3")
+    room = new_room()
+    room_id = await store.create_room(room, "discord")
+    stage, journal = Recorder(), Journal(store, room_id)
+    runner = RoomRunner(room, lambda m: Scripted(), SlowImages(), stage, journal=journal)
+    runner.resume_backlog()
+    room.announce("Séance is back after a restart")
+
+    async def stale() -> list:
+        return []  # the database as it was before the notice was written
+
+    monkeypatch.setattr(journal, "unposted", stale)
+    await runner.flush()
+    assert [e.text for e in stage.shown if isinstance(e, Notice)] == ["Séance is back after a restart"]
+    monkeypatch.undo()
+    assert await store.unposted(room_id) == []  # shown, and marked so
+    await store.close()
+
+
 async def test_restart_asks_the_stage_what_was_already_posted(tmp_path):
     store = await Store.open(tmp_path / "db.sqlite3")
     room = new_room(2)
